@@ -1,0 +1,155 @@
+"""Label Studio labeling configs: read which control is which, and write configs that cover a label set.
+
+Only two kinds of control carry Rekognition labels: ``<Choices>`` (image-level labels) and
+``<RectangleLabels>`` (boxes). Every other control is known to be something else, and its results are
+ignored rather than mistaken for labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from xml.etree.ElementTree import Element
+from xml.sax.saxutils import quoteattr
+
+from defusedxml import ElementTree as SafeET
+from defusedxml.common import DefusedXmlException
+
+from converters.errors import LabelConfigError
+
+CHOICES = "choices"
+RECTANGLE_LABELS = "rectanglelabels"
+DEFAULT_IMAGE_NAME = "image"
+DEFAULT_IMAGE_KEY = "image"
+DEFAULT_CHOICES_NAME = "label"
+DEFAULT_BOXES_NAME = "bbox"
+TEMPLATES = ("classification", "multilabel", "detection", "both")
+
+# Label Studio tags that hold no label of ours but may appear beside them.
+_OBJECT_TAGS = {"image", "text", "hypertext", "audio", "video", "header", "view", "style", "table"}
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    """A labeling control: its ``name`` (a result's ``from_name``), tag (lower case), labels, options."""
+
+    name: str
+    kind: str
+    to_name: str
+    labels: tuple[str, ...] = ()
+    multiple: bool = False
+
+
+@dataclass(slots=True)
+class LabelConfig:
+    """What a labeling config says: its controls by name and the task data key holding the image URL."""
+
+    controls: dict[str, Control] = field(default_factory=dict)
+    image_key: str = DEFAULT_IMAGE_KEY
+
+    def kind_of(self, from_name: str) -> str | None:
+        """The tag (lower case) of the control named ``from_name``, or None when the config has none."""
+        control = self.controls.get(from_name)
+        return control.kind if control else None
+
+    def labels_of(self, kind: str) -> list[str]:
+        """Every label value of all controls of ``kind``, in config order, without repeats."""
+        seen: dict[str, None] = {}
+        for control in self.controls.values():
+            if control.kind == kind:
+                for value in control.labels:
+                    seen.setdefault(value, None)
+        return list(seen)
+
+    def first(self, kind: str) -> Control | None:
+        """The first control of ``kind``."""
+        return next((c for c in self.controls.values() if c.kind == kind), None)
+
+
+def parse_label_config(xml: str, *, source: str = "<label config>") -> LabelConfig:
+    """Read a labeling config; raise :class:`LabelConfigError` naming ``source`` when it is not one."""
+    try:
+        root = SafeET.fromstring(xml)
+    except (SafeET.ParseError, DefusedXmlException) as exc:
+        raise LabelConfigError(f"not a labeling config: {exc}", source=source) from exc
+    config = LabelConfig()
+    image_found = False
+    for element in root.iter():
+        tag = element.tag.lower() if isinstance(element.tag, str) else ""
+        name = element.get("name")
+        if tag == "image" and not image_found:
+            value = element.get("value", "")
+            if value.startswith("$"):
+                config.image_key = value[1:]
+                image_found = True
+            continue
+        if not name or tag in _OBJECT_TAGS:
+            continue
+        config.controls[name] = Control(
+            name=name,
+            kind=tag,
+            to_name=element.get("toName", ""),
+            labels=tuple(_values(element)),
+            multiple=element.get("choice", "single").lower() == "multiple",
+        )
+    return config
+
+
+def _values(element: Element) -> list[str]:
+    out = []
+    for child in element.iter():
+        if child is element or not isinstance(child.tag, str):
+            continue
+        if child.tag.lower() in ("choice", "label"):
+            value = child.get("value")
+            if value is not None:
+                out.append(value)
+    return out
+
+
+def build_label_config(
+    *,
+    choices: Iterable[str] = (),
+    boxes: Iterable[str] = (),
+    multiple: bool = False,
+    template: str | None = None,
+    image_name: str = DEFAULT_IMAGE_NAME,
+    image_key: str = DEFAULT_IMAGE_KEY,
+    choices_name: str = DEFAULT_CHOICES_NAME,
+    boxes_name: str = DEFAULT_BOXES_NAME,
+) -> str:
+    """A labeling config with a ``<Choices>`` for ``choices`` and a ``<RectangleLabels>`` for ``boxes``.
+
+    ``template`` (one of :data:`TEMPLATES`) forces the controls present even with no labels yet:
+    ``classification`` (single choice), ``multilabel`` (multiple choice), ``detection`` (boxes) or
+    ``both``. Without it, a control is present when it has labels (both when neither has).
+    """
+    choice_list = list(dict.fromkeys(choices))
+    box_list = list(dict.fromkeys(boxes))
+    if template is not None and template not in TEMPLATES:
+        raise LabelConfigError(f"unknown template {template!r}; expected one of {', '.join(TEMPLATES)}")
+    if template is None:
+        want_choices = bool(choice_list) or not box_list
+        want_boxes = bool(box_list) or not choice_list
+    else:
+        want_choices = template in ("classification", "multilabel", "both") or bool(choice_list)
+        want_boxes = template in ("detection", "both") or bool(box_list)
+        multiple = multiple or template == "multilabel"
+    lines = [
+        "<View>",
+        f'  <Image name={quoteattr(image_name)} value={quoteattr("$" + image_key)} zoom="true"/>',
+    ]
+    if want_boxes:
+        lines.append(f"  <RectangleLabels name={quoteattr(boxes_name)} toName={quoteattr(image_name)}>")
+        lines += [f"    <Label value={quoteattr(v)}/>" for v in box_list]
+        lines.append("  </RectangleLabels>")
+    if want_choices:
+        mode = "multiple" if multiple else "single"
+        lines.append(
+            f"  <Choices name={quoteattr(choices_name)} toName={quoteattr(image_name)} "
+            f'choice="{mode}" showInline="true">'
+        )
+        lines += [f"    <Choice value={quoteattr(v)}/>" for v in choice_list]
+        lines.append("  </Choices>")
+    lines.append("</View>")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,434 @@
+"""Rekognition Custom Labels' validation rules, applied to a manifest stream without fetching images.
+
+:class:`ManifestValidator` reads one dataset's lines and returns, for each, the line Rekognition writes
+into ``*_manifest_with_validation.json`` (errors and warnings placed at line, attribute, metadata or
+annotation level); :func:`summarize` applies the dataset-wide rules (invalid-row share, one bucket,
+label counts, use case, train/test label overlap, auto-split) and builds ``manifest_summary.json``.
+
+Decisions where Rekognition is silent (see shared/spec/rekognition.md §9): the use case is the one with
+more valid lines (image-level on a tie); ``error_json_line_indices`` are 1-based and list every line
+with an error; attribute and metadata errors are also listed on the line.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from converters import codes as C
+from converters.errors import Issue, Scope, Severity
+from converters.imagemeta import ImageMeta
+from converters.jsonio import RawLine
+from converters.manifest import META_SUFFIX, parse_line
+from converters.model import BoxGroup, Entry, bucket_of
+from converters.split import SplitItem, labels_short_of, split
+
+# Line-level problems that Rekognition's dataset operations drop silently (spec §2.5 a').
+_TERMINAL_CONTENT = frozenset(
+    {
+        C.ERROR_INVALID_JSON_LINE,
+        C.ERROR_MISSING_SOURCE_REF,
+        C.ERROR_INVALID_SOURCE_REF_FORMAT,
+        C.DUPLICATE_SOURCE_REF,
+    }
+)
+
+
+def _issue(
+    code: str,
+    scope: Scope = Scope.LINE,
+    *,
+    attribute: str | None = None,
+    annotation: int | None = None,
+    severity: Severity = Severity.ERROR,
+    message: str | None = None,
+) -> Issue:
+    return Issue(code, message or C.message(code), severity, scope, attribute, annotation)
+
+
+@dataclass(slots=True)
+class DatasetResult:
+    """What validating one dataset (train or test) found: counts, per-label figures, dataset errors."""
+
+    total: int = 0
+    valid: int = 0
+    invalid: int = 0
+    ignored: int = 0
+    terminal: int = 0
+    error_lines: list[int] = field(default_factory=list)
+    errors: list[Issue] = field(default_factory=list)
+    classification_lines: int = 0
+    detection_lines: int = 0
+    classification_labels: Counter[str] = field(default_factory=Counter)
+    detection_labels: Counter[str] = field(default_factory=Counter)
+    boxes_per_label: Counter[str] = field(default_factory=Counter)
+    buckets: set[str] = field(default_factory=set)
+    items: list[SplitItem] = field(default_factory=list)
+    bytes_read: int = 0
+    rows_exceeded: bool = False
+
+    @property
+    def labels(self) -> set[str]:
+        """Every label on a valid line, image-level or box."""
+        return set(self.classification_labels) | set(self.detection_labels)
+
+    def statistics(self, use_case: str) -> dict[str, Any]:
+        """This dataset's block of ``manifest_summary.json``."""
+        return {
+            "use_case": use_case,
+            "total_json_lines": self.total,
+            "valid_json_lines": self.valid,
+            "invalid_json_lines": self.invalid,
+            "ignored_json_lines": self.ignored,
+            "error_json_line_indices": self.error_lines,
+            "errors": [e.as_json() for e in self.errors],
+        }
+
+
+class ManifestValidator:
+    """Validates the lines of one dataset's manifest, one at a time, in constant memory per line.
+
+    ``image_meta`` (stored size, format and bytes per ``source-ref``) enables the image rules; without
+    it only what the manifest itself says is checked. ``collect_items`` keeps each valid entry's labels
+    for an auto-split (no test dataset).
+    """
+
+    def __init__(
+        self,
+        *,
+        limits: C.Limits = C.DEFAULT_LIMITS,
+        image_meta: Mapping[str, ImageMeta] | None = None,
+        collect_items: bool = False,
+    ) -> None:
+        self.limits = limits
+        self.image_meta = image_meta or {}
+        self.collect_items = collect_items
+        self.result = DatasetResult()
+        self._seen: set[str] = set()
+
+    def feed(self, raw: RawLine) -> bytes | None:
+        """Validate one line; return its validation-manifest line, or None past the row limit."""
+        res = self.result
+        res.bytes_read += (raw.length if raw.too_long else len(raw.data)) + 1
+        if res.total >= self.limits.max_rows:
+            res.rows_exceeded = True
+            return None
+        res.total += 1
+        if raw.too_long:
+            message = (
+                f"{C.message(C.ERROR_INVALID_JSON_LINE)} The line has {raw.length:,} characters; "
+                f"the maximum is {self.limits.max_line_chars:,}."
+            )
+            return self._invalid_json(raw.number, message)
+        try:
+            obj = orjson.loads(raw.data)
+        except orjson.JSONDecodeError:
+            return self._invalid_json(raw.number, C.message(C.ERROR_INVALID_JSON_LINE))
+        parsed = parse_line(obj, max_label_name=self.limits.max_label_name)
+        issues = list(parsed.issues)
+        entry = parsed.entry
+        if entry is not None and entry.source_ref in self._seen:
+            issues.append(_issue(C.DUPLICATE_SOURCE_REF))
+            entry = None
+        if entry is not None:
+            self._seen.add(entry.source_ref)
+            entry = self._check_entry(entry, issues)
+        self._count(raw.number, entry, issues)
+        if not issues:
+            return raw.data
+        return orjson.dumps(place_issues(obj, issues))
+
+    def _invalid_json(self, number: int, message: str) -> bytes:
+        issue = _issue(C.ERROR_INVALID_JSON_LINE, message=message)
+        self._count(number, None, [issue])
+        return orjson.dumps({"errors": [issue.as_json()]})
+
+    def _count(self, number: int, entry: Entry | None, issues: list[Issue]) -> None:
+        res = self.result
+        if any(i.severity is Severity.ERROR for i in issues):
+            res.error_lines.append(number)
+        if entry is None:
+            res.invalid += 1
+            if any(i.code in _TERMINAL_CONTENT for i in issues):
+                res.terminal += 1
+            return
+        res.buckets.add(bucket_of(entry.source_ref))
+        if not entry.is_labeled:
+            res.ignored += 1
+            return
+        res.valid += 1
+        names = {label.name for label in entry.labels}
+        box_labels = {box.label for box in entry.boxes}
+        if names:
+            res.classification_lines += 1
+            res.classification_labels.update(names)
+        if box_labels:
+            res.detection_lines += 1
+            res.detection_labels.update(box_labels)
+            res.boxes_per_label.update(box.label for box in entry.boxes)
+        if self.collect_items:
+            res.items.append(SplitItem(entry.source_ref, frozenset(names | box_labels)))
+
+    def _check_entry(self, entry: Entry, issues: list[Issue]) -> Entry | None:
+        """Apply the image and box rules; return the entry as Rekognition would use it, or None."""
+        limits = self.limits
+        meta = self.image_meta.get(entry.source_ref)
+        dimension_code = C.ERROR_INVALID_IMAGE_DIMENSION if entry.box_groups else C.ERROR_INVALID_IMAGE
+        if meta is not None:
+            if (meta.format is not None and meta.format not in limits.image_formats) or (
+                meta.bytes is not None and (meta.bytes == 0 or meta.bytes > limits.max_image_bytes)
+            ):
+                issues.append(_issue(C.ERROR_INVALID_IMAGE))
+                return None
+            if not self._dimensions_ok(meta.width, meta.height):
+                issues.append(_issue(dimension_code))
+                return None
+        for group in entry.box_groups:
+            if not self._dimensions_ok(group.image_size.width, group.image_size.height):
+                issues.append(_issue(C.ERROR_INVALID_IMAGE_DIMENSION))
+                return None
+
+        kept_groups: list[BoxGroup] = []
+        had_boxes = False
+        for group in entry.box_groups:
+            attr = group.attribute
+            if not group.boxes:
+                issues.append(
+                    _issue(
+                        C.WARNING_NO_ATTRIBUTE_ANNOTATIONS,
+                        Scope.ATTRIBUTE,
+                        attribute=attr,
+                        severity=Severity.WARNING,
+                    )
+                )
+                continue
+            had_boxes = True
+            if len(group.boxes) > limits.max_boxes:
+                issues.append(_issue(C.ERROR_TOO_MANY_BOUNDING_BOXES, Scope.ATTRIBUTE, attribute=attr))
+                continue
+            good = [b for i, b in enumerate(group.boxes) if self._box_ok(group, i, issues)]
+            if not good:
+                issues.append(_issue(C.ERROR_NO_VALID_ANNOTATIONS, Scope.ATTRIBUTE, attribute=attr))
+                continue
+            kept_groups.append(BoxGroup(attr, group.image_size, good, group.class_map, group.provenance))
+
+        used = Entry(entry.source_ref, entry.labels, kept_groups, entry.extra, entry.dataset)
+        if used.is_labeled:
+            return used
+        if had_boxes:
+            issues.append(_issue(C.ERROR_NO_VALID_LABEL_ATTRIBUTES))
+            return None
+        if entry.box_groups:
+            issues.append(_issue(C.WARNING_NO_ANNOTATIONS, severity=Severity.WARNING))
+        else:
+            issues.append(_issue(C.WARNING_UNANNOTATED_RECORD, severity=Severity.WARNING))
+        return used
+
+    def _dimensions_ok(self, width: int, height: int) -> bool:
+        lim = self.limits
+        return (
+            lim.min_image_side <= width <= lim.max_image_side
+            and lim.min_image_side <= height <= lim.max_image_side
+            and max(width, height) / min(width, height) <= lim.max_aspect_ratio
+        )
+
+    def _box_ok(self, group: BoxGroup, index: int, issues: list[Issue]) -> bool:
+        box = group.boxes[index]
+        width, height = group.image_size.width, group.image_size.height
+        if (
+            box.left < 0
+            or box.top < 0
+            or box.width < 0
+            or box.height < 0
+            or box.left + box.width > width
+            or box.top + box.height > height
+        ):
+            issues.append(
+                _issue(
+                    C.ERROR_INVALID_BOUNDING_BOX,
+                    Scope.ANNOTATION,
+                    attribute=group.attribute,
+                    annotation=index,
+                )
+            )
+            return False
+        scale = min(1.0, self.limits.training_downscale_side / max(width, height))
+        if box.width * scale <= 1 or box.height * scale <= 1:
+            issues.append(
+                _issue(
+                    C.ERROR_BOUNDING_BOX_TOO_SMALL,
+                    Scope.ANNOTATION,
+                    attribute=group.attribute,
+                    annotation=index,
+                )
+            )
+            return False
+        return True
+
+    def finish(self) -> DatasetResult:
+        """The dataset-level rules of one set (row limit, invalid share, buckets); return the result."""
+        res = self.result
+        limits = self.limits
+        if res.rows_exceeded:
+            res.errors.append(_issue(C.ERROR_MANIFEST_ROWS_EXCEEDS_MAXIMUM))
+        if res.total and res.invalid / res.total > limits.invalid_row_fraction:
+            res.errors.append(_issue(C.ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST))
+        if res.total and res.terminal / res.total > limits.invalid_row_fraction:
+            res.errors.append(_issue(C.ERROR_TOO_MANY_RECORDS_IN_ERROR))
+        if len(res.buckets) > 1:
+            res.errors.append(_issue(C.ERROR_IMAGES_IN_MULTIPLE_S3_BUCKETS))
+        return res
+
+
+def place_issues(obj: Any, issues: list[Issue]) -> dict[str, Any]:
+    """A copy of manifest line ``obj`` with each issue written where Rekognition writes it.
+
+    Line-scope issues, and attribute or metadata errors, go to the line's ``errors``/``warnings``;
+    attribute issues also into the attribute object, metadata issues into ``<attr>-metadata``, and
+    annotation issues into ``<attr>.annotations[i]``.
+    """
+    out: dict[str, Any] = dict(obj) if isinstance(obj, dict) else {}
+    for issue in issues:
+        key = "errors" if issue.severity is Severity.ERROR else "warnings"
+        if issue.scope is Scope.ANNOTATION and issue.attribute is not None and issue.annotation is not None:
+            value = _copied(out, issue.attribute)
+            anns = value.get("annotations") if value is not None else None
+            if isinstance(anns, list) and value is not None:
+                anns = value["annotations"] = list(anns)
+                ann = anns[issue.annotation] = dict(anns[issue.annotation])
+                ann.setdefault(key, []).append(issue.as_json())
+            continue
+        if issue.scope is Scope.ATTRIBUTE and issue.attribute is not None:
+            value = _copied(out, issue.attribute)
+            if value is not None:
+                value.setdefault(key, []).append(issue.as_json())
+            elif (meta := _copied(out, issue.attribute + META_SUFFIX)) is not None:
+                meta.setdefault(key, []).append(issue.as_json())
+        elif issue.scope is Scope.METADATA and issue.attribute is not None:
+            meta = _copied(out, issue.attribute + META_SUFFIX)
+            if meta is not None:
+                meta.setdefault(key, []).append(issue.as_json())
+        if issue.scope is not Scope.ANNOTATION and not (
+            issue.scope is Scope.ATTRIBUTE and issue.severity is Severity.WARNING
+        ):
+            out.setdefault(key, []).append(issue.as_json())
+    return out
+
+
+def _copied(out: dict[str, Any], key: str) -> dict[str, Any] | None:
+    value = out.get(key)
+    if not isinstance(value, dict):
+        return None
+    copy = dict(value)
+    out[key] = copy
+    return copy
+
+
+def use_case_of(train: DatasetResult, test: DatasetResult | None = None) -> str:
+    """The model type Rekognition would train: the kind with more valid lines (image-level on a tie)."""
+    cls, det = train.classification_lines, train.detection_lines
+    if cls == det == 0 and test is not None:
+        cls, det = test.classification_lines, test.detection_lines
+    if cls == det == 0:
+        return C.USE_CASE_NOT_DETERMINED
+    return C.USE_CASE_CLASSIFICATION if cls >= det else C.USE_CASE_DETECTION
+
+
+def _usable(result: DatasetResult, use_case: str) -> set[str]:
+    if use_case == C.USE_CASE_CLASSIFICATION:
+        return set(result.classification_labels)
+    if use_case == C.USE_CASE_DETECTION:
+        return set(result.detection_labels)
+    return set()
+
+
+def _label_rules(labels: set[str], usable: set[str], use_case: str, limits: C.Limits) -> list[Issue]:
+    minimum = (
+        limits.min_labels_classification
+        if use_case == C.USE_CASE_CLASSIFICATION
+        else limits.min_labels_detection
+    )
+    if len(labels) > limits.max_labels:
+        return [_issue(C.ERROR_MANIFEST_TOO_MANY_LABELS)]
+    if len(labels) < minimum:
+        return [_issue(C.ERROR_MANIFEST_TOO_FEW_LABELS)]
+    if len(usable) < minimum:
+        return [_issue(C.ERROR_MANIFEST_TOO_FEW_USABLE_LABELS)]
+    return []
+
+
+def _overlap(train: set[str], test: set[str]) -> float:
+    return len(train & test) / len(train) if train else 1.0
+
+
+@dataclass(slots=True)
+class Summary:
+    """``manifest_summary.json`` and whether the datasets are usable for training."""
+
+    document: dict[str, Any]
+    usable: bool
+    autosplit: dict[str, str] | None = None
+
+
+def summarize(
+    train: DatasetResult,
+    test: DatasetResult | None,
+    *,
+    limits: C.Limits = C.DEFAULT_LIMITS,
+    seed: int = 0,
+) -> Summary:
+    """Apply the dataset-wide rules to both sets and build ``manifest_summary.json``.
+
+    Without ``test``, the training set is auto-split 80/20 (``train.items`` must have been collected);
+    label counts are taken after the split, as Rekognition does.
+    """
+    use_case = use_case_of(train, test)
+    top: list[Issue] = []
+    autosplit: dict[str, str] | None = None
+    if test is None:
+        test = DatasetResult()
+        short = labels_short_of(train.items)
+        if short:
+            train.errors.append(_issue(C.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_AUTOSPLIT))
+        autosplit = split(train.items, test_fraction=0.2, seed=seed)
+        by_ref = {item.source_ref: item for item in train.items}
+        for ref, side in autosplit.items():
+            if side == "test":
+                test.total += 1
+                test.valid += 1
+                test.classification_labels.update(by_ref[ref].labels & set(train.classification_labels))
+                test.detection_labels.update(by_ref[ref].labels & set(train.detection_labels))
+    for result in (train, test):
+        result.errors.extend(_label_rules(result.labels, _usable(result, use_case), use_case, limits))
+    if test.total:
+        threshold = round(limits.min_label_overlap * 100)
+        if _overlap(train.labels, test.labels) < limits.min_label_overlap:
+            top.append(
+                _issue(
+                    C.ERROR_INSUFFICIENT_LABEL_OVERLAP,
+                    message=C.message(C.ERROR_INSUFFICIENT_LABEL_OVERLAP, threshold),
+                )
+            )
+        elif _overlap(_usable(train, use_case), _usable(test, use_case)) < limits.min_label_overlap:
+            top.append(
+                _issue(
+                    C.ERROR_INSUFFICIENT_USABLE_LABEL_OVERLAP,
+                    message=C.message(C.ERROR_INSUFFICIENT_USABLE_LABEL_OVERLAP, threshold),
+                )
+            )
+    document = {
+        "statistics": {"training": train.statistics(use_case), "testing": test.statistics(use_case)},
+        "errors": [e.as_json() for e in top],
+    }
+    usable = not top and not train.errors and not test.errors
+    return Summary(document, usable, autosplit)
+
+
+def file_error_summary(code: str, detail: str | None = None) -> dict[str, Any]:
+    """``manifest_summary.json`` for a terminal manifest *file* error (no per-line results exist)."""
+    message = C.message(code) + (f" {detail}" if detail else "")
+    return {"statistics": {}, "errors": [{"code": code, "message": message}]}

@@ -1,0 +1,501 @@
+"""The ``customlabels`` command line: conversions, validation and the train/test split.
+
+Exit codes: 0 success (for ``validate``: the dataset is usable for training), 1 bad data or a dataset
+not usable for training, 2 usage errors. Outputs are replaced whole or not at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from typing import IO
+
+from converters import codes as C
+from converters.coco import coco_to_entries
+from converters.csvfile import read_rows, row_to_entry, split_duplicates
+from converters.errors import ConversionError, Issue, ManifestError, Report, Severity
+from converters.imagemeta import ImageMeta, read_image_meta
+from converters.jsonio import dumps, iter_json_records, iter_lines, loads, write_json_array, write_json_lines
+from converters.labelconfig import LabelConfig, build_label_config, parse_label_config
+from converters.labelstudio import ReadOptions, WriteOptions, entry_to_task, task_to_entry
+from converters.manifest import entry_to_line, parse_line
+from converters.split import SplitItem, labels_short_of, split
+from converters.validation import ManifestValidator, file_error_summary, summarize
+from plugin.fileio import CliError, atomic_output, open_input, write_text
+
+MAX_LINE = C.DEFAULT_LIMITS.max_line_chars
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _warn_all(report: Report) -> None:
+    if report.items:
+        _say(report.format())
+
+
+def _load_meta(path: str | None) -> dict[str, ImageMeta]:
+    if not path:
+        return {}
+    with open_input(path) as stream:
+        return read_image_meta(stream, source=path)
+
+
+def _load_config(path: str | None) -> LabelConfig | None:
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise CliError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    return parse_label_config(text, source=path)
+
+
+# --------------------------------------------------------------------------------------------- convert
+
+
+def cmd_ls_to_manifest(args: argparse.Namespace) -> int:
+    """Label Studio tasks (JSON array or JSON Lines) -> Ground Truth manifest."""
+    options = ReadOptions(
+        label_config=_load_config(args.label_config),
+        image_meta=_load_meta(args.image_meta),
+        job_name=args.job_name,
+        s3_prefix=args.s3_prefix,
+        now=_now(),
+    )
+    report = Report(source=args.input)
+    seen: set[int] = set()
+    count = 0
+    with open_input(args.input) as stream, atomic_output(args.output) as out:
+        for record in iter_json_records(stream, source=args.input):
+            issues: list[Issue] = []
+            try:
+                entry = task_to_entry(record.value, options, issues)
+            except ConversionError as exc:
+                raise exc.located(source=args.input, line=record.position, unit=record.unit) from None
+            report.unit = record.unit
+            for issue in issues:
+                report.add(record.position, issue)
+            # A 64-bit digest per image keeps the duplicate check small at 250,000 entries.
+            key = hash(entry.source_ref)
+            if key in seen:
+                report.add(
+                    record.position,
+                    Issue(
+                        C.DUPLICATE_SOURCE_REF,
+                        f"{entry.source_ref} is on an earlier task; this task is skipped",
+                        Severity.WARNING,
+                        field="data.image",
+                    ),
+                )
+                continue
+            seen.add(key)
+            data = dumps(entry_to_line(entry))
+            if len(data) > MAX_LINE and len(data.decode("utf-8")) > MAX_LINE:
+                raise ManifestError(
+                    f"the manifest line would have {len(data):,} characters, over Rekognition's {MAX_LINE:,}",
+                    source=args.input,
+                    line=record.position,
+                    unit=record.unit,
+                )
+            out.write(data)
+            out.write(b"\n")
+            count += 1
+    _warn_all(report)
+    _say(f"wrote {count} manifest lines to {args.output}")
+    return 0
+
+
+def cmd_manifest_to_ls(args: argparse.Namespace) -> int:
+    """Ground Truth manifest -> Label Studio tasks (+ a label config covering every label)."""
+    options = WriteOptions(image_meta=_load_meta(args.image_meta), dataset=args.dataset)
+    report = Report(source=args.input)
+    choices: dict[str, None] = {}
+    boxes: dict[str, None] = {}
+    multiple = False
+
+    def tasks(stream: IO[bytes]) -> object:
+        nonlocal multiple
+        for raw in iter_lines(stream, max_chars=MAX_LINE):
+            if raw.too_long:
+                report.add(
+                    raw.number,
+                    _line_issue(
+                        C.ERROR_INVALID_JSON_LINE,
+                        f"the line has {raw.length:,} characters, over {MAX_LINE:,}",
+                    ),
+                )
+                continue
+            if not raw.data.strip():
+                continue
+            try:
+                obj = loads(raw.data)
+            except ValueError as exc:
+                hint = (
+                    " (pretty-printed JSON? a manifest needs one object per line)"
+                    if raw.data.strip() in (b"{", b"}")
+                    else ""
+                )
+                report.add(raw.number, _line_issue(C.ERROR_INVALID_JSON_LINE, f"broken JSON: {exc}{hint}"))
+                continue
+            parsed = parse_line(obj)
+            for issue in parsed.issues:
+                severity = Severity.WARNING if parsed.entry is not None else issue.severity
+                report.add(raw.number, Issue(issue.code, issue.message, severity, field=issue.field))
+            if parsed.entry is None:
+                continue
+            entry = parsed.entry
+            for label in entry.labels:
+                choices.setdefault(label.name, None)
+            for box in entry.boxes:
+                boxes.setdefault(box.label, None)
+            multiple = multiple or len({label.name for label in entry.labels}) > 1
+            yield entry_to_task(entry, options)
+
+    jsonl = args.output.endswith((".jsonl", ".ndjson"))
+    with open_input(args.input) as stream, atomic_output(args.output) as out:
+        writer = write_json_lines if jsonl else write_json_array
+        count = writer(out, tasks(stream))  # type: ignore[arg-type]
+        errors = report.errors
+        if errors and not args.skip_invalid:
+            _say(report.format())
+            raise CliError(
+                f"{args.input}: {len(errors)} line(s) cannot be converted; nothing was written "
+                "(--skip-invalid converts the others)"
+            )
+    _warn_all(report)
+    if args.label_config_out:
+        write_text(args.label_config_out, build_label_config(choices=choices, boxes=boxes, multiple=multiple))
+    _say(f"wrote {count} tasks to {args.output}")
+    return 0
+
+
+def _line_issue(code: str, message: str) -> Issue:
+    return Issue(code, message, Severity.ERROR)
+
+
+def cmd_coco_to_manifest(args: argparse.Namespace) -> int:
+    """COCO object detection -> Ground Truth manifest."""
+    with open_input(args.input) as stream:
+        try:
+            coco = loads(stream.read())
+        except ValueError as exc:
+            raise CliError(f"{args.input}: broken JSON: {exc}") from exc
+    found: list[tuple[int, Issue]] = []
+    with atomic_output(args.output) as out:
+        count = write_json_lines(
+            out,
+            (
+                entry_to_line(e)
+                for e in coco_to_entries(
+                    coco,
+                    s3_prefix=args.s3_prefix,
+                    job_name=args.job_name,
+                    now=_now(),
+                    source=args.input,
+                    issues=found,
+                )
+            ),
+        )
+    report = Report(source=args.input, items=found)
+    _warn_all(report)
+    _say(f"wrote {count} manifest lines to {args.output}")
+    return 0
+
+
+def cmd_csv_to_manifest(args: argparse.Namespace) -> int:
+    """CSV ``image,label,...`` -> Ground Truth manifest; with duplicates, the two CSVs AWS's script writes."""
+    try:
+        with open(args.input, encoding="utf-8", newline="") as f:
+            rows = list(read_rows(f, source=args.input))
+    except OSError as exc:
+        raise CliError(f"{args.input}: cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{args.input}: not UTF-8 text: {exc}") from exc
+    firsts, repeats = split_duplicates(rows)
+    if repeats:
+        stem = args.input[:-4] if args.input.lower().endswith(".csv") else args.input
+        for path, chosen in ((f"{stem}-deduplicated.csv", firsts), (f"{stem}-duplicates.csv", repeats)):
+            write_text(path, "".join(",".join(r.cells) + "\n" for r in chosen))
+        lines = ", ".join(str(r.line) for r in repeats[:10])
+        raise CliError(
+            f"{args.input}: {len(repeats)} duplicate image(s) (lines {lines}); no manifest was made. "
+            f"Wrote {stem}-deduplicated.csv (first occurrences) and {stem}-duplicates.csv"
+        )
+    now = _now()
+    with atomic_output(args.output) as out:
+        count = write_json_lines(
+            out,
+            (
+                entry_to_line(row_to_entry(r, s3_prefix=args.s3_prefix, now=now, source=args.input))
+                for r in rows
+            ),
+        )
+    _say(f"wrote {count} manifest lines to {args.output}")
+    return 0
+
+
+# -------------------------------------------------------------------------------------------- validate
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Apply Rekognition's rules; write the summary and the manifests with validation results."""
+    meta = _load_meta(args.image_meta)
+    limits = C.DEFAULT_LIMITS
+    outdir = args.output_dir
+    os.makedirs(outdir, exist_ok=True)
+    sets = [("training", args.train)] + ([("testing", args.test)] if args.test else [])
+    for _, path in sets:
+        code = _file_error(path, limits)
+        if code:
+            document = file_error_summary(code[0], f"({path}: {code[1]})")
+            write_text(os.path.join(outdir, "manifest_summary.json"), dumps(document).decode() + "\n")
+            _say(f"{path}: {code[1]} [{code[0]}]")
+            return 1
+    results = {}
+    with ExitStack() as stack:
+        for name, path in sets:
+            validator = ManifestValidator(limits=limits, image_meta=meta, collect_items=args.test is None)
+            stream = stack.enter_context(open_input(path))
+            out = stack.enter_context(
+                atomic_output(os.path.join(outdir, f"{name}_manifest_with_validation.json"))
+            )
+            for raw in iter_lines(stream, max_chars=limits.max_line_chars):
+                line = validator.feed(raw)
+                if line is not None:
+                    out.write(line)
+                    out.write(b"\n")
+            results[name] = validator.finish()
+        if results["training"].total == 0:
+            raise CliError(f"{args.train}: {C.message(C.ERROR_EMPTY_MANIFEST)} [{C.ERROR_EMPTY_MANIFEST}]")
+        if args.test and results["testing"].total == 0:
+            raise CliError(f"{args.test}: {C.message(C.ERROR_EMPTY_MANIFEST)} [{C.ERROR_EMPTY_MANIFEST}]")
+        summary = summarize(results["training"], results.get("testing"), limits=limits, seed=args.seed)
+        write_text(os.path.join(outdir, "manifest_summary.json"), dumps(summary.document).decode() + "\n")
+    _print_summary(summary.document, summary.usable, outdir)
+    return 0 if summary.usable else 1
+
+
+def _file_error(path: str, limits: C.Limits) -> tuple[str, str] | None:
+    try:
+        size = os.stat(path).st_size
+    except OSError as exc:
+        return C.ERROR_MANIFEST_INACCESSIBLE_OR_UNSUPPORTED_FORMAT, exc.strerror or str(exc)
+    if size > limits.max_manifest_bytes:
+        return C.ERROR_MANIFEST_SIZE_TOO_LARGE, f"{size:,} bytes, over {limits.max_manifest_bytes:,}"
+    if size == 0:
+        return C.ERROR_EMPTY_MANIFEST, "the file is empty"
+    return None
+
+
+def _print_summary(doc: dict[str, object], usable: bool, outdir: str) -> None:
+    stats = doc["statistics"]
+    assert isinstance(stats, dict)
+    for name in ("training", "testing"):
+        s = stats.get(name)
+        if not s or not s.get("total_json_lines"):
+            continue
+        print(
+            f"{name}: {s['total_json_lines']} lines, {s['valid_json_lines']} valid, "
+            f"{s['invalid_json_lines']} invalid, {s['ignored_json_lines']} ignored; use case {s['use_case']}"
+        )
+        if s["error_json_line_indices"]:
+            shown = ", ".join(str(i) for i in s["error_json_line_indices"][:20])
+            more = "" if len(s["error_json_line_indices"]) <= 20 else ", ..."
+            print(f"  lines with errors: {shown}{more}")
+        for e in s["errors"]:
+            print(f"  {e['code']}: {e['message']}")
+    errors = doc.get("errors")
+    assert isinstance(errors, list)
+    for e in errors:
+        print(f"{e['code']}: {e['message']}")
+    print(f"{'usable' if usable else 'NOT usable'} for training; details in {outdir}/")
+
+
+# ----------------------------------------------------------------------------------------------- split
+
+
+def _read_items(path: str) -> list[SplitItem]:
+    items = []
+    report = Report(source=path)
+    with open_input(path) as stream:
+        for raw in iter_lines(stream, max_chars=MAX_LINE):
+            if raw.too_long or not raw.data.strip():
+                report.add(
+                    raw.number, _line_issue(C.ERROR_INVALID_JSON_LINE, "the line is empty or too long")
+                )
+                continue
+            try:
+                parsed = parse_line(loads(raw.data))
+            except ValueError as exc:
+                report.add(raw.number, _line_issue(C.ERROR_INVALID_JSON_LINE, f"broken JSON: {exc}"))
+                continue
+            if parsed.entry is None:
+                for issue in parsed.issues:
+                    report.add(raw.number, issue)
+                continue
+            items.append(SplitItem(parsed.entry.source_ref, frozenset(parsed.entry.label_names)))
+    if report.errors:
+        _say(report.format())
+        raise CliError(
+            f"{path}: {len(report.errors)} line(s) are not valid manifest lines; nothing was written"
+        )
+    return items
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    """Split a manifest into train and test, stratified by label, stable for a seed."""
+    if bool(args.keep_train) != bool(args.keep_test):
+        raise CliError("--keep-train and --keep-test go together")
+    keep: dict[str, str] = {}
+    for side, path in (("train", args.keep_train), ("test", args.keep_test)):
+        if path:
+            for item in _read_items(path):
+                if keep.setdefault(item.source_ref, side) != side:
+                    raise CliError(f"{item.source_ref} is in both --keep-train and --keep-test")
+    items = _read_items(args.input)
+    short = labels_short_of(items)
+    if short:
+        names = ", ".join(f"{n} ({c})" for n, c in list(short.items())[:10])
+        _say(
+            f"warning: {C.message(C.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE)} "
+            f"[{C.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE}] labels with fewer than 2 images stay in "
+            f"train: {names}"
+        )
+    assignment = split(items, test_fraction=args.test_fraction, seed=args.seed, keep=keep)
+    counts = {"train": 0, "test": 0}
+    with (
+        open_input(args.input) as stream,
+        atomic_output(args.train_out) as train,
+        atomic_output(args.test_out) as test,
+    ):
+        outs = {"train": train, "test": test}
+        seen: set[str] = set()
+        for raw in iter_lines(stream, max_chars=MAX_LINE):
+            if not raw.data.strip():
+                continue
+            ref = loads(raw.data)["source-ref"]
+            if ref in seen:
+                continue
+            seen.add(ref)
+            side = assignment[ref]
+            outs[side].write(raw.data)
+            outs[side].write(b"\n")
+            counts[side] += 1
+    _say(
+        f"train: {counts['train']} entries -> {args.train_out}; test: {counts['test']} entries -> {args.test_out}"
+    )
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``customlabels``."""
+    parser = argparse.ArgumentParser(
+        prog="customlabels",
+        description="Rekognition Custom Labels datasets on Label Studio: convert, validate, split.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    convert = sub.add_parser(
+        "convert", help="convert between Label Studio, Ground Truth manifests, COCO, CSV"
+    )
+    conv = convert.add_subparsers(dest="conversion", metavar="CONVERSION")
+
+    p = conv.add_parser("ls-to-manifest", help="Label Studio tasks -> Ground Truth manifest")
+    p.add_argument(
+        "input", metavar="INPUT", help="Label Studio JSON export, JSON Lines of tasks, or - for stdin"
+    )
+    p.add_argument("-o", "--output", required=True, metavar="OUTPUT", help="manifest to write (JSON Lines)")
+    p.add_argument(
+        "--label-config", metavar="CONFIG.xml", help="labeling config: decides which control is which"
+    )
+    p.add_argument("--image-meta", metavar="META.jsonl", help="stored size and EXIF orientation per image")
+    p.add_argument("--job-name", metavar="NAME", help="job-name of labels made in Label Studio")
+    p.add_argument("--s3-prefix", metavar="s3://bucket/prefix/", help="maps image URLs that are not s3://")
+    p.set_defaults(func=cmd_ls_to_manifest)
+
+    p = conv.add_parser("manifest-to-ls", help="Ground Truth manifest -> Label Studio tasks")
+    p.add_argument("input", metavar="INPUT", help="manifest (JSON Lines), or - for stdin")
+    p.add_argument(
+        "-o", "--output", required=True, metavar="OUTPUT", help="tasks to write (JSON; .jsonl: JSON Lines)"
+    )
+    p.add_argument(
+        "--label-config-out", metavar="CONFIG.xml", help="write a labeling config covering every label"
+    )
+    p.add_argument("--image-meta", metavar="META.jsonl", help="stored size and EXIF orientation per image")
+    p.add_argument("--dataset", choices=("train", "test"), help="mark every task as this dataset")
+    p.add_argument("--skip-invalid", action="store_true", help="convert the valid lines when some are not")
+    p.set_defaults(func=cmd_manifest_to_ls)
+
+    p = conv.add_parser("coco-to-manifest", help="COCO object detection -> Ground Truth manifest")
+    p.add_argument("input", metavar="COCO.json")
+    p.add_argument("--s3-prefix", required=True, metavar="s3://bucket/prefix/", help="where the images are")
+    p.add_argument("-o", "--output", required=True, metavar="OUTPUT")
+    p.add_argument("--job-name", metavar="NAME")
+    p.set_defaults(func=cmd_coco_to_manifest)
+
+    p = conv.add_parser("csv-to-manifest", help="CSV image,label,... -> Ground Truth manifest")
+    p.add_argument("input", metavar="INPUT.csv")
+    p.add_argument("--s3-prefix", metavar="s3://bucket/prefix/", help="prepended to the image column")
+    p.add_argument("-o", "--output", required=True, metavar="OUTPUT")
+    p.set_defaults(func=cmd_csv_to_manifest)
+
+    p = sub.add_parser("validate", help="apply Rekognition's validation rules to train (and test) manifests")
+    p.add_argument("train", metavar="TRAIN.manifest")
+    p.add_argument(
+        "--test", metavar="TEST.manifest", help="test manifest; without it the train set is auto-split"
+    )
+    p.add_argument(
+        "--output-dir", default="validation", metavar="DIR", help="where results go (default: validation)"
+    )
+    p.add_argument("--image-meta", metavar="META.jsonl", help="stored size, format and bytes per image")
+    p.add_argument("--seed", type=int, default=0, help="seed of the auto-split (default 0)")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("split", help="stratified, stable train/test split of a manifest")
+    p.add_argument("input", metavar="INPUT.manifest")
+    p.add_argument("--train-out", required=True, metavar="TRAIN.manifest")
+    p.add_argument("--test-out", required=True, metavar="TEST.manifest")
+    p.add_argument("--test-fraction", type=float, default=0.2, help="share of each label sent to test (0.2)")
+    p.add_argument("--seed", type=int, default=0, help="same input and seed give the same split (default 0)")
+    p.add_argument("--keep-train", metavar="OLD_TRAIN.manifest", help="entries that stay in train")
+    p.add_argument("--keep-test", metavar="OLD_TEST.manifest", help="entries that stay in test")
+    p.set_defaults(func=cmd_split)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``customlabels``; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        if args.command == "convert":
+            parser.parse_args(["convert", "--help"])
+        parser.print_help()
+        return 0
+    try:
+        code: int = func(args)
+    except (ConversionError, CliError) as exc:
+        _say(f"error: {exc}")
+        return 1
+    except BrokenPipeError:
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
