@@ -199,10 +199,8 @@ def task_to_entry(task: Any, options: ReadOptions, issues: list[Issue] | None = 
         dataset=dataset if dataset in DATASETS else None,
         extra=dict(provenance.extra) if provenance else {},
     )
-    picked = _pick(task)
-    if picked is None:
-        return entry
-    kind, index, chosen = picked
+    # With no annotation, results are empty: labels go, and only groups that were empty stay empty.
+    kind, index, chosen = _pick(task) or ("annotations", 0, {})
     human = kind == "annotations"
     date = _utc(chosen.get("updated_at") or chosen.get("created_at"), options.now)
     default_score = chosen.get("score") if not human else None
@@ -405,14 +403,14 @@ def _edges_size(rect: Rect) -> tuple[float, float, float, float]:
 def pixel_box(label: str, rect: Rect, width: int, height: int) -> Box:
     """A :class:`Box` of integer pixels from a float rectangle in a ``width`` x ``height`` image.
 
-    Each of left, top, width and height is rounded half up on its own (so each is within half a pixel),
-    then the box is kept inside the frame.
+    Each *edge* is rounded half up on its own and kept inside the frame, so every corner of the box is
+    within half a pixel of where it was, whichever way the image is oriented when shown.
     """
     left = min(max(round_half_up(rect.left), 0), width)
     top = min(max(round_half_up(rect.top), 0), height)
-    w = min(max(round_half_up(rect.width), 0), width - left)
-    h = min(max(round_half_up(rect.height), 0), height - top)
-    return Box(label=label, left=left, top=top, width=w, height=h)
+    right = min(max(round_half_up(rect.right), left), width)
+    bottom = min(max(round_half_up(rect.bottom), top), height)
+    return Box(label=label, left=left, top=top, width=right - left, height=bottom - top)
 
 
 def _merge_boxes(
