@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup-venv.sh
 "$VENV/bin/ruff" check .
-"$VENV/bin/ruff" format --check converters plugin sync_service tests bench
+"$VENV/bin/ruff" format --check .
 "$VENV/bin/mypy" converters plugin sync_service
 "$VENV/bin/pytest" -q "$@"
