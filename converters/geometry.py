@@ -114,6 +114,8 @@ def _rect_from_corners(a: tuple[float, float], b: tuple[float, float]) -> Rect:
 
 def stored_to_displayed_rect(rect: Rect, width: int, height: int, orientation: int) -> Rect:
     """A box in stored pixels of a ``width`` x ``height`` image, as displayed pixels."""
+    if orientation == 1:
+        return rect
     a = stored_to_displayed_point(rect.left, rect.top, width, height, orientation)
     b = stored_to_displayed_point(rect.right, rect.bottom, width, height, orientation)
     return _rect_from_corners(a, b)

@@ -174,3 +174,16 @@ def write_json_array(out: IO[bytes], objects: Iterable[Any]) -> int:
         count += 1
     out.write(b"\n]\n")
     return count
+
+
+def iter_range_lines(
+    stream: IO[bytes], start: int, end: int, *, max_chars: int | None = None
+) -> Iterator[RawLine]:
+    """The lines of ``stream`` that start in ``[start, end)`` (``start`` at a line start), numbered from 1."""
+    stream.seek(start)
+    if start >= end:
+        return
+    for raw in iter_lines(stream, max_chars=max_chars):
+        yield raw
+        if stream.tell() >= end:
+            return

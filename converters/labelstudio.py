@@ -485,8 +485,13 @@ def _stored_image_size(meta: ImageMeta | None, results: list[Any], old_groups: l
 # ------------------------------------------------------------------------------------------- writing
 
 
-def entry_to_task(entry: Entry, options: WriteOptions | None = None) -> JsonDict:
+def entry_to_task(
+    entry: Entry, options: WriteOptions | None = None, *, line: JsonDict | None = None
+) -> JsonDict:
     """A Label Studio task for ``entry``: boxes in percent of the displayed image.
+
+    ``line`` is the manifest line the entry was read from, when it is already in Rekognition's form (it
+    is kept as the task's provenance as is, saving a rebuild).
 
     Results go into an annotation when any label or box group was made by a person
     (``human-annotated: yes``), else into a prediction.
@@ -496,7 +501,7 @@ def entry_to_task(entry: Entry, options: WriteOptions | None = None) -> JsonDict
     dataset = entry.dataset or opts.dataset
     if dataset:
         data[DATASET_KEY] = dataset
-    data[PROVENANCE_KEY] = {"line": entry_to_line(entry)}
+    data[PROVENANCE_KEY] = {"line": line if line is not None else entry_to_line(entry)}
     task: JsonDict = {"data": data}
     results: list[JsonDict] = []
     human = any(label.provenance.human_annotated for label in entry.labels) or any(

@@ -24,15 +24,12 @@ from converters.errors import Issue, Scope, Severity
 from converters.model import Box, BoxGroup, Entry, ImageLabel, ImageSize, JsonDict, Provenance
 
 META_SUFFIX = "-metadata"
-_CLASSIFICATION_META_KEYS = (
-    "confidence",
-    "job-name",
-    "class-name",
-    "human-annotated",
-    "creation-date",
-    "type",
+_CLASSIFICATION_META_KEYS = frozenset(
+    ("confidence", "job-name", "class-name", "human-annotated", "creation-date", "type")
 )
-_DETECTION_META_KEYS = ("objects", "class-map", "type", "human-annotated", "creation-date", "job-name")
+_DETECTION_META_KEYS = frozenset(
+    ("objects", "class-map", "type", "human-annotated", "creation-date", "job-name")
+)
 _BOX_KEYS = ("class_id", "top", "left", "width", "height")
 # Errors that stop validating a line (spec §2.5, precedence) and exclude it.
 LINE_STOPPING = frozenset(
@@ -59,6 +56,7 @@ class ParsedLine:
 
     entry: Entry | None
     issues: list[Issue] = field(default_factory=list)
+    normalized: bool = False
 
     @property
     def invalid(self) -> bool:
@@ -113,12 +111,12 @@ def valid_source_ref(value: Any) -> bool:
     return bool(bucket) and bool(key)
 
 
-def _provenance(meta: JsonDict, known: tuple[str, ...]) -> Provenance:
+def _provenance(meta: JsonDict, known: frozenset[str]) -> Provenance:
     return Provenance(
-        human_annotated=meta.get("human-annotated") == "yes",
-        creation_date=meta.get("creation-date"),
-        job_name=meta.get("job-name"),
-        extra={k: v for k, v in meta.items() if k not in known},
+        meta.get("human-annotated") == "yes",
+        meta.get("creation-date"),
+        meta.get("job-name"),
+        {} if meta.keys() <= known else {k: v for k, v in meta.items() if k not in known},
     )
 
 
@@ -144,18 +142,27 @@ def parse_line(obj: Any, *, max_label_name: int = C.DEFAULT_LIMITS.max_label_nam
 
     entry = Entry(source_ref=source_ref)
     issues: list[Issue] = []
-    pairs = [k for k in obj if k != "source-ref" and not k.endswith(META_SUFFIX) and k + META_SUFFIX in obj]
-    paired = set(pairs) | {k + META_SUFFIX for k in pairs}
-    orphans = [k for k in obj if k.endswith(META_SUFFIX) and k not in paired]
+    pairs: list[str] = []
+    orphans: list[str] = []
+    extra = entry.extra
     for key, value in obj.items():
-        if key != "source-ref" and key not in paired:
-            entry.extra[key] = value
+        if key == "source-ref":
+            continue
+        if key.endswith(META_SUFFIX):
+            if key[: -len(META_SUFFIX)] not in obj:
+                orphans.append(key)
+                extra[key] = value
+        elif key + META_SUFFIX in obj:
+            pairs.append(key)
+        else:
+            extra[key] = value
     if not pairs:
         if orphans:
             return ParsedLine(None, [_issue(C.ERROR_NO_LABEL_ATTRIBUTES, Scope.LINE, field_name=orphans[0])])
         return ParsedLine(entry, [])
 
     usable = 0
+    normalized = False
     for attr in pairs:
         meta = obj[attr + META_SUFFIX]
         value = obj[attr]
@@ -176,6 +183,7 @@ def parse_line(obj: Any, *, max_label_name: int = C.DEFAULT_LIMITS.max_label_nam
             _read_detection(entry, attr, value, meta, issues, max_label_name)
         elif kind == C.TYPE_MULTILABEL:
             _read_multilabel(entry, attr, value, meta, issues, max_label_name)
+            normalized = True
         else:
             issues.append(
                 _issue(
@@ -197,7 +205,7 @@ def parse_line(obj: Any, *, max_label_name: int = C.DEFAULT_LIMITS.max_label_nam
     if usable == 0:
         issues.append(_issue(C.ERROR_NO_VALID_LABEL_ATTRIBUTES, Scope.LINE))
         return ParsedLine(None, issues)
-    return ParsedLine(entry, issues)
+    return ParsedLine(entry, issues, normalized)
 
 
 def _name_issue(attr: str, name: str, max_label_name: int, issues: list[Issue]) -> bool:
@@ -278,7 +286,7 @@ def _read_multilabel(
     if not isinstance(class_map, dict) or not isinstance(confidence_map, dict) or not _common_meta_ok(meta):
         _meta_format(attr, issues, "class-map")
         return
-    known = (*_CLASSIFICATION_META_KEYS, "class-map", "confidence-map")
+    known = _CLASSIFICATION_META_KEYS | {"class-map", "confidence-map"}
     for index, class_id in enumerate(value):
         name = class_map.get(str(class_id))
         if not isinstance(name, str) or not name:
@@ -305,45 +313,68 @@ def _read_multilabel(
         )
 
 
+_NUMBER_TYPES = (int, float)
+_BOX_EXTRA_FREE = frozenset(_BOX_KEYS)
+
+
 def _read_detection(
     entry: Entry, attr: str, value: Any, meta: JsonDict, issues: list[Issue], max_label_name: int
 ) -> None:
-    if not isinstance(value, dict):
+    # One pass over the boxes, checking and building together: this is the hot path of every reader.
+    if type(value) is not dict:
         _attr_format(attr, issues, "")
         return
     sizes = value.get("image_size")
+    size = sizes[0] if type(sizes) is list and len(sizes) == 1 else None
     if (
-        not isinstance(sizes, list)
-        or len(sizes) != 1
-        or not isinstance(sizes[0], dict)
-        or not all(_is_int(sizes[0].get(k)) for k in ("width", "height", "depth"))
+        type(size) is not dict
+        or type(size.get("width")) is not int
+        or type(size.get("height")) is not int
+        or type(size.get("depth")) is not int
     ):
         _attr_format(attr, issues, ".image_size")
         return
     annotations = value.get("annotations")
-    if not isinstance(annotations, list):
+    if type(annotations) is not list:
         _attr_format(attr, issues, ".annotations")
         return
+    objects = meta.get("objects")
+    class_map = meta.get("class-map")
+    boxes: list[Box] = []
+    confidence_missing = type(objects) is not list or len(objects) < len(annotations)
+    class_id_missing = False
     for i, ann in enumerate(annotations):
+        if type(ann) is not dict:
+            _attr_format(attr, issues, f".annotations[{i}]")
+            return
+        class_id, top, left = ann.get("class_id"), ann.get("top"), ann.get("left")
+        width, height = ann.get("width"), ann.get("height")
         if (
-            not isinstance(ann, dict)
-            or not _is_int(ann.get("class_id"))
-            or not all(_is_number(ann.get(k)) for k in ("top", "left", "width", "height"))
+            type(class_id) is not int
+            or type(top) not in _NUMBER_TYPES
+            or type(left) not in _NUMBER_TYPES
+            or type(width) not in _NUMBER_TYPES
+            or type(height) not in _NUMBER_TYPES
         ):
             _attr_format(attr, issues, f".annotations[{i}]")
             return
-    objects = meta.get("objects")
-    class_map = meta.get("class-map")
-    if not isinstance(objects, list) or not isinstance(class_map, dict) or not _common_meta_ok(meta):
+        confidence = None
+        if not confidence_missing:
+            obj = objects[i]  # type: ignore[index]
+            confidence = obj.get("confidence") if type(obj) is dict else None
+            confidence_missing = type(confidence) not in _NUMBER_TYPES
+        name = class_map.get(str(class_id)) if type(class_map) is dict else None
+        class_id_missing = class_id_missing or name is None
+        extra = {k: v for k, v in ann.items() if k not in _BOX_EXTRA_FREE} if len(ann) > 5 else {}
+        boxes.append(Box(name or "", left, top, width, height, confidence or 0, class_id, None, extra))  # type: ignore[arg-type]
+    if type(objects) is not list or type(class_map) is not dict or not _common_meta_ok(meta):
         _meta_format(attr, issues, "objects/class-map")
         return
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in class_map.items()):
-        _meta_format(attr, issues, "class-map")
-        return
-    if len(objects) < len(annotations) or not all(
-        isinstance(objects[i], dict) and _is_number(objects[i].get("confidence"))
-        for i in range(len(annotations))
-    ):
+    for key, name in class_map.items():
+        if type(key) is not str or type(name) is not str:
+            _meta_format(attr, issues, "class-map")
+            return
+    if confidence_missing:
         issues.append(
             _issue(
                 C.ERROR_MISSING_BOUNDING_BOX_CONFIDENCE,
@@ -353,7 +384,7 @@ def _read_detection(
             )
         )
         return
-    if any(str(ann["class_id"]) not in class_map for ann in annotations):
+    if class_id_missing:
         issues.append(
             _issue(
                 C.ERROR_MISSING_CLASS_MAP_ID,
@@ -366,28 +397,18 @@ def _read_detection(
     for name in class_map.values():
         if _name_issue(attr, name, max_label_name, issues):
             return
-    size = sizes[0]
-    group = BoxGroup(
-        attribute=attr,
-        image_size=ImageSize(size["width"], size["height"], size["depth"]),
-        class_map=dict(class_map),
-        provenance=_provenance(meta, _DETECTION_META_KEYS),
-        extra={k: v for k, v in value.items() if k not in ("image_size", "annotations")},
-    )
-    for ann, obj in zip(annotations, objects, strict=False):
-        group.boxes.append(
-            Box(
-                label=class_map[str(ann["class_id"])],
-                left=ann["left"],
-                top=ann["top"],
-                width=ann["width"],
-                height=ann["height"],
-                confidence=obj["confidence"],
-                class_id=ann["class_id"],
-                extra={k: v for k, v in ann.items() if k not in _BOX_KEYS},
-            )
+    entry.box_groups.append(
+        BoxGroup(
+            attribute=attr,
+            image_size=ImageSize(size["width"], size["height"], size["depth"]),
+            boxes=boxes,
+            class_map=dict(class_map),
+            provenance=_provenance(meta, _DETECTION_META_KEYS),
+            extra={k: v for k, v in value.items() if k not in ("image_size", "annotations")}
+            if len(value) > 2
+            else {},
         )
-    entry.box_groups.append(group)
+    )
 
 
 # ---------------------------------------------------------------------------------------------- writing

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -89,9 +89,166 @@ class DatasetResult:
         }
 
 
-class ManifestValidator:
-    """Validates the lines of one dataset's manifest, one at a time, in constant memory per line.
+class LineCheck(NamedTuple):
+    """What checking one line found, in a compact form that crosses process boundaries cheaply.
 
+    ``output`` is the validation-manifest line; ``source_ref`` is set for lines that are not invalid by
+    themselves (duplicates are found later, in order, by :class:`ManifestValidator`). ``size`` is the
+    line's length in bytes (for the manifest size limit).
+    """
+
+    number: int
+    output: bytes
+    has_error: bool = False
+    terminal: bool = False
+    source_ref: str | None = None
+    labeled: bool = False
+    class_labels: tuple[str, ...] = ()
+    box_labels: tuple[str, ...] = ()
+    size: int = 0
+
+
+def check_line(
+    raw: RawLine, *, limits: C.Limits = C.DEFAULT_LIMITS, image_meta: Mapping[str, ImageMeta] | None = None
+) -> LineCheck:
+    """Apply every per-line rule to one manifest line (pure: no state, no I/O)."""
+    if raw.too_long:
+        message = (
+            f"{C.message(C.ERROR_INVALID_JSON_LINE)} The line has {raw.length:,} characters; "
+            f"the maximum is {limits.max_line_chars:,}."
+        )
+        return _invalid_json(raw.number, message, raw.length + 1)
+    size = len(raw.data) + 1
+    try:
+        obj = orjson.loads(raw.data)
+    except orjson.JSONDecodeError:
+        return _invalid_json(raw.number, C.message(C.ERROR_INVALID_JSON_LINE), size)
+    parsed = parse_line(obj, max_label_name=limits.max_label_name)
+    issues = list(parsed.issues)
+    entry = parsed.entry
+    if entry is not None:
+        entry = _check_entry(entry, issues, limits, image_meta or {})
+    has_error = any(i.severity is Severity.ERROR for i in issues)
+    output = orjson.dumps(place_issues(obj, issues)) if issues else raw.data
+    if entry is None:
+        terminal = any(i.code in _TERMINAL_CONTENT for i in issues)
+        return LineCheck(raw.number, output, has_error, terminal, size=size)
+    return LineCheck(
+        raw.number,
+        output,
+        has_error,
+        False,
+        entry.source_ref,
+        entry.is_labeled,
+        tuple({label.name: None for label in entry.labels}),
+        tuple(box.label for box in entry.boxes),
+        size,
+    )
+
+
+def _invalid_json(number: int, message: str, size: int) -> LineCheck:
+    issue = _issue(C.ERROR_INVALID_JSON_LINE, message=message)
+    return LineCheck(number, orjson.dumps({"errors": [issue.as_json()]}), True, True, size=size)
+
+
+def _dimensions_ok(width: int, height: int, lim: C.Limits) -> bool:
+    return (
+        lim.min_image_side <= width <= lim.max_image_side
+        and lim.min_image_side <= height <= lim.max_image_side
+        and max(width, height) / min(width, height) <= lim.max_aspect_ratio
+    )
+
+
+def _check_entry(
+    entry: Entry, issues: list[Issue], limits: C.Limits, image_meta: Mapping[str, ImageMeta]
+) -> Entry | None:
+    """Apply the image and box rules; return the entry as Rekognition would use it, or None."""
+    meta = image_meta.get(entry.source_ref)
+    dimension_code = C.ERROR_INVALID_IMAGE_DIMENSION if entry.box_groups else C.ERROR_INVALID_IMAGE
+    if meta is not None:
+        if (meta.format is not None and meta.format not in limits.image_formats) or (
+            meta.bytes is not None and (meta.bytes == 0 or meta.bytes > limits.max_image_bytes)
+        ):
+            issues.append(_issue(C.ERROR_INVALID_IMAGE))
+            return None
+        if not _dimensions_ok(meta.width, meta.height, limits):
+            issues.append(_issue(dimension_code))
+            return None
+    for group in entry.box_groups:
+        if not _dimensions_ok(group.image_size.width, group.image_size.height, limits):
+            issues.append(_issue(C.ERROR_INVALID_IMAGE_DIMENSION))
+            return None
+
+    kept_groups: list[BoxGroup] = []
+    had_boxes = False
+    for group in entry.box_groups:
+        attr = group.attribute
+        if not group.boxes:
+            issues.append(
+                _issue(
+                    C.WARNING_NO_ATTRIBUTE_ANNOTATIONS,
+                    Scope.ATTRIBUTE,
+                    attribute=attr,
+                    severity=Severity.WARNING,
+                )
+            )
+            continue
+        had_boxes = True
+        if len(group.boxes) > limits.max_boxes:
+            issues.append(_issue(C.ERROR_TOO_MANY_BOUNDING_BOXES, Scope.ATTRIBUTE, attribute=attr))
+            continue
+        good = [b for i, b in enumerate(group.boxes) if _box_ok(group, i, issues, limits)]
+        if not good:
+            issues.append(_issue(C.ERROR_NO_VALID_ANNOTATIONS, Scope.ATTRIBUTE, attribute=attr))
+            continue
+        kept_groups.append(BoxGroup(attr, group.image_size, good, group.class_map, group.provenance))
+
+    used = Entry(entry.source_ref, entry.labels, kept_groups, entry.extra, entry.dataset)
+    if used.is_labeled:
+        return used
+    if had_boxes:
+        issues.append(_issue(C.ERROR_NO_VALID_LABEL_ATTRIBUTES))
+        return None
+    if entry.box_groups:
+        issues.append(_issue(C.WARNING_NO_ANNOTATIONS, severity=Severity.WARNING))
+    else:
+        issues.append(_issue(C.WARNING_UNANNOTATED_RECORD, severity=Severity.WARNING))
+    return used
+
+
+def _box_ok(group: BoxGroup, index: int, issues: list[Issue], limits: C.Limits) -> bool:
+    box = group.boxes[index]
+    width, height = group.image_size.width, group.image_size.height
+    if (
+        box.left < 0
+        or box.top < 0
+        or box.width < 0
+        or box.height < 0
+        or box.left + box.width > width
+        or box.top + box.height > height
+    ):
+        issues.append(
+            _issue(
+                C.ERROR_INVALID_BOUNDING_BOX, Scope.ANNOTATION, attribute=group.attribute, annotation=index
+            )
+        )
+        return False
+    scale = min(1.0, limits.training_downscale_side / max(width, height))
+    if box.width * scale <= 1 or box.height * scale <= 1:
+        issues.append(
+            _issue(
+                C.ERROR_BOUNDING_BOX_TOO_SMALL, Scope.ANNOTATION, attribute=group.attribute, annotation=index
+            )
+        )
+        return False
+    return True
+
+
+class ManifestValidator:
+    """Validates the lines of one dataset's manifest in order, in constant memory per line.
+
+    Per-line rules live in :func:`check_line` (pure, so callers may run it in other processes); this
+    class applies what needs the order of lines: the row limit, duplicate ``source-ref``, and the counts.
     ``image_meta`` (stored size, format and bytes per ``source-ref``) enables the image rules; without
     it only what the manifest itself says is checked. ``collect_items`` keeps each valid entry's labels
     for an auto-split (no test dataset).
@@ -112,162 +269,52 @@ class ManifestValidator:
 
     def feed(self, raw: RawLine) -> bytes | None:
         """Validate one line; return its validation-manifest line, or None past the row limit."""
+        return self.add(check_line(raw, limits=self.limits, image_meta=self.image_meta))
+
+    def add(self, check: LineCheck) -> bytes | None:
+        """Take the result of :func:`check_line` for the next line, in order; return its output line.
+
+        Returns None for a line past the row limit (Rekognition validates only up to the limit).
+        """
         res = self.result
-        res.bytes_read += (raw.length if raw.too_long else len(raw.data)) + 1
+        res.bytes_read += check.size
         if res.total >= self.limits.max_rows:
             res.rows_exceeded = True
             return None
         res.total += 1
-        if raw.too_long:
-            message = (
-                f"{C.message(C.ERROR_INVALID_JSON_LINE)} The line has {raw.length:,} characters; "
-                f"the maximum is {self.limits.max_line_chars:,}."
-            )
-            return self._invalid_json(raw.number, message)
-        try:
-            obj = orjson.loads(raw.data)
-        except orjson.JSONDecodeError:
-            return self._invalid_json(raw.number, C.message(C.ERROR_INVALID_JSON_LINE))
-        parsed = parse_line(obj, max_label_name=self.limits.max_label_name)
-        issues = list(parsed.issues)
-        entry = parsed.entry
-        if entry is not None and entry.source_ref in self._seen:
-            issues.append(_issue(C.DUPLICATE_SOURCE_REF))
-            entry = None
-        if entry is not None:
-            self._seen.add(entry.source_ref)
-            entry = self._check_entry(entry, issues)
-        self._count(raw.number, entry, issues)
-        if not issues:
-            return raw.data
-        return orjson.dumps(place_issues(obj, issues))
-
-    def _invalid_json(self, number: int, message: str) -> bytes:
-        issue = _issue(C.ERROR_INVALID_JSON_LINE, message=message)
-        self._count(number, None, [issue])
-        return orjson.dumps({"errors": [issue.as_json()]})
-
-    def _count(self, number: int, entry: Entry | None, issues: list[Issue]) -> None:
-        res = self.result
-        if any(i.severity is Severity.ERROR for i in issues):
-            res.error_lines.append(number)
-        if entry is None:
+        ref = check.source_ref
+        output = check.output
+        if ref is not None and ref in self._seen:
+            # A later duplicate is dropped whole (Rekognition keeps one line per image).
+            obj = orjson.loads(output)
+            obj.setdefault("errors", []).append(_issue(C.DUPLICATE_SOURCE_REF).as_json())
+            output = orjson.dumps(obj)
+            check = check._replace(has_error=True, terminal=True)
+            ref = None
+        if check.has_error:
+            res.error_lines.append(check.number)
+        if ref is None:
             res.invalid += 1
-            if any(i.code in _TERMINAL_CONTENT for i in issues):
+            if check.terminal:
                 res.terminal += 1
-            return
-        res.buckets.add(bucket_of(entry.source_ref))
-        if not entry.is_labeled:
+            return output
+        self._seen.add(ref)
+        res.buckets.add(bucket_of(ref))
+        if not check.labeled:
             res.ignored += 1
-            return
+            return output
         res.valid += 1
-        names = {label.name for label in entry.labels}
-        box_labels = {box.label for box in entry.boxes}
-        if names:
+        box_labels = set(check.box_labels)
+        if check.class_labels:
             res.classification_lines += 1
-            res.classification_labels.update(names)
+            res.classification_labels.update(check.class_labels)
         if box_labels:
             res.detection_lines += 1
             res.detection_labels.update(box_labels)
-            res.boxes_per_label.update(box.label for box in entry.boxes)
+            res.boxes_per_label.update(check.box_labels)
         if self.collect_items:
-            res.items.append(SplitItem(entry.source_ref, frozenset(names | box_labels)))
-
-    def _check_entry(self, entry: Entry, issues: list[Issue]) -> Entry | None:
-        """Apply the image and box rules; return the entry as Rekognition would use it, or None."""
-        limits = self.limits
-        meta = self.image_meta.get(entry.source_ref)
-        dimension_code = C.ERROR_INVALID_IMAGE_DIMENSION if entry.box_groups else C.ERROR_INVALID_IMAGE
-        if meta is not None:
-            if (meta.format is not None and meta.format not in limits.image_formats) or (
-                meta.bytes is not None and (meta.bytes == 0 or meta.bytes > limits.max_image_bytes)
-            ):
-                issues.append(_issue(C.ERROR_INVALID_IMAGE))
-                return None
-            if not self._dimensions_ok(meta.width, meta.height):
-                issues.append(_issue(dimension_code))
-                return None
-        for group in entry.box_groups:
-            if not self._dimensions_ok(group.image_size.width, group.image_size.height):
-                issues.append(_issue(C.ERROR_INVALID_IMAGE_DIMENSION))
-                return None
-
-        kept_groups: list[BoxGroup] = []
-        had_boxes = False
-        for group in entry.box_groups:
-            attr = group.attribute
-            if not group.boxes:
-                issues.append(
-                    _issue(
-                        C.WARNING_NO_ATTRIBUTE_ANNOTATIONS,
-                        Scope.ATTRIBUTE,
-                        attribute=attr,
-                        severity=Severity.WARNING,
-                    )
-                )
-                continue
-            had_boxes = True
-            if len(group.boxes) > limits.max_boxes:
-                issues.append(_issue(C.ERROR_TOO_MANY_BOUNDING_BOXES, Scope.ATTRIBUTE, attribute=attr))
-                continue
-            good = [b for i, b in enumerate(group.boxes) if self._box_ok(group, i, issues)]
-            if not good:
-                issues.append(_issue(C.ERROR_NO_VALID_ANNOTATIONS, Scope.ATTRIBUTE, attribute=attr))
-                continue
-            kept_groups.append(BoxGroup(attr, group.image_size, good, group.class_map, group.provenance))
-
-        used = Entry(entry.source_ref, entry.labels, kept_groups, entry.extra, entry.dataset)
-        if used.is_labeled:
-            return used
-        if had_boxes:
-            issues.append(_issue(C.ERROR_NO_VALID_LABEL_ATTRIBUTES))
-            return None
-        if entry.box_groups:
-            issues.append(_issue(C.WARNING_NO_ANNOTATIONS, severity=Severity.WARNING))
-        else:
-            issues.append(_issue(C.WARNING_UNANNOTATED_RECORD, severity=Severity.WARNING))
-        return used
-
-    def _dimensions_ok(self, width: int, height: int) -> bool:
-        lim = self.limits
-        return (
-            lim.min_image_side <= width <= lim.max_image_side
-            and lim.min_image_side <= height <= lim.max_image_side
-            and max(width, height) / min(width, height) <= lim.max_aspect_ratio
-        )
-
-    def _box_ok(self, group: BoxGroup, index: int, issues: list[Issue]) -> bool:
-        box = group.boxes[index]
-        width, height = group.image_size.width, group.image_size.height
-        if (
-            box.left < 0
-            or box.top < 0
-            or box.width < 0
-            or box.height < 0
-            or box.left + box.width > width
-            or box.top + box.height > height
-        ):
-            issues.append(
-                _issue(
-                    C.ERROR_INVALID_BOUNDING_BOX,
-                    Scope.ANNOTATION,
-                    attribute=group.attribute,
-                    annotation=index,
-                )
-            )
-            return False
-        scale = min(1.0, self.limits.training_downscale_side / max(width, height))
-        if box.width * scale <= 1 or box.height * scale <= 1:
-            issues.append(
-                _issue(
-                    C.ERROR_BOUNDING_BOX_TOO_SMALL,
-                    Scope.ANNOTATION,
-                    attribute=group.attribute,
-                    annotation=index,
-                )
-            )
-            return False
-        return True
+            res.items.append(SplitItem(ref, frozenset(check.class_labels) | box_labels))
+        return output
 
     def finish(self) -> DatasetResult:
         """The dataset-level rules of one set (row limit, invalid share, buckets); return the result."""

@@ -9,23 +9,33 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO
+from typing import IO, Protocol, TypeVar
 
 from converters import codes as C
 from converters.coco import coco_to_entries
 from converters.csvfile import read_rows, row_to_entry, split_duplicates
 from converters.errors import ConversionError, Issue, ManifestError, Report, Severity
 from converters.imagemeta import ImageMeta, read_image_meta
-from converters.jsonio import dumps, iter_json_records, iter_lines, loads, write_json_array, write_json_lines
+from converters.jsonio import (
+    RawLine,
+    dumps,
+    iter_json_records,
+    iter_lines,
+    iter_range_lines,
+    loads,
+    write_json_lines,
+)
 from converters.labelconfig import LabelConfig, build_label_config, parse_label_config
 from converters.labelstudio import ReadOptions, WriteOptions, entry_to_task, task_to_entry
 from converters.manifest import entry_to_line, parse_line
 from converters.split import SplitItem, labels_short_of, split
-from converters.validation import ManifestValidator, file_error_summary, summarize
+from converters.validation import LineCheck, ManifestValidator, check_line, file_error_summary, summarize
 from plugin.fileio import CliError, atomic_output, open_input, write_text
+from plugin.pipelines import chunked, map_ranges
 
 MAX_LINE = C.DEFAULT_LIMITS.max_line_chars
 
@@ -116,6 +126,108 @@ def cmd_ls_to_manifest(args: argparse.Namespace) -> int:
     return 0
 
 
+_WRITE_OPTIONS = WriteOptions()
+_TASK_SEPARATOR = b",\n"
+
+
+def _set_write_options(options: WriteOptions, separator: bytes) -> None:
+    global _WRITE_OPTIONS, _TASK_SEPARATOR
+    _WRITE_OPTIONS, _TASK_SEPARATOR = options, separator
+
+
+@dataclass(slots=True)
+class _TaskChunk:
+    """Serialized tasks of one chunk (joined by the output's separator) and what was found on the way."""
+
+    blob: bytes = b""
+    count: int = 0
+    lines: int = 0
+    issues: list[tuple[int, Issue]] = field(default_factory=list)
+    choices: dict[str, None] = field(default_factory=dict)
+    boxes: dict[str, None] = field(default_factory=dict)
+    multiple: bool = False
+
+
+def _tasks_of_range(path: str, start: int, end: int) -> _TaskChunk:
+    with open(path, "rb", buffering=1 << 20) as stream:
+        return _tasks_of_lines(iter_range_lines(stream, start, end, max_chars=MAX_LINE))
+
+
+def _tasks_of_lines(lines: Iterable[RawLine]) -> _TaskChunk:
+    """Manifest lines -> serialized Label Studio tasks, with what was wrong; runs in a worker."""
+    out = _TaskChunk()
+    tasks: list[bytes] = []
+    for raw in lines:
+        number, data, too_long, length = raw.number, raw.data, raw.too_long, raw.length
+        out.lines = number
+        if too_long:
+            message = f"the line has {length:,} characters, over {MAX_LINE:,}"
+            out.issues.append((number, _line_issue(C.ERROR_INVALID_JSON_LINE, message)))
+            continue
+        if not data.strip():
+            continue
+        try:
+            obj = loads(data)
+        except ValueError as exc:
+            pretty = data.strip() in (b"{", b"}")
+            hint = " (pretty-printed JSON? a manifest needs one object per line)" if pretty else ""
+            out.issues.append((number, _line_issue(C.ERROR_INVALID_JSON_LINE, f"broken JSON: {exc}{hint}")))
+            continue
+        parsed = parse_line(obj)
+        for issue in parsed.issues:
+            severity = Severity.WARNING if parsed.entry is not None else issue.severity
+            out.issues.append((number, Issue(issue.code, issue.message, severity, field=issue.field)))
+        entry = parsed.entry
+        if entry is None:
+            continue
+        names = [label.name for label in entry.labels]
+        out.choices.update(dict.fromkeys(names))
+        out.boxes.update(dict.fromkeys(box.label for box in entry.boxes))
+        out.multiple = out.multiple or len(set(names)) > 1
+        # A line already in Rekognition's form is its own provenance; a normalized one is rebuilt.
+        kept_line = obj if not parsed.normalized and not entry.extra else None
+        tasks.append(dumps(entry_to_task(entry, _WRITE_OPTIONS, line=kept_line)))
+    out.blob = _TASK_SEPARATOR.join(tasks)
+    out.count = len(tasks)
+    return out
+
+
+class _HasLines(Protocol):
+    lines: int
+
+
+W = TypeVar("W", bound=_HasLines)
+
+
+def _over_lines(
+    path: str,
+    stream: IO[bytes],
+    per_lines: Callable[[Iterable[RawLine]], W],
+    per_range: Callable[[str, int, int], W],
+    initializer: Callable[..., None],
+    initargs: tuple[object, ...],
+) -> Iterator[tuple[int, W]]:
+    """Run a per-line worker over a manifest in order; yield ``(line offset, result)`` per piece.
+
+    A file is cut into byte ranges that worker processes read themselves; standard input is read here
+    in chunks. Line numbers in a result count from its piece's start: add the offset.
+    """
+    if path == "-":
+        initializer(*initargs)
+        offset = 0
+        for chunk in chunked(iter_lines(stream, max_chars=MAX_LINE)):
+            result = per_lines(
+                RawLine(raw.number - offset, raw.data, raw.too_long, raw.length) for raw in chunk
+            )
+            yield offset, result
+            offset += result.lines
+        return
+    offset = 0
+    for result in map_ranges(per_range, path, initializer=initializer, initargs=initargs):
+        yield offset, result
+        offset += result.lines
+
+
 def cmd_manifest_to_ls(args: argparse.Namespace) -> int:
     """Ground Truth manifest -> Label Studio tasks (+ a label config covering every label)."""
     options = WriteOptions(image_meta=_load_meta(args.image_meta), dataset=args.dataset)
@@ -123,49 +235,25 @@ def cmd_manifest_to_ls(args: argparse.Namespace) -> int:
     choices: dict[str, None] = {}
     boxes: dict[str, None] = {}
     multiple = False
-
-    def tasks(stream: IO[bytes]) -> object:
-        nonlocal multiple
-        for raw in iter_lines(stream, max_chars=MAX_LINE):
-            if raw.too_long:
-                report.add(
-                    raw.number,
-                    _line_issue(
-                        C.ERROR_INVALID_JSON_LINE,
-                        f"the line has {raw.length:,} characters, over {MAX_LINE:,}",
-                    ),
-                )
-                continue
-            if not raw.data.strip():
-                continue
-            try:
-                obj = loads(raw.data)
-            except ValueError as exc:
-                hint = (
-                    " (pretty-printed JSON? a manifest needs one object per line)"
-                    if raw.data.strip() in (b"{", b"}")
-                    else ""
-                )
-                report.add(raw.number, _line_issue(C.ERROR_INVALID_JSON_LINE, f"broken JSON: {exc}{hint}"))
-                continue
-            parsed = parse_line(obj)
-            for issue in parsed.issues:
-                severity = Severity.WARNING if parsed.entry is not None else issue.severity
-                report.add(raw.number, Issue(issue.code, issue.message, severity, field=issue.field))
-            if parsed.entry is None:
-                continue
-            entry = parsed.entry
-            for label in entry.labels:
-                choices.setdefault(label.name, None)
-            for box in entry.boxes:
-                boxes.setdefault(box.label, None)
-            multiple = multiple or len({label.name for label in entry.labels}) > 1
-            yield entry_to_task(entry, options)
-
     jsonl = args.output.endswith((".jsonl", ".ndjson"))
+    separator = b"\n" if jsonl else b",\n"
+    count = 0
     with open_input(args.input) as stream, atomic_output(args.output) as out:
-        writer = write_json_lines if jsonl else write_json_array
-        count = writer(out, tasks(stream))  # type: ignore[arg-type]
+        if not jsonl:
+            out.write(b"[\n")
+        work = _over_lines(
+            args.input, stream, _tasks_of_lines, _tasks_of_range, _set_write_options, (options, separator)
+        )
+        for base, result in work:
+            for number, issue in result.issues:
+                report.add(base + number, issue)
+            choices.update(result.choices)
+            boxes.update(result.boxes)
+            multiple = multiple or result.multiple
+            if result.count:
+                out.write((separator if count else b"") + result.blob)
+                count += result.count
+        out.write((b"\n" if count else b"") if jsonl else b"\n]\n")
         errors = report.errors
         if errors and not args.skip_invalid:
             _say(report.format())
@@ -247,6 +335,33 @@ def cmd_csv_to_manifest(args: argparse.Namespace) -> int:
 
 # -------------------------------------------------------------------------------------------- validate
 
+_CHECK_LIMITS = C.DEFAULT_LIMITS
+_CHECK_META: dict[str, ImageMeta] = {}
+
+
+def _set_check_state(limits: C.Limits, meta: dict[str, ImageMeta]) -> None:
+    global _CHECK_LIMITS, _CHECK_META
+    _CHECK_LIMITS, _CHECK_META = limits, meta
+
+
+@dataclass(slots=True)
+class _CheckChunk:
+    checks: list[LineCheck] = field(default_factory=list)
+    lines: int = 0
+
+
+def _checks_of_lines(lines: Iterable[RawLine]) -> _CheckChunk:
+    out = _CheckChunk()
+    for raw in lines:
+        out.checks.append(check_line(raw, limits=_CHECK_LIMITS, image_meta=_CHECK_META))
+        out.lines = raw.number
+    return out
+
+
+def _checks_of_range(path: str, start: int, end: int) -> _CheckChunk:
+    with open(path, "rb", buffering=1 << 20) as stream:
+        return _checks_of_lines(iter_range_lines(stream, start, end, max_chars=_CHECK_LIMITS.max_line_chars))
+
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Apply Rekognition's rules; write the summary and the manifests with validation results."""
@@ -270,11 +385,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
             out = stack.enter_context(
                 atomic_output(os.path.join(outdir, f"{name}_manifest_with_validation.json"))
             )
-            for raw in iter_lines(stream, max_chars=limits.max_line_chars):
-                line = validator.feed(raw)
-                if line is not None:
-                    out.write(line)
-                    out.write(b"\n")
+            work = _over_lines(
+                path, stream, _checks_of_lines, _checks_of_range, _set_check_state, (limits, meta)
+            )
+            for base, chunk in work:
+                for check in chunk.checks:
+                    line = validator.add(check._replace(number=check.number + base) if base else check)
+                    if line is not None:
+                        out.write(line)
+                        out.write(b"\n")
             results[name] = validator.finish()
         if results["training"].total == 0:
             raise CliError(f"{args.train}: {C.message(C.ERROR_EMPTY_MANIFEST)} [{C.ERROR_EMPTY_MANIFEST}]")
