@@ -123,6 +123,8 @@ def stored_to_displayed_rect(rect: Rect, width: int, height: int, orientation: i
 
 def displayed_to_stored_rect(rect: Rect, width: int, height: int, orientation: int) -> Rect:
     """A box in displayed pixels, as stored pixels; ``width``/``height`` are the *stored* size."""
+    if orientation == 1:
+        return rect
     a = displayed_to_stored_point(rect.left, rect.top, width, height, orientation)
     b = displayed_to_stored_point(rect.right, rect.bottom, width, height, orientation)
     return _rect_from_corners(a, b)

@@ -28,7 +28,6 @@ from converters.geometry import (
     clamp_rect,
     displayed_to_stored_rect,
     enclosing_rect,
-    percent_to_pixels,
     pixels_to_percent,
     round_half_up,
     stored_to_displayed_rect,
@@ -57,6 +56,7 @@ WARNING_BOX_CLIPPED = "WARNING_BOX_CLIPPED"
 WARNING_EMPTY_RECTANGLE = "WARNING_EMPTY_RECTANGLE"
 WARNING_IGNORED_RESULT = "WARNING_IGNORED_RESULT"
 _HALF_PIXEL = 0.5
+_NUMBERS = (int, float)
 
 
 @dataclass(slots=True)
@@ -322,8 +322,11 @@ def _regions(
         )
         return []
     (dw, dh), (sw, sh), orientation = _sizes(result, where, meta, provenance)
-    pct = Rect(*(_number(value, k, where) for k in ("x", "y", "width", "height")))
-    rect = percent_to_pixels(pct, dw, dh)
+    x, y, w, h = value.get("x"), value.get("y"), value.get("width"), value.get("height")
+    if not (type(x) in _NUMBERS and type(y) in _NUMBERS and type(w) in _NUMBERS and type(h) in _NUMBERS):
+        for key in ("x", "y", "width", "height"):
+            _number(value, key, where)
+    rect = Rect(x * dw / 100.0, y * dh / 100.0, w * dw / 100.0, h * dh / 100.0)  # type: ignore[operator]
     rotation = value.get("rotation") or 0
     if not isinstance(rotation, int | float):
         raise TaskError("must be a number", field=f"{where}.value.rotation")
@@ -337,8 +340,9 @@ def _regions(
                 field=f"{where}.value.rotation",
             )
         )
-    clamped = clamp_rect(rect, dw, dh)
-    if clamped != rect and _moved(clamped, rect):
+    inside = rect.left >= 0 and rect.top >= 0 and rect.right <= dw and rect.bottom <= dh
+    clamped = rect if inside else clamp_rect(rect, dw, dh)
+    if not inside and _moved(clamped, rect):
         issues.append(
             Issue(
                 WARNING_BOX_CLIPPED,
@@ -430,12 +434,16 @@ def _merge_boxes(
         replace(group, boxes=[], class_map=dict(group.class_map), changed=False) for group in old_groups
     ]
     fresh: list[Box] = []
+    new_size: ImageSize | None = None
     for region in regions:
         hit = old_boxes.get(region.region_id) if region.region_id else None
         if hit is not None and hit[1].label == region.label and _close(hit[1], region.rect):
             groups[hit[0]].boxes.append(hit[1])
             continue
-        size = groups[hit[0]].image_size if hit is not None else _stored_image_size(meta, results, old_groups)
+        if hit is not None:
+            size = groups[hit[0]].image_size
+        else:
+            new_size = size = new_size or _stored_image_size(meta, results, old_groups)
         box = pixel_box(region.label, region.rect, size.width, size.height)
         box.confidence = 1.0 if region.score is None else region.score
         box.region_id = region.region_id
@@ -452,7 +460,7 @@ def _merge_boxes(
             groups[0].boxes.extend(fresh)
             groups[0].changed = True
         else:
-            size = _stored_image_size(meta, results, old_groups)
+            size = new_size or _stored_image_size(meta, results, old_groups)
             groups.append(
                 BoxGroup(attribute=DEFAULT_BOX_ATTRIBUTE, image_size=size, boxes=fresh, changed=True)
             )

@@ -82,9 +82,11 @@ def split(
         if item.source_ref in by_ref:
             raise SplitError(f"source-ref {item.source_ref!r} appears twice", code="DUPLICATE_SOURCE_REF")
         by_ref[item.source_ref] = item
-    frequency: Counter[str] = Counter()
+    frequency: dict[str, int] = {}
     for item in by_ref.values():
-        frequency.update(item.labels)
+        for name in item.labels:
+            frequency[name] = frequency.get(name, 0) + 1
+    ranks = {ref: _rank(seed, ref) for ref in by_ref}
 
     strata: dict[str, list[SplitItem]] = defaultdict(list)
     for item in by_ref.values():
@@ -92,7 +94,7 @@ def split(
 
     assignment: dict[str, str] = {}
     for members in strata.values():
-        members.sort(key=lambda it: _rank(seed, it.source_ref))
+        members.sort(key=lambda it: ranks[it.source_ref])
         target = target_test_count(len(members), test_fraction)
         have = sum(1 for it in members if kept.get(it.source_ref) == TEST)
         need = target - have
@@ -106,7 +108,7 @@ def split(
             else:
                 assignment[it.source_ref] = TRAIN
     if test_fraction > 0:
-        _repair(by_ref, assignment, kept, frequency, seed)
+        _repair(by_ref, assignment, kept, frequency, ranks)
     return assignment
 
 
@@ -115,7 +117,7 @@ def _repair(
     assignment: dict[str, str],
     kept: Mapping[str, str],
     frequency: Mapping[str, int],
-    seed: int,
+    ranks: Mapping[str, bytes],
 ) -> None:
     presence: dict[str, Counter[str]] = {TRAIN: Counter(), TEST: Counter()}
     holders: dict[str, list[str]] = defaultdict(list)
@@ -144,7 +146,7 @@ def _repair(
             ]
             if not candidates:
                 continue
-            candidates.sort(key=lambda ref: (len(by_ref[ref].labels) == 1, _rank(seed, ref)))
+            candidates.sort(key=lambda ref: (len(by_ref[ref].labels) == 1, ranks[ref]))
             moved = candidates[0]
             assignment[moved] = missing
             presence[source].subtract(by_ref[moved].labels)

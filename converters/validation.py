@@ -244,6 +244,18 @@ def _box_ok(group: BoxGroup, index: int, issues: list[Issue], limits: C.Limits) 
     return True
 
 
+KEPT = "kept"
+DUPLICATE = "duplicate"
+SKIPPED = "skipped"
+
+
+def mark_duplicate(output: bytes) -> bytes:
+    """A validation-manifest line with ``DUPLICATE_SOURCE_REF`` added to its line errors."""
+    obj = orjson.loads(output)
+    obj.setdefault("errors", []).append(_issue(C.DUPLICATE_SOURCE_REF).as_json())
+    return orjson.dumps(obj)
+
+
 class ManifestValidator:
     """Validates the lines of one dataset's manifest in order, in constant memory per line.
 
@@ -266,6 +278,7 @@ class ManifestValidator:
         self.collect_items = collect_items
         self.result = DatasetResult()
         self._seen: set[str] = set()
+        self._bucket_prefix = "\x00"
 
     def feed(self, raw: RawLine) -> bytes | None:
         """Validate one line; return its validation-manifest line, or None past the row limit."""
@@ -276,45 +289,72 @@ class ManifestValidator:
 
         Returns None for a line past the row limit (Rekognition validates only up to the limit).
         """
+        fate = self.account(check.number, *check[2:])
+        if fate == SKIPPED:
+            return None
+        return check.output if fate == KEPT else mark_duplicate(check.output)
+
+    def account(
+        self,
+        number: int,
+        has_error: bool,
+        terminal: bool,
+        ref: str | None,
+        labeled: bool,
+        class_labels: tuple[str, ...],
+        box_labels: tuple[str, ...],
+        size: int,
+    ) -> str:
+        """Count the next line (the fields of a :class:`LineCheck` but its output).
+
+        Returns :data:`KEPT`, :data:`DUPLICATE` (its output must be marked with
+        :func:`mark_duplicate`) or :data:`SKIPPED` (past the row limit: no output).
+        """
         res = self.result
-        res.bytes_read += check.size
+        res.bytes_read += size
         if res.total >= self.limits.max_rows:
             res.rows_exceeded = True
-            return None
+            return SKIPPED
         res.total += 1
-        ref = check.source_ref
-        output = check.output
+        fate = KEPT
         if ref is not None and ref in self._seen:
             # A later duplicate is dropped whole (Rekognition keeps one line per image).
-            obj = orjson.loads(output)
-            obj.setdefault("errors", []).append(_issue(C.DUPLICATE_SOURCE_REF).as_json())
-            output = orjson.dumps(obj)
-            check = check._replace(has_error=True, terminal=True)
+            has_error = terminal = True
             ref = None
-        if check.has_error:
-            res.error_lines.append(check.number)
+            fate = DUPLICATE
+        if has_error:
+            res.error_lines.append(number)
         if ref is None:
             res.invalid += 1
-            if check.terminal:
+            if terminal:
                 res.terminal += 1
-            return output
+            return fate
         self._seen.add(ref)
-        res.buckets.add(bucket_of(ref))
-        if not check.labeled:
+        if not ref.startswith(self._bucket_prefix):
+            bucket = bucket_of(ref)
+            res.buckets.add(bucket)
+            self._bucket_prefix = f"s3://{bucket}/"
+        if not labeled:
             res.ignored += 1
-            return output
+            return fate
         res.valid += 1
-        box_labels = set(check.box_labels)
-        if check.class_labels:
+        # Plain dict arithmetic: Counter.update costs more than the rest of this method.
+        if class_labels:
             res.classification_lines += 1
-            res.classification_labels.update(check.class_labels)
+            counts = res.classification_labels
+            for name in class_labels:
+                counts[name] = counts.get(name, 0) + 1
         if box_labels:
             res.detection_lines += 1
-            res.detection_labels.update(box_labels)
-            res.boxes_per_label.update(check.box_labels)
+            per_label = res.boxes_per_label
+            for name in box_labels:
+                per_label[name] = per_label.get(name, 0) + 1
+            counts = res.detection_labels
+            for name in set(box_labels) if len(box_labels) > 1 else box_labels:
+                counts[name] = counts.get(name, 0) + 1
         if self.collect_items:
-            res.items.append(SplitItem(ref, frozenset(check.class_labels) | box_labels))
-        return output
+            res.items.append(SplitItem(ref, frozenset(class_labels).union(box_labels)))
+        return fate
 
     def finish(self) -> DatasetResult:
         """The dataset-level rules of one set (row limit, invalid share, buckets); return the result."""

@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO, Protocol, TypeVar
+from typing import IO, Any, Protocol, TypeVar
 
 from converters import codes as C
 from converters.coco import coco_to_entries
 from converters.csvfile import read_rows, row_to_entry, split_duplicates
-from converters.errors import ConversionError, Issue, ManifestError, Report, Severity
+from converters.errors import ConversionError, Issue, Report, Severity, TaskError
 from converters.imagemeta import ImageMeta, read_image_meta
 from converters.jsonio import (
     RawLine,
@@ -33,9 +33,17 @@ from converters.labelconfig import LabelConfig, build_label_config, parse_label_
 from converters.labelstudio import ReadOptions, WriteOptions, entry_to_task, task_to_entry
 from converters.manifest import entry_to_line, parse_line
 from converters.split import SplitItem, labels_short_of, split
-from converters.validation import LineCheck, ManifestValidator, check_line, file_error_summary, summarize
+from converters.validation import (
+    KEPT,
+    SKIPPED,
+    ManifestValidator,
+    check_line,
+    file_error_summary,
+    mark_duplicate,
+    summarize,
+)
 from plugin.fileio import CliError, atomic_output, open_input, write_text
-from plugin.pipelines import chunked, map_ranges
+from plugin.pipelines import chunked, map_ranges, ordered_map
 
 MAX_LINE = C.DEFAULT_LIMITS.max_line_chars
 
@@ -74,6 +82,43 @@ def _load_config(path: str | None) -> LabelConfig | None:
 # --------------------------------------------------------------------------------------------- convert
 
 
+_READ_OPTIONS = ReadOptions()
+
+
+def _set_read_options(options: ReadOptions) -> None:
+    global _READ_OPTIONS  # noqa: PLW0603 (one per worker process, set once by the pool)
+    _READ_OPTIONS = options
+
+
+@dataclass(slots=True)
+class _LineOut:
+    """One task's manifest line (or the error that stopped it) and its warnings; made in a worker."""
+
+    position: int
+    source_ref: str = ""
+    data: bytes = b""
+    issues: list[Issue] = field(default_factory=list)
+    error: tuple[str, str | None, str | None] | None = None  # message, field, code
+
+
+def _lines_of_tasks(chunk: list[tuple[int, bytes]]) -> list[_LineOut]:
+    """Label Studio tasks (as JSON bytes) -> manifest lines; runs in a worker."""
+    out = []
+    for position, raw in chunk:
+        item = _LineOut(position)
+        try:
+            entry = task_to_entry(loads(raw), _READ_OPTIONS, item.issues)
+            item.source_ref = entry.source_ref
+            item.data = dumps(entry_to_line(entry))
+            if len(item.data) > MAX_LINE and len(item.data.decode("utf-8")) > MAX_LINE:
+                message = f"the manifest line would have {len(item.data):,} characters, over Rekognition's {MAX_LINE:,}"
+                item.error = (message, None, None)
+        except ConversionError as exc:
+            item.error = (exc.message, exc.field, exc.code)
+        out.append(item)
+    return out
+
+
 def cmd_ls_to_manifest(args: argparse.Namespace) -> int:
     """Label Studio tasks (JSON array or JSON Lines) -> Ground Truth manifest."""
     options = ReadOptions(
@@ -86,41 +131,40 @@ def cmd_ls_to_manifest(args: argparse.Namespace) -> int:
     report = Report(source=args.input)
     seen: set[int] = set()
     count = 0
+    unit = "line"
     with open_input(args.input) as stream, atomic_output(args.output) as out:
-        for record in iter_json_records(stream, source=args.input):
-            issues: list[Issue] = []
-            try:
-                entry = task_to_entry(record.value, options, issues)
-            except ConversionError as exc:
-                raise exc.located(source=args.input, line=record.position, unit=record.unit) from None
-            report.unit = record.unit
-            for issue in issues:
-                report.add(record.position, issue)
-            # A 64-bit digest per image keeps the duplicate check small at 250,000 entries.
-            key = hash(entry.source_ref)
-            if key in seen:
-                report.add(
-                    record.position,
-                    Issue(
-                        C.DUPLICATE_SOURCE_REF,
-                        f"{entry.source_ref} is on an earlier task; this task is skipped",
-                        Severity.WARNING,
-                        field="data.image",
-                    ),
-                )
-                continue
-            seen.add(key)
-            data = dumps(entry_to_line(entry))
-            if len(data) > MAX_LINE and len(data.decode("utf-8")) > MAX_LINE:
-                raise ManifestError(
-                    f"the manifest line would have {len(data):,} characters, over Rekognition's {MAX_LINE:,}",
-                    source=args.input,
-                    line=record.position,
-                    unit=record.unit,
-                )
-            out.write(data)
-            out.write(b"\n")
-            count += 1
+
+        def tasks() -> Iterator[tuple[int, bytes]]:
+            nonlocal unit
+            for record in iter_json_records(stream, source=args.input):
+                unit = report.unit = record.unit
+                yield record.position, dumps(record.value)
+
+        work = ordered_map(
+            _lines_of_tasks, chunked(tasks(), 1000), initializer=_set_read_options, initargs=(options,)
+        )
+        for _, results in work:
+            for item in results:
+                if item.error is not None:
+                    message, field_name, code = item.error
+                    raise TaskError(
+                        message, source=args.input, line=item.position, field=field_name, code=code, unit=unit
+                    )
+                for issue in item.issues:
+                    report.add(item.position, issue)
+                # A 64-bit digest per image keeps the duplicate check small at 250,000 entries.
+                key = hash(item.source_ref)
+                if key in seen:
+                    message = f"{item.source_ref} is on an earlier task; this task is skipped"
+                    report.add(
+                        item.position,
+                        Issue(C.DUPLICATE_SOURCE_REF, message, Severity.WARNING, field="data.image"),
+                    )
+                    continue
+                seen.add(key)
+                out.write(item.data)
+                out.write(b"\n")
+                count += 1
     _warn_all(report)
     _say(f"wrote {count} manifest lines to {args.output}")
     return 0
@@ -346,15 +390,22 @@ def _set_check_state(limits: C.Limits, meta: dict[str, ImageMeta]) -> None:
 
 @dataclass(slots=True)
 class _CheckChunk:
-    checks: list[LineCheck] = field(default_factory=list)
+    """Checked lines of one piece: their validation lines as one blob, and the counts as plain tuples."""
+
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    blob: bytes = b""
     lines: int = 0
 
 
 def _checks_of_lines(lines: Iterable[RawLine]) -> _CheckChunk:
     out = _CheckChunk()
+    outputs = []
     for raw in lines:
-        out.checks.append(check_line(raw, limits=_CHECK_LIMITS, image_meta=_CHECK_META))
+        check = check_line(raw, limits=_CHECK_LIMITS, image_meta=_CHECK_META)
+        outputs.append(check.output)
+        out.rows.append((check.number, *check[2:]))
         out.lines = raw.number
+    out.blob = b"\n".join(outputs)
     return out
 
 
@@ -389,10 +440,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 path, stream, _checks_of_lines, _checks_of_range, _set_check_state, (limits, meta)
             )
             for base, chunk in work:
-                for check in chunk.checks:
-                    line = validator.add(check._replace(number=check.number + base) if base else check)
-                    if line is not None:
-                        out.write(line)
+                fates = [validator.account(row[0] + base, *row[1:]) for row in chunk.rows]
+                if all(fate == KEPT for fate in fates):
+                    if chunk.rows:
+                        out.write(chunk.blob)
+                        out.write(b"\n")
+                    continue
+                for fate, line in zip(fates, chunk.blob.split(b"\n"), strict=True):
+                    if fate != SKIPPED:
+                        out.write(line if fate == KEPT else mark_duplicate(line))
                         out.write(b"\n")
             results[name] = validator.finish()
         if results["training"].total == 0:

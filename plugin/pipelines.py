@@ -11,7 +11,7 @@ import multiprocessing
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from itertools import islice
+from itertools import chain, islice
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -55,13 +55,13 @@ def ordered_map(
     if count <= 1 or len(first) < 2:
         if initializer is not None:
             initializer(*initargs)
-        for chunk in [*first, *iterator]:
+        for chunk in chain(first, iterator):
             yield chunk, func(chunk)
         return
     context = multiprocessing.get_context("fork")
     with context.Pool(count, initializer, initargs) as pool:
         pending: deque[tuple[T, Any]] = deque()
-        for chunk in [*first, *iterator]:
+        for chunk in chain(first, iterator):
             pending.append((chunk, pool.apply_async(func, (chunk,))))
             if len(pending) >= max(window, count * 2):
                 done, result = pending.popleft()
