@@ -7,13 +7,19 @@ stored size in pixels (EXIF not applied). Optional ``"format"`` (``"jpeg"``/``"p
 
 from __future__ import annotations
 
+import io
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
+from PIL import Image
+
 from converters.errors import ImageMetaError
 from converters.geometry import ORIENTATIONS, displayed_size
 from converters.jsonio import iter_json_records
+
+_EXIF_ORIENTATION = 0x0112
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,3 +97,27 @@ def iter_image_meta(stream: IO[bytes], *, source: str = "<image meta>") -> Itera
 def read_image_meta(stream: IO[bytes], *, source: str = "<image meta>") -> dict[str, ImageMeta]:
     """All of an ``--image-meta`` stream as a dict keyed by ``source-ref``."""
     return dict(iter_image_meta(stream, source=source))
+
+
+def image_meta_from_header(head: bytes, *, total_bytes: int | None = None) -> ImageMeta | None:
+    """Stored size and EXIF orientation from the first bytes of an image file (no full decode).
+
+    ``head`` is the start of the file (a ranged read of some tens of kB holds a JPEG's EXIF and frame
+    header, or a PNG's IHDR and eXIf chunks); returns None when these bytes do not say, so the caller
+    may read more. ``total_bytes`` is the object's size, kept for the validator's image rules.
+    """
+    try:
+        with Image.open(io.BytesIO(head)) as image:
+            width, height = image.size
+            fmt = (image.format or "").lower() or None
+            try:
+                orientation = int(image.getexif().get(_EXIF_ORIENTATION, 1))
+            except (OSError, SyntaxError, ValueError, struct.error):
+                orientation = 1  # an unreadable EXIF block: the browser shows the image unrotated too
+    except (OSError, SyntaxError, ValueError, struct.error, Image.DecompressionBombError):
+        return None
+    if orientation not in ORIENTATIONS:
+        orientation = 1
+    if width <= 0 or height <= 0:
+        return None
+    return ImageMeta(width, height, orientation, "jpeg" if fmt == "mpo" else fmt, total_bytes)

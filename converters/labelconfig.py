@@ -7,7 +7,7 @@ ignored rather than mistaken for labels.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from xml.etree.ElementTree import Element
 from xml.sax.saxutils import quoteattr
@@ -46,6 +46,18 @@ class LabelConfig:
 
     controls: dict[str, Control] = field(default_factory=dict)
     image_key: str = DEFAULT_IMAGE_KEY
+    _allowed: dict[str, frozenset[str] | None] = field(default_factory=dict, repr=False, compare=False)
+
+    def allowed_labels(self, from_name: str) -> frozenset[str] | None:
+        """The labels the control named ``from_name`` declares; None when it declares none (or is unknown).
+
+        A label that an annotation carries but the config no longer declares was removed or renamed in
+        the config: readers drop it, as Rekognition drops a deleted label from every image.
+        """
+        if from_name not in self._allowed:
+            control = self.controls.get(from_name)
+            self._allowed[from_name] = frozenset(control.labels) if control and control.labels else None
+        return self._allowed[from_name]
 
     def kind_of(self, from_name: str) -> str | None:
         """The tag (lower case) of the control named ``from_name``, or None when the config has none."""
@@ -122,7 +134,9 @@ def build_label_config(
 
     ``template`` (one of :data:`TEMPLATES`) forces the controls present even with no labels yet:
     ``classification`` (single choice), ``multilabel`` (multiple choice), ``detection`` (boxes) or
-    ``both``. Without it, a control is present when it has labels (both when neither has).
+    ``both``. Without it, a control is present when it has labels (both when neither has). A
+    ``<Choices>`` with no labels is never written: Label Studio refuses it ("'Choice' is a required
+    property"), while an empty ``<RectangleLabels>`` is accepted.
     """
     choice_list = list(dict.fromkeys(choices))
     box_list = list(dict.fromkeys(boxes))
@@ -143,7 +157,7 @@ def build_label_config(
         lines.append(f"  <RectangleLabels name={quoteattr(boxes_name)} toName={quoteattr(image_name)}>")
         lines += [f"    <Label value={quoteattr(v)}/>" for v in box_list]
         lines.append("  </RectangleLabels>")
-    if want_choices:
+    if want_choices and choice_list:
         mode = "multiple" if multiple else "single"
         lines.append(
             f"  <Choices name={quoteattr(choices_name)} toName={quoteattr(image_name)} "
@@ -153,3 +167,33 @@ def build_label_config(
         lines.append("  </Choices>")
     lines.append("</View>")
     return "\n".join(lines) + "\n"
+
+
+def label_lists(config: LabelConfig) -> dict[str, list[str]]:
+    """Each label-carrying control's labels, in config order: what a later config is compared with."""
+    return {
+        name: list(control.labels)
+        for name, control in config.controls.items()
+        if control.kind in (CHOICES, RECTANGLE_LABELS)
+    }
+
+
+def label_renames(old: Mapping[str, Sequence[str]], new: LabelConfig) -> dict[str, dict[str, str]]:
+    """Labels renamed between two versions of a config, per control: ``{control: {old: new}}``.
+
+    Label Studio's settings edit a label in place, so a rename is a label that left a position of a
+    control's list while a label that was not there before took it, the list keeping its length.
+    Anything else (a label removed, added, or moved) is not a rename.
+    """
+    renames: dict[str, dict[str, str]] = {}
+    for name, before in old.items():
+        control = new.controls.get(name)
+        if control is None or len(control.labels) != len(before):
+            continue
+        after = control.labels
+        pairs = {
+            a: b for a, b in zip(before, after, strict=True) if a != b and a not in after and b not in before
+        }
+        if pairs:
+            renames[name] = pairs
+    return renames

@@ -55,6 +55,7 @@ WARNING_ROTATED_BOX = "WARNING_ROTATED_BOX"
 WARNING_BOX_CLIPPED = "WARNING_BOX_CLIPPED"
 WARNING_EMPTY_RECTANGLE = "WARNING_EMPTY_RECTANGLE"
 WARNING_IGNORED_RESULT = "WARNING_IGNORED_RESULT"
+WARNING_UNKNOWN_LABEL = "WARNING_UNKNOWN_LABEL"
 _HALF_PIXEL = 0.5
 _NUMBERS = (int, float)
 
@@ -220,14 +221,36 @@ def task_to_entry(task: Any, options: ReadOptions, issues: list[Issue] | None = 
         control = _control_kind(result, options.label_config, where, issues)
         if control == CHOICES:
             score = _score(result, default_score)
+            allowed = _allowed(result, options.label_config)
             for name in _string_list(result, "choices", where):
-                names.setdefault(name, score)
+                if allowed is None or name in allowed:
+                    names.setdefault(name, score)
+                else:
+                    issues.append(_unknown_label(name, where))
         elif control == RECTANGLE_LABELS:
-            regions.extend(_regions(result, where, meta, provenance, _score(result, default_score), issues))
+            found = _regions(result, where, meta, provenance, _score(result, default_score), issues)
+            allowed = _allowed(result, options.label_config)
+            if allowed is not None and any(r.label not in allowed for r in found):
+                issues.extend(_unknown_label(r.label, where) for r in found if r.label not in allowed)
+                found = [r for r in found if r.label in allowed]
+            regions.extend(found)
 
     entry.labels = _merge_labels(names, provenance, human, date, options.job_name)
     entry.box_groups = _merge_boxes(regions, provenance, human, date, options.job_name, meta, results)
     return entry
+
+
+def _allowed(result: JsonDict, config: LabelConfig | None) -> frozenset[str] | None:
+    return config.allowed_labels(str(result.get("from_name"))) if config is not None else None
+
+
+def _unknown_label(name: str, where: str) -> Issue:
+    return Issue(
+        WARNING_UNKNOWN_LABEL,
+        f"label {name!r} is not in the label config (removed or renamed there); dropped",
+        Severity.WARNING,
+        field=where,
+    )
 
 
 def _score(result: JsonDict, default: Any) -> float | None:
@@ -586,3 +609,28 @@ def entry_to_task(
 def labels_in(entry: Entry) -> tuple[list[str], list[str]]:
     """The image-level label names and box label names of ``entry``."""
     return [label.name for label in entry.labels], [box.label for box in entry.boxes]
+
+
+def rename_labels(results: Any, renames: Mapping[str, Mapping[str, str]]) -> list[Any] | None:
+    """``results`` of an annotation with labels renamed per control (``{from_name: {old: new}}``).
+
+    Returns the new results, or None when nothing in them changes.
+    """
+    if not isinstance(results, list) or not renames:
+        return None
+    out: list[Any] = []
+    changed = False
+    for result in results:
+        table = renames.get(str(result.get("from_name"))) if isinstance(result, dict) else None
+        value = result.get("value") if table else None
+        if not table or not isinstance(value, dict):
+            out.append(result)
+            continue
+        new_value = dict(value)
+        for key in ("choices", "rectanglelabels", "labels"):
+            names = value.get(key)
+            if isinstance(names, list) and any(n in table for n in names):
+                new_value[key] = [table.get(n, n) if isinstance(n, str) else n for n in names]
+                changed = True
+        out.append({**result, "value": new_value})
+    return out if changed else None

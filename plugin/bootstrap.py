@@ -1,0 +1,177 @@
+"""``customlabels project create``: a Label Studio project shaped for Rekognition Custom Labels.
+
+Each step looks first and creates only what is missing, so running it twice for one title leaves one
+project, one storage, one webhook and two tabs:
+
+1. the project, from a labeling-config template (classification, multilabel, detection, both);
+2. ``project.json`` in S3 (and the Redis cache of it), which makes the project one of ours;
+3. an S3 import storage on the project's folder, so ``s3://`` images display (nothing is imported);
+4. the webhook to the sync service, with the shared secret in a custom header;
+5. Data Manager tabs "Training dataset" and "Test dataset", filtering on ``data.dataset``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from label_studio_sdk import LabelStudio
+
+from converters.labelconfig import build_label_config, label_lists, parse_label_config
+from sync_service.config import SECRET_HEADER, Settings
+from sync_service.events import HANDLED
+from sync_service.projects import ProjectInfo, Projects, slugify
+
+WEBHOOK_PATH = "/webhooks/label-studio"
+TABS = (("Training dataset", "train"), ("Test dataset", "test"))
+IMAGE_REGEX = r".*\.(jpe?g|JPE?G|png|PNG)$"
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """What ``project create`` found or made."""
+
+    info: ProjectInfo
+    created: bool
+    storage_id: int
+    webhook_id: int
+    view_ids: tuple[int, ...]
+
+
+def sdk_client(settings: Settings) -> Any:
+    """The SDK client, without retries: the SDK retries POSTs too, and a create must not happen twice."""
+    return LabelStudio(base_url=settings.ls_url, api_key=settings.ls_api_key, max_retries=0)  # type: ignore[no-untyped-call]
+
+
+def find_project(client: Any, title: str) -> Any | None:
+    """The project titled exactly ``title``, or None."""
+    for project in client.projects.list(title=title):
+        if project.title == title:
+            return project
+    return None
+
+
+def create_project(
+    settings: Settings,
+    projects: Projects,
+    *,
+    title: str,
+    template: str = "both",
+    labels: Sequence[str] = (),
+    box_labels: Sequence[str] = (),
+    s3_credentials: tuple[str, str] | None = None,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+) -> Created:
+    """Create (or find) the project titled ``title`` and make sure every part of it is in place."""
+    if len(title.strip()) < 3:
+        raise ValueError("a project title needs at least 3 characters")
+    client = sdk_client(settings)
+    project = find_project(client, title)
+    created = project is None
+    if project is None:
+        config = build_label_config(template=template, choices=labels, boxes=box_labels)
+        project = client.projects.create(title=title, label_config=config)
+    pid = int(project.id)
+    existing = projects.find(pid)
+    declared = label_lists(parse_label_config(str(project.label_config or "")))
+    info = existing or ProjectInfo(
+        label_studio_project_id=pid,
+        title=title,
+        slug=_free_slug(projects, slugify(title), pid),
+        test_fraction=test_fraction,
+        seed=seed,
+        labels=declared,
+    )
+    # project.json first: Label Studio refuses a storage whose prefix holds no object yet.
+    projects.save(info)
+    storage_id = _ensure_storage(client, settings, projects, info, s3_credentials)
+    webhook_id = _ensure_webhook(client, settings, pid)
+    view_ids = _ensure_tabs(client, pid)
+    return Created(info, created, storage_id, webhook_id, view_ids)
+
+
+def _free_slug(projects: Projects, slug: str, pid: int) -> str:
+    found = projects.find_by_slug(slug)
+    if found is None or found.label_studio_project_id == pid:
+        return slug
+    return f"{slug}-{pid}"
+
+
+def _ensure_storage(
+    client: Any,
+    settings: Settings,
+    projects: Projects,
+    info: ProjectInfo,
+    credentials: tuple[str, str] | None,
+) -> int:
+    for storage in client.import_storage.s3.list(project=info.label_studio_project_id):
+        if storage.bucket == settings.bucket:
+            return int(storage.id)
+    kwargs: dict[str, Any] = {}
+    if credentials is not None:
+        kwargs.update(aws_access_key_id=credentials[0], aws_secret_access_key=credentials[1])
+    if settings.s3_endpoint:
+        kwargs["s3endpoint"] = settings.s3_endpoint
+    storage = client.import_storage.s3.create(
+        project=info.label_studio_project_id,
+        title=f"customlabels {settings.bucket}",
+        bucket=settings.bucket,
+        prefix=projects.key(info, ""),
+        regex_filter=IMAGE_REGEX,
+        use_blob_urls=True,
+        presign=True,
+        presign_ttl=15,
+        recursive_scan=True,
+        region_name=settings.s3_region,
+        **kwargs,
+    )
+    return int(storage.id)
+
+
+def _ensure_webhook(client: Any, settings: Settings, pid: int) -> int:
+    url = settings.service_url.rstrip("/") + WEBHOOK_PATH
+    for hook in client.webhooks.list(project=str(pid)):
+        if hook.url == url and hook.project == pid:
+            if (hook.headers or {}).get(SECRET_HEADER) != settings.webhook_secret:
+                client.webhooks.update(
+                    id=int(hook.id), url=url, headers={SECRET_HEADER: settings.webhook_secret}
+                )
+            return int(hook.id)
+    hook = client.webhooks.create(
+        project=pid,
+        url=url,
+        send_payload=True,
+        send_for_all_actions=False,
+        headers={SECRET_HEADER: settings.webhook_secret},
+        is_active=True,
+        actions=sorted(HANDLED - {"PROJECT_DELETED"}),  # never delivered by the open-source server
+    )
+    return int(hook.id)
+
+
+def tab_filter(dataset: str) -> dict[str, Any]:
+    """The Data Manager filter of a dataset tab: ``data.dataset`` equals ``dataset``."""
+    return {
+        "conjunction": "and",
+        "items": [
+            {"filter": "filter:tasks:data.dataset", "operator": "equal", "type": "String", "value": dataset}
+        ],
+    }
+
+
+def _ensure_tabs(client: Any, pid: int) -> tuple[int, ...]:
+    have = {}
+    for view in client.views.list(project=pid):
+        title = (view.data or {}).get("title") if isinstance(view.data, dict) else None
+        if title:
+            have[title] = int(view.id)
+    ids = []
+    for title, dataset in TABS:
+        if title in have:
+            ids.append(have[title])
+            continue
+        view = client.views.create(project=pid, data={"title": title, "filters": tab_filter(dataset)})
+        ids.append(int(view.id))
+    return tuple(ids)

@@ -1,0 +1,553 @@
+"""Launchers of the real parts: Label Studio, an S3 endpoint (moto) and Redis, as local processes.
+
+Used by the product (``customlabels up``) and by the end-to-end tests. Label Studio runs from its own
+virtual environment (its pins clash with ours) and is only ever spoken to over HTTP: nothing here
+imports Label Studio's server modules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Self
+
+DEFAULT_LS_VERSION = "1.23.2"
+"""The Label Studio server version the product is tested with."""
+
+LS_ENV_VARIABLE = "CUSTOMLABELS_LS_ENV"
+"""Environment variable naming Label Studio's virtual environment (overrides the default path)."""
+
+LOOPBACK = "127.0.0.1"
+
+_PASSED_THROUGH = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "NO_PROXY",
+    "no_proxy",
+)
+"""The only variables of our environment Label Studio sees. Label Studio reads each of its settings as
+``LABEL_STUDIO_<X>``, then ``HEARTEX_<X>``, then plain ``<X>``, so a stray ``USERNAME``, ``PASSWORD``,
+``PORT``, ``HOST`` (or ``VIRTUAL_ENV``, ``PYTHONPATH``, ``AWS_*``...) of ours would change it: the
+environment is built from this allow-list instead of inherited."""
+
+_LS_SETTINGS = {
+    "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+    "SSRF_PROTECTION_ENABLED": "false",
+    "USE_DEFAULT_BANNED_SUBNETS": "false",
+    "LATEST_VERSION_CHECK": "false",
+    "COLLECT_ANALYTICS": "false",
+    "SENTRY_DSN": "",
+    "FRONTEND_SENTRY_DSN": "",
+    "PYTHONUNBUFFERED": "1",
+}
+"""Settings every Label Studio we start gets: the legacy token works (it must be on when the
+organization is first created), loopback webhooks and a loopback S3 endpoint are allowed, no calls out."""
+
+
+class ServiceError(RuntimeError):
+    """A real part could not be installed or started."""
+
+
+def _say(message: str) -> None:
+    print(f"customlabels: {message}", file=sys.stderr, flush=True)
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port free on ``host`` right now (the OS picks it; another process may still take it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_in_use(port: int, host: str = LOOPBACK) -> bool:
+    """Whether something accepts TCP connections on ``host:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    """The last ``lines`` lines of a log file ('' when it does not exist)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 64 * 1024))
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _stop_group(process: subprocess.Popen[bytes], grace: float) -> None:
+    """Terminate a process started in its own session (its whole group), then kill it after ``grace``."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=grace)
+    # Children that outlived the leader (same group) go too.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+# --- Label Studio's environment ---------------------------------------------------------------------
+
+
+def label_studio_env(version: str = DEFAULT_LS_VERSION) -> Path:
+    """The path of Label Studio's virtual environment.
+
+    ``$CUSTOMLABELS_LS_ENV`` when set, else ``~/.cache/customlabels/label-studio-<version>``.
+    """
+    configured = os.environ.get(LS_ENV_VARIABLE)
+    if configured:
+        return Path(configured).expanduser()
+    return Path.home() / ".cache" / "customlabels" / f"label-studio-{version}"
+
+
+def _stamp(env_dir: Path, version: str) -> Path:
+    return env_dir / f".customlabels-installed-label-studio-{version}"
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _say(f"waiting for another process installing Label Studio (lock {path})...")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def installed_label_studio_version(env_dir: Path) -> str | None:
+    """The version of the ``label_studio`` package in ``env_dir`` (None when it is not importable).
+
+    Read by importing the package, never with ``label-studio --version`` (which migrates a database and
+    starts a server).
+    """
+    python = env_dir / "bin" / "python"
+    if not python.exists():
+        return None
+    result = subprocess.run(
+        [str(python), "-c", "import label_studio; print(label_studio.__version__)"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=_clean_env({}),
+        cwd=env_dir,
+        timeout=120,
+    )
+    return (result.stdout.strip() or None) if result.returncode == 0 else None
+
+
+def ensure_label_studio_env(
+    version: str = DEFAULT_LS_VERSION,
+    env_dir: Path | None = None,
+    *,
+    python: str = "python3",
+) -> Path:
+    """Make sure Label Studio ``version`` is installed in its own virtual environment; returns its path.
+
+    Creates the environment with ``python -m venv`` and runs ``pip install label-studio==<version>``
+    unless a stamp written after a successful install is there (an environment whose
+    ``bin/label-studio`` exists but has no stamp, e.g. an interrupted install, is completed by pip).
+    A file lock next to the environment keeps two processes from installing at once. Progress goes to
+    stderr; pip's output too.
+    """
+    env_dir = env_dir if env_dir is not None else label_studio_env(version)
+    stamp = _stamp(env_dir, version)
+    if stamp.exists() and (env_dir / "bin" / "label-studio").exists():
+        return env_dir
+    with _file_lock(env_dir.with_name(env_dir.name + ".lock")):
+        if stamp.exists() and (env_dir / "bin" / "label-studio").exists():
+            return env_dir  # installed by the process we waited for
+        started = time.monotonic()
+        if not (env_dir / "bin" / "python").exists():
+            _say(f"creating Label Studio's virtual environment {env_dir} ...")
+            subprocess.run([python, "-m", "venv", str(env_dir)], check=True, stdout=sys.stderr)
+        _say(f"installing label-studio=={version} into {env_dir} (about 1.2 GB; takes a few minutes) ...")
+        pip = [str(env_dir / "bin" / "python"), "-m", "pip", "install", f"label-studio=={version}"]
+        result = subprocess.run(pip, check=False, stdout=sys.stderr, stderr=sys.stderr)
+        if result.returncode != 0:
+            raise ServiceError(f"pip install label-studio=={version} failed (exit {result.returncode})")
+        found = installed_label_studio_version(env_dir)
+        if found != version:
+            raise ServiceError(f"{env_dir} holds label_studio {found!r}, expected {version}")
+        stamp.write_text(f"label-studio=={version}\n")
+        _say(f"Label Studio {version} ready in {time.monotonic() - started:.0f} s")
+    return env_dir
+
+
+# --- Label Studio ------------------------------------------------------------------------------------
+
+
+def _clean_env(settings: Mapping[str, str]) -> dict[str, str]:
+    env = {name: os.environ[name] for name in _PASSED_THROUGH if name in os.environ}
+    proxied = any(name in env for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"))
+    if proxied:  # loopback (webhooks, a local S3) never goes through a proxy
+        for name in ("NO_PROXY", "no_proxy"):
+            hosts = [h for h in env.get(name, "").split(",") if h]
+            env[name] = ",".join([*hosts, "127.0.0.1", "localhost"])
+    env.update(settings)
+    return env
+
+
+def http_get(url: str, *, token: str | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
+    """GET ``url`` (optionally with ``Authorization: Token <token>``); returns (status, body).
+
+    HTTP errors are returned, not raised; connection errors raise ``OSError``.
+    """
+    request = urllib.request.Request(url)
+    if token is not None:
+        request.add_header("Authorization", f"Token {token}")
+    # No proxy for our own servers.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            return int(response.status), bytes(response.read())
+    except urllib.error.HTTPError as error:
+        return int(error.code), error.read()
+
+
+@dataclass
+class LabelStudioProcess:
+    """A Label Studio server we started. ``stop()`` ends its process group."""
+
+    url: str
+    token: str
+    username: str
+    password: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    data_dir: Path
+    _log: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def alive(self) -> bool:
+        """Whether the server process is still running."""
+        return self.process.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of the server's log."""
+        return log_tail(self.log_path, lines)
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Terminate the server's process group; kill it if it is still there after ``grace`` seconds."""
+        _stop_group(self.process, grace)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_label_studio(
+    data_dir: Path,
+    port: int,
+    *,
+    username: str,
+    password: str,
+    token: str,
+    log_path: Path,
+    env_dir: Path | None = None,
+    version: str = DEFAULT_LS_VERSION,
+    timeout: float = 180.0,
+    extra_env: Mapping[str, str] | None = None,
+) -> LabelStudioProcess:
+    """Start Label Studio on ``127.0.0.1:port`` with its data in ``data_dir``; wait until it serves.
+
+    The admin ``username`` (an e-mail), ``password`` and legacy API ``token`` (6 to 40 characters) are
+    created at the first start of a data dir; later starts keep the first ones. The server runs from
+    ``data_dir`` as working directory (a ``./mydata`` folder in the working directory would switch on
+    local-file serving) with an environment built from scratch (see ``_PASSED_THROUGH``) plus
+    ``extra_env``. Returns once ``GET /health`` says UP and the token authenticates; raises
+    ``ServiceError`` with the end of the log if the server exits or ``timeout`` passes first (the first
+    start on an empty data dir migrates its database: about 20 s).
+    """
+    if not 6 <= len(token) <= 40:
+        raise ValueError("the Label Studio token must have 6 to 40 characters")
+    if port_in_use(port):
+        # Label Studio would silently move to the next free port; we would then talk to someone else.
+        raise ServiceError(f"port {port} on {LOOPBACK} is already in use")
+    env_dir = env_dir if env_dir is not None else label_studio_env(version)
+    executable = env_dir / "bin" / "label-studio"
+    if not executable.exists():
+        raise ServiceError(f"{executable} not found: run ensure_label_studio_env() first")
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = _clean_env(
+        {
+            **_LS_SETTINGS,
+            "PATH": f"{env_dir / 'bin'}{os.pathsep}{os.environ.get('PATH', os.defpath)}",
+            "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
+            "LABEL_STUDIO_USERNAME": username,
+            "LABEL_STUDIO_PASSWORD": password,
+            "LABEL_STUDIO_USER_TOKEN": token,
+            **(extra_env or {}),
+        }
+    )
+    command = [
+        str(executable),
+        "start",
+        "--no-browser",
+        "--internal-host",
+        LOOPBACK,
+        "-p",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+    ]
+    log = log_path.open("ab")
+    try:
+        process = subprocess.Popen(
+            command,
+            cwd=data_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except OSError:
+        log.close()
+        raise
+    server = LabelStudioProcess(
+        url=f"http://{LOOPBACK}:{port}",
+        token=token,
+        username=username,
+        password=password,
+        process=process,
+        log_path=log_path,
+        data_dir=data_dir,
+        _log=log,
+    )
+    try:
+        _wait_for_label_studio(server, timeout)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def _wait_for_label_studio(server: LabelStudioProcess, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    stage = "GET /health"
+    last = "no answer yet"
+    port = server.url.rsplit(":", 1)[1]
+    moved = f"Port {port} is in use"
+
+    def fail(reason: str) -> ServiceError:
+        return ServiceError(
+            f"Label Studio at {server.url}: {reason}\n--- {server.log_path} (end) ---\n{server.log_tail()}"
+        )
+
+    while time.monotonic() < deadline:
+        if not server.alive:
+            raise fail(f"exited with code {server.process.returncode} while waiting for {stage}")
+        if stage == "GET /health" and moved in server.log_tail(200):
+            # Someone took the port meanwhile: Label Studio moves to the next one; ours is not there.
+            raise fail(f"port {port} was taken before the server could listen")
+        try:
+            if stage == "GET /health":
+                status, body = http_get(f"{server.url}/health", timeout=2)
+                if status == 200 and _json(body).get("status") == "UP":
+                    stage = "the token to authenticate (GET /api/projects)"
+                    continue
+            else:
+                status, body = http_get(
+                    f"{server.url}/api/projects?page_size=1", token=server.token, timeout=10
+                )
+                if status == 200:
+                    return
+            last = f"HTTP {status}: {body[:300].decode('utf-8', 'replace')}"
+        except OSError as error:
+            last = str(error)
+        time.sleep(0.25)
+    raise fail(f"not ready after {timeout:.0f} s waiting for {stage}; last answer: {last}")
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+# --- S3 (moto's server mode) ---------------------------------------------------------------------------
+
+
+@dataclass
+class S3Server:
+    """A moto S3 endpoint running in a thread of this process. Credentials: anything (e.g. "testing")."""
+
+    endpoint_url: str
+    port: int
+    server: Any = field(repr=False)
+
+    def stop(self) -> None:
+        """Stop the server thread."""
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_s3_server(port: int | None = None, *, timeout: float = 10.0) -> S3Server:
+    """Start moto's S3-compatible server (``ThreadedMotoServer``) on ``127.0.0.1:port`` (a free port
+    when None). Its state lives in this process's memory and is shared by all servers of the process.
+    Needs ``moto[server]``.
+    """
+    try:
+        from moto.server import ThreadedMotoServer  # noqa: PLC0415 - optional, only for a local S3
+    except ImportError as error:  # pragma: no cover - depends on the installation
+        raise ServiceError("a local S3 endpoint needs moto's server: pip install 'moto[server]'") from error
+    port = port if port is not None else free_port()
+    if port_in_use(port):
+        raise ServiceError(f"port {port} on {LOOPBACK} is already in use")
+    server = ThreadedMotoServer(ip_address=LOOPBACK, port=port, verbose=False)
+    server.start()
+    url = f"http://{LOOPBACK}:{port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            http_get(f"{url}/moto-api/", timeout=1)
+            break
+        except OSError as error:
+            if time.monotonic() > deadline:
+                server.stop()
+                raise ServiceError(f"moto server on {url} did not answer: {error}") from error
+            time.sleep(0.05)
+    return S3Server(endpoint_url=url, port=port, server=server)
+
+
+# --- Redis ---------------------------------------------------------------------------------------------
+
+
+def redis_available(url: str, timeout: float = 1.0) -> bool:
+    """Whether a Redis server answers PING at ``url`` (e.g. ``redis://127.0.0.1:6379/0``)."""
+    import redis  # noqa: PLC0415 - keeps this module light to import
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+@dataclass
+class RedisProcess:
+    """A ``redis-server`` we started (no persistence). ``stop()`` ends it."""
+
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Terminate the server; kill it if it is still there after ``grace`` seconds."""
+        _stop_group(self.process, grace)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_redis(
+    port: int, directory: Path, *, binary: str = "redis-server", timeout: float = 10.0
+) -> RedisProcess:
+    """Start ``redis-server`` on ``127.0.0.1:port`` without persistence (``--save "" --appendonly no``),
+    working in ``directory`` (its log: ``redis.log`` there); waits until it answers PING."""
+    if port_in_use(port):
+        raise ServiceError(f"port {port} on {LOOPBACK} is already in use")
+    directory = directory.resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    log_path = directory / "redis.log"
+    command = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        LOOPBACK,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+        "--dir",
+        str(directory),
+        "--logfile",
+        str(log_path),
+    ]
+    try:
+        process = subprocess.Popen(
+            command,
+            cwd=directory,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except FileNotFoundError as error:
+        raise ServiceError(
+            f"{binary} not found: install Redis (Debian: apt-get install redis-server)"
+        ) from error
+    server = RedisProcess(url=f"redis://{LOOPBACK}:{port}/0", port=port, process=process, log_path=log_path)
+    deadline = time.monotonic() + timeout
+    while not redis_available(server.url, timeout=0.5):
+        if process.poll() is not None or time.monotonic() > deadline:
+            server.stop()
+            raise ServiceError(f"redis-server on port {port} did not start:\n{log_tail(log_path)}")
+        time.sleep(0.05)
+    return server

@@ -1,0 +1,40 @@
+"""The Flask app factory: webhooks, the REST API and health checks, with JSON errors throughout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, jsonify
+from redis import Redis
+from werkzeug.exceptions import HTTPException
+
+from sync_service.config import Settings, load_settings
+from sync_service.jobs import queue_for
+
+
+def create_app(settings: Settings | None = None, *, redis: Redis | None = None) -> Flask:
+    """Build the service's Flask app; ``settings`` default to the environment's (see ``config``)."""
+    settings = settings or load_settings()
+    app = Flask(__name__)
+    # Werkzeug refuses bigger bodies with 413 before a view reads them.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_webhook_bytes
+    connection = redis if redis is not None else Redis.from_url(settings.redis_url)
+    app.extensions["customlabels"] = {
+        "settings": settings,
+        "redis": connection,
+        "queue": queue_for(settings, connection),
+    }
+
+    from sync_service.api import bp as api_bp  # noqa: PLC0415 (blueprints import the app's helpers)
+    from sync_service.health import bp as health_bp  # noqa: PLC0415
+    from sync_service.webhooks import bp as webhooks_bp  # noqa: PLC0415
+
+    app.register_blueprint(webhooks_bp)
+    app.register_blueprint(api_bp)
+    app.register_blueprint(health_bp)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Any:
+        return jsonify(error=exc.name, message=exc.description), exc.code
+
+    return app

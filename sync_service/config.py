@@ -1,0 +1,129 @@
+"""The service's settings, read once from environment variables with documented defaults.
+
+| variable | default | meaning |
+|---|---|---|
+| ``CUSTOMLABELS_LS_URL`` | ``http://127.0.0.1:8080`` | Label Studio's base URL |
+| ``CUSTOMLABELS_LS_API_KEY`` | (required) | Label Studio API token (legacy token or personal access token) |
+| ``CUSTOMLABELS_REDIS_URL`` | ``redis://127.0.0.1:6379/0`` | Redis for queues, locks and caches |
+| ``CUSTOMLABELS_S3_ENDPOINT`` | empty = AWS | S3 endpoint URL (MinIO, moto) |
+| ``CUSTOMLABELS_S3_REGION`` | ``us-east-1`` | S3 region |
+| ``CUSTOMLABELS_BUCKET`` | (required) | bucket of the projects' manifests and images |
+| ``CUSTOMLABELS_PREFIX`` | ``customlabels`` | key prefix of all projects in the bucket |
+| ``CUSTOMLABELS_WEBHOOK_SECRET`` | (required) | shared secret Label Studio sends in ``X-Customlabels-Secret`` |
+| ``CUSTOMLABELS_DEBOUNCE_SECONDS`` | ``1.0`` | least time between two publishes of one project, seconds |
+| ``CUSTOMLABELS_RECONCILE_SECONDS`` | ``300`` | period of the full reconcile of every project, seconds |
+| ``CUSTOMLABELS_MAX_WEBHOOK_BYTES`` | ``10485760`` | largest webhook body accepted (413 above), bytes |
+| ``CUSTOMLABELS_QUEUE`` | ``customlabels`` | RQ queue name |
+| ``CUSTOMLABELS_SERVICE_URL`` | ``http://127.0.0.1:5000`` | where Label Studio reaches this service (webhooks) |
+
+AWS credentials come from boto3's usual chain (``AWS_ACCESS_KEY_ID`` ...).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+from sync_service.errors import ConfigError
+
+SECRET_HEADER = "X-Customlabels-Secret"
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the service and its workers need to know about their surroundings."""
+
+    ls_url: str
+    ls_api_key: str
+    redis_url: str
+    s3_endpoint: str | None
+    s3_region: str
+    bucket: str
+    prefix: str
+    webhook_secret: str
+    debounce_seconds: float = 1.0
+    reconcile_seconds: float = 300.0
+    max_webhook_bytes: int = 10 * 1024 * 1024
+    queue: str = "customlabels"
+    service_url: str = "http://127.0.0.1:5000"
+
+    def __repr__(self) -> str:
+        # Secrets never reach logs or error messages, not even through a repr.
+        return (
+            f"Settings(ls_url={self.ls_url!r}, redis_url={_redact_url(self.redis_url)!r}, "
+            f"s3_endpoint={self.s3_endpoint!r}, bucket={self.bucket!r}, prefix={self.prefix!r})"
+        )
+
+
+def _redact_url(url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.password:
+        return url.replace(f":{parsed.password}@", ":***@")
+    return url
+
+
+def _url(env: Mapping[str, str], name: str, default: str | None, schemes: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip() or default
+    if value is None:
+        raise ConfigError(name, "is required")
+    parsed = urlparse(value)
+    if parsed.scheme not in schemes or not parsed.netloc:
+        raise ConfigError(name, f"must be a {' or '.join(schemes)} URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigError(name, "is required")
+    return value
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(name, f"must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read :class:`Settings` from ``env`` (default ``os.environ``); raise :class:`ConfigError` naming a bad one."""
+    env = os.environ if env is None else env
+    bucket = _required(env, "CUSTOMLABELS_BUCKET")
+    if not _BUCKET_RE.match(bucket):
+        raise ConfigError("CUSTOMLABELS_BUCKET", f"{bucket!r} is not a valid S3 bucket name")
+    prefix = env.get("CUSTOMLABELS_PREFIX", "customlabels").strip().strip("/")
+    if prefix and (not _PREFIX_RE.match(prefix) or ".." in prefix.split("/")):
+        raise ConfigError("CUSTOMLABELS_PREFIX", f"{prefix!r} may hold only letters, digits, . _ - and /")
+    endpoint = env.get("CUSTOMLABELS_S3_ENDPOINT", "").strip()
+    secret = _required(env, "CUSTOMLABELS_WEBHOOK_SECRET")
+    if len(secret) < 16:
+        raise ConfigError("CUSTOMLABELS_WEBHOOK_SECRET", "must be at least 16 characters")
+    return Settings(
+        ls_url=_url(env, "CUSTOMLABELS_LS_URL", "http://127.0.0.1:8080", ("http", "https")),
+        ls_api_key=_required(env, "CUSTOMLABELS_LS_API_KEY"),
+        redis_url=_url(
+            env, "CUSTOMLABELS_REDIS_URL", "redis://127.0.0.1:6379/0", ("redis", "rediss", "unix")
+        ),
+        s3_endpoint=_url(env, "CUSTOMLABELS_S3_ENDPOINT", None, ("http", "https")) if endpoint else None,
+        s3_region=env.get("CUSTOMLABELS_S3_REGION", "").strip() or "us-east-1",
+        bucket=bucket,
+        prefix=prefix,
+        webhook_secret=secret,
+        debounce_seconds=_number(env, "CUSTOMLABELS_DEBOUNCE_SECONDS", 1.0, minimum=0.0),
+        reconcile_seconds=_number(env, "CUSTOMLABELS_RECONCILE_SECONDS", 300.0, minimum=1.0),
+        max_webhook_bytes=int(_number(env, "CUSTOMLABELS_MAX_WEBHOOK_BYTES", 10 * 1024 * 1024, minimum=1024)),
+        queue=env.get("CUSTOMLABELS_QUEUE", "").strip() or "customlabels",
+        service_url=_url(env, "CUSTOMLABELS_SERVICE_URL", "http://127.0.0.1:5000", ("http", "https")),
+    )

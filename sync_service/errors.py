@@ -1,0 +1,27 @@
+"""The sync service's exceptions: one base, a subclass per edge, each saying what failed and where."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base of every error the sync service raises on purpose."""
+
+
+class ConfigError(ServiceError):
+    """A setting is missing or wrong; the message names the environment variable."""
+
+    def __init__(self, variable: str, message: str) -> None:
+        self.variable = variable
+        super().__init__(f"{variable}: {message}")
+
+
+class LabelStudioError(ServiceError):
+    """Label Studio answered with an error or could not be reached (jobs retry these)."""
+
+
+class StorageError(ServiceError):
+    """S3 answered with an error or could not be reached (jobs retry these)."""
+
+
+class ProjectNotFound(ServiceError):
+    """No project of ours has this Label Studio id."""

@@ -1,0 +1,126 @@
+"""RQ jobs: thin functions (ids in, publisher call, nothing else) and the queueing of them.
+
+Jobs that fail because Label Studio or S3 is away are retried with backoff (``RETRY``); the events they
+took are given back first, so nothing is lost while the retries run.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+
+from redis import Redis
+from rq import Queue, Retry
+
+from sync_service.config import Settings, load_settings
+from sync_service.labelstudio import LabelStudio
+from sync_service.projects import Projects
+from sync_service.publisher import Publisher
+from sync_service.s3 import Storage, client_for
+from sync_service.state import ProjectState
+
+log = logging.getLogger(__name__)
+
+RETRY = Retry(max=12, interval=[1, 2, 4, 8, 15, 30, 60, 60, 60, 120, 120, 300])
+JOB_TIMEOUT = 1800  # seconds: a full rebuild of 250,000 tasks fits well inside
+
+
+@dataclass(slots=True)
+class Context:
+    """Connections a worker process holds for its jobs."""
+
+    settings: Settings
+    redis: Redis
+    storage: Storage
+    ls: LabelStudio
+    projects: Projects
+
+    @property
+    def publisher(self) -> Publisher:
+        """A publisher over these connections."""
+        return Publisher(
+            self.redis, self.storage, self.ls, self.projects, debounce=self.settings.debounce_seconds
+        )
+
+
+def make_context(settings: Settings) -> Context:
+    """Open the connections for ``settings`` (Label Studio is contacted lazily on first use)."""
+    redis = Redis.from_url(settings.redis_url)
+    storage = Storage(client_for(settings), settings.bucket)
+    return Context(
+        settings=settings,
+        redis=redis,
+        storage=storage,
+        ls=LabelStudio(settings.ls_url, settings.ls_api_key),
+        projects=Projects(redis, storage, settings.prefix),
+    )
+
+
+@functools.cache
+def context() -> Context:
+    """This process's context, from the environment (built once)."""
+    return make_context(load_settings())
+
+
+def queue_for(settings: Settings, redis: Redis) -> Queue:
+    """The service's RQ queue."""
+    return Queue(settings.queue, connection=redis)
+
+
+def enqueue_publish(queue: Queue, project_id: int, *, force: bool = False) -> None:
+    """Queue a publish of the project."""
+    queue.enqueue(
+        publish_job,
+        project_id,
+        force=force,
+        retry=RETRY,
+        job_timeout=JOB_TIMEOUT,
+        description=f"publish project {project_id}",
+    )
+
+
+def publish_job(project_id: int, force: bool = False) -> dict[str, object] | None:
+    """Job: publish one project's manifests (``force``: a reconcile, rebuilt from all tasks)."""
+    result = context().publisher.publish(project_id, force=force)
+    if result is None:
+        return None
+    log.info(
+        "project %s published=%s rebuilt=%s entries=%s in %.2fs",
+        project_id,
+        result.published,
+        result.rebuilt,
+        result.entries,
+        result.seconds,
+    )
+    return {"published": result.published, "entries": result.entries, "seconds": result.seconds}
+
+
+def reconcile_job(project_id: int) -> dict[str, object] | None:
+    """Job: rebuild one project from Label Studio and correct any drift in S3."""
+    return publish_job(project_id, force=True)
+
+
+def reconcile_all_job() -> list[int]:
+    """Job: queue a reconcile of every project of ours; forget projects Label Studio no longer has."""
+    ctx = context()
+    queue = queue_for(ctx.settings, ctx.redis)
+    ids = []
+    for info in ctx.projects.scan():
+        pid = info.label_studio_project_id
+        if not ctx.ls.project_exists(pid):
+            ProjectState(ctx.redis, pid).forget()
+            ctx.projects.forget(pid)
+            continue
+        queue.enqueue(
+            reconcile_job, pid, retry=RETRY, job_timeout=JOB_TIMEOUT, description=f"reconcile project {pid}"
+        )
+        ids.append(pid)
+    return ids
+
+
+def forget_project_job(project_id: int) -> None:
+    """Job: Label Studio says the project was deleted; drop what we cache of it (S3 files stay)."""
+    ctx = context()
+    ProjectState(ctx.redis, project_id).forget()
+    ctx.projects.forget(project_id)

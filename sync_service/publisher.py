@@ -1,0 +1,367 @@
+"""Publishing: Label Studio's current state -> the entry cache -> train/test manifests and summary in S3.
+
+One publish per project at a time (a Redis lock); events that arrive meanwhile wait for the next. The
+steps, and why they are safe to repeat:
+
+1. take the recorded events (the webhook hints) atomically; on any failure they are given back;
+2. read the label config; a changed config means a full rebuild (labels may have been renamed);
+3. re-read the changed tasks from Label Studio's export endpoint (or all tasks on a rebuild), convert
+   each with the core (``task_to_entry`` + ``entry_to_line``, as ``customlabels convert ls-to-manifest``)
+   and update the entry cache; tasks that are gone leave it;
+4. write ``train.manifest``, ``test.manifest`` and ``validation/manifest_summary.json``, each whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from redis import Redis
+
+from converters import codes as C
+from converters.errors import ConversionError
+from converters.imagemeta import ImageMeta, image_meta_from_header
+from converters.jsonio import RawLine, dumps, loads
+from converters.labelconfig import (
+    RECTANGLE_LABELS,
+    LabelConfig,
+    label_lists,
+    label_renames,
+    parse_label_config,
+)
+from converters.labelstudio import ReadOptions, labels_in, rename_labels, task_to_entry
+from converters.manifest import entry_to_line
+from converters.split import TEST, TRAIN, SplitItem, split
+from converters.validation import ManifestValidator, summarize
+from sync_service.labelstudio import LabelStudio
+from sync_service.projects import ProjectInfo, Projects
+from sync_service.s3 import Storage
+from sync_service.state import IMAGE_META_KEY, CachedEntry, EventBatch, ProjectState
+
+log = logging.getLogger(__name__)
+
+HEADER_BYTES = (64 * 1024, 1024 * 1024)  # ranged reads tried in turn for an image's header
+MAX_LINE = C.DEFAULT_LIMITS.max_line_chars
+
+
+def now_stamp() -> str:
+    """The current UTC time as manifests write ``creation-date``."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+class ImageMetaCache:
+    """Stored size and EXIF orientation of images, read once from the object's header and kept in Redis."""
+
+    def __init__(self, redis: Redis, storage: Storage) -> None:
+        self.redis = redis
+        self.storage = storage
+        self.local: dict[str, ImageMeta | None] = {}
+
+    def get(self, source_ref: str) -> ImageMeta | None:
+        """The image's facts, or None when the object is missing or not an image."""
+        if source_ref in self.local:
+            return self.local[source_ref]
+        raw = self.redis.hget(IMAGE_META_KEY, source_ref)
+        if raw is not None:
+            meta = _unpack_meta(raw)
+        else:
+            meta = self._read(source_ref)
+            if meta is not None:
+                self.redis.hset(IMAGE_META_KEY, source_ref, _pack_meta(meta))
+        self.local[source_ref] = meta
+        return meta
+
+    def _read(self, source_ref: str) -> ImageMeta | None:
+        for size in HEADER_BYTES:
+            head = self.storage.read_head(source_ref, size)
+            if head is None:
+                return None
+            meta = image_meta_from_header(head)
+            if meta is not None or len(head) < size:
+                return meta
+        return None
+
+
+def _pack_meta(meta: ImageMeta) -> bytes:
+    return dumps([meta.width, meta.height, meta.orientation, meta.format])
+
+
+def _unpack_meta(raw: bytes | str) -> ImageMeta | None:
+    width, height, orientation, fmt = loads(raw)
+    return ImageMeta(width, height, orientation, fmt)
+
+
+def _has_boxes(task: dict[str, Any], config: LabelConfig | None) -> bool:
+    for kind in ("annotations", "predictions"):
+        for item in task.get(kind) or ():
+            for result in (item.get("result") or ()) if isinstance(item, dict) else ():
+                if not isinstance(result, dict):
+                    continue
+                control = config.kind_of(str(result.get("from_name"))) if config else None
+                if (control or str(result.get("type", "")).lower()) == RECTANGLE_LABELS:
+                    return True
+    return False
+
+
+def convert_task(task: dict[str, Any], options: ReadOptions, images: ImageMetaCache | None) -> CachedEntry:
+    """One Label Studio task (export shape) -> its cache record, with the manifest line or the error."""
+    task_id = int(task.get("id", 0))
+    annotations = tuple(
+        int(a["id"]) for a in task.get("annotations") or () if isinstance(a, dict) and "id" in a
+    )
+    data = task.get("data")
+    data = data if isinstance(data, dict) else {}
+    dataset = data.get("dataset")
+    dataset = dataset if dataset in (TRAIN, TEST) else None
+    if images is not None and _has_boxes(task, options.label_config):
+        ref = data.get(options.label_config.image_key if options.label_config else "image")
+        meta = images.get(ref) if isinstance(ref, str) and ref.startswith("s3://") else None
+        if meta is not None and isinstance(ref, str):
+            options = replace(options, image_meta={ref: meta})
+    try:
+        entry = task_to_entry(task, options)
+        line = dumps(entry_to_line(entry))
+    except ConversionError as exc:
+        ref = data.get("image")
+        return CachedEntry(task_id, str(ref or ""), dataset, None, (), annotations, error=str(exc))
+    if len(line) > MAX_LINE:
+        return CachedEntry(
+            task_id,
+            entry.source_ref,
+            dataset,
+            None,
+            (),
+            annotations,
+            error=f"line over {MAX_LINE} characters",
+        )
+    names, boxes = labels_in(entry)
+    return CachedEntry(
+        task_id, entry.source_ref, dataset, line, tuple(dict.fromkeys([*names, *boxes])), annotations
+    )
+
+
+@dataclass(slots=True)
+class PublishResult:
+    """What one publish did."""
+
+    project_id: int
+    published: bool
+    entries: dict[str, int]
+    labels: dict[str, int]
+    rebuilt: bool
+    seconds: float
+
+
+class Publisher:
+    """Builds and writes one project's manifests; see the module docstring for the steps."""
+
+    def __init__(
+        self, redis: Redis, storage: Storage, ls: LabelStudio, projects: Projects, *, debounce: float = 0.0
+    ) -> None:
+        self.redis = redis
+        self.storage = storage
+        self.ls = ls
+        self.projects = projects
+        self.debounce = debounce
+        self.images = ImageMetaCache(redis, storage)
+
+    def publish(self, project_id: int, *, force: bool = False) -> PublishResult | None:
+        """Bring the project's manifests up to date; ``force`` rebuilds from all tasks and rewrites all.
+
+        Returns None when the project is not one of ours. Raises on failure, after giving the events back.
+        """
+        info = self.projects.find(project_id)
+        state = ProjectState(self.redis, project_id)
+        if info is None:
+            state.unschedule()
+            state.take()
+            log.info("project %s is not a customlabels project; events dropped", project_id)
+            return None
+        with state.lock():
+            self._wait_debounce(state)
+            state.unschedule()
+            batch = state.take()
+            if force:
+                batch.full = True
+            started = time.monotonic()
+            try:
+                result = self._publish(info, state, batch, force=force)
+            except Exception as exc:
+                state.give_back(batch)
+                state.set_status(last_error=f"{type(exc).__name__}: {exc}", last_error_at=now_stamp())
+                raise
+            result.seconds = time.monotonic() - started
+            return result
+
+    def _wait_debounce(self, state: ProjectState) -> None:
+        last = state.status().get("last_publish_monotonic_wall")
+        if isinstance(last, int | float) and self.debounce > 0:
+            wait = last + self.debounce - time.time()
+            if wait > 0:
+                time.sleep(min(wait, self.debounce))
+
+    def _publish(
+        self, info: ProjectInfo, state: ProjectState, batch: EventBatch, *, force: bool
+    ) -> PublishResult:
+        project = self.ls.project(info.label_studio_project_id)
+        xml = str(project.get("label_config") or "")
+        digest = hashlib.sha256(xml.encode()).hexdigest()
+        config = parse_label_config(xml, source=f"project {info.label_studio_project_id} label config")
+        renames: dict[str, dict[str, str]] = {}
+        labels_changed = False
+        if digest != state.config_digest():
+            batch.full = True
+            declared = label_lists(config)
+            if info.labels != declared:
+                renames = label_renames(info.labels or {}, config)
+                info = replace(info, labels=declared)
+                labels_changed = True
+        options = ReadOptions(label_config=config, job_name=info.job_name, now=now_stamp())
+        rebuilt = batch.full or not state.has_entries()
+        if not rebuilt:
+            known, unknown = state.tasks_of_annotations(batch.gone_annotations)
+            if unknown:
+                rebuilt = True  # an annotation we never saw: its task cannot be named, so read all
+            batch.dirty |= known
+        pid = info.label_studio_project_id
+        if rebuilt:
+            tasks = self.ls.export_tasks(pid)
+            if renames:
+                tasks = self._renamed(tasks, renames)
+            state.replace_all(convert_task(t, options, self.images) for t in tasks)
+            if labels_changed:
+                # Only now, with every renamed annotation written back, is the new label list the record.
+                self.projects.save(info)
+        elif batch.dirty or batch.gone:
+            wanted = batch.dirty - batch.gone
+            fresh = [convert_task(t, options, self.images) for t in self.ls.export_tasks(pid, wanted)]
+            missing = wanted - {e.task_id for e in fresh}
+            state.update(fresh, batch.gone | missing)
+        state.set_config_digest(digest)
+        if not (rebuilt or batch.dirty or batch.gone or force):
+            return PublishResult(pid, False, {}, {}, False, 0.0)
+        entries, labels, errors = self._write(info, state.entries(), force=force, state=state)
+        state.set_status(
+            last_publish=now_stamp(),
+            last_publish_monotonic_wall=time.time(),
+            entries=entries,
+            labels=labels,
+            task_errors=errors[:50],
+            task_error_count=len(errors),
+            last_error=None,
+        )
+        return PublishResult(pid, True, entries, labels, rebuilt, 0.0)
+
+    def _renamed(
+        self, tasks: Iterable[dict[str, Any]], renames: dict[str, dict[str, str]]
+    ) -> Iterator[dict[str, Any]]:
+        """Tasks with renamed labels written back into their annotations in Label Studio, the source of
+        truth (Label Studio keeps the old names in annotations when a label is renamed in the config)."""
+        for task in tasks:
+            for annotation in task.get("annotations") or ():
+                if not isinstance(annotation, dict) or "id" not in annotation:
+                    continue
+                result = rename_labels(annotation.get("result"), renames)
+                if result is not None:
+                    self.ls.update_annotation(int(annotation["id"]), result)
+                    annotation["result"] = result
+            yield task
+
+    def _write(
+        self, info: ProjectInfo, cached: list[CachedEntry], *, force: bool, state: ProjectState
+    ) -> tuple[dict[str, int], dict[str, int], list[dict[str, Any]]]:
+        usable, errors = dedupe(cached)
+        sides = assign(usable, test_fraction=info.test_fraction, seed=info.seed)
+        counts = {TRAIN: 0, TEST: 0}
+        label_sets: dict[str, set[str]] = {TRAIN: set(), TEST: set()}
+        spools = {TRAIN: self.storage.spool(), TEST: self.storage.spool()}
+        try:
+            for entry in usable:
+                side = sides[entry.source_ref]
+                out = spools[side]
+                assert entry.line is not None
+                out.write(entry.line)
+                out.write(b"\n")
+                counts[side] += 1
+                label_sets[side].update(entry.labels)
+            summary = validation_summary(spools[TRAIN], spools[TEST] if counts[TEST] else None)
+            digests = {side: _digest(spools[side]) for side in (TRAIN, TEST)}
+            previous = state.status().get("digests") or {}
+            for side, name in ((TRAIN, "train.manifest"), (TEST, "test.manifest")):
+                if force or previous.get(side) != digests[side]:
+                    self.storage.put_file(
+                        self.projects.key(info, name), spools[side], content_type="application/x-ndjson"
+                    )
+            self.storage.put_bytes(
+                self.projects.key(info, "validation/manifest_summary.json"),
+                dumps(summary) + b"\n",
+                content_type="application/json",
+            )
+            state.set_status(digests=digests)
+        finally:
+            for spool in spools.values():
+                spool.close()
+        return counts, {side: len(names) for side, names in label_sets.items()}, errors
+
+
+def _digest(stream: IO[bytes]) -> str:
+    stream.seek(0)
+    h = hashlib.sha256()
+    for chunk in iter(lambda: stream.read(1 << 20), b""):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def dedupe(cached: Iterable[CachedEntry]) -> tuple[list[CachedEntry], list[dict[str, Any]]]:
+    """The entries that make manifest lines (first task per image wins) and the tasks left out, with why."""
+    seen: set[str] = set()
+    usable: list[CachedEntry] = []
+    errors: list[dict[str, Any]] = []
+    for entry in cached:
+        if entry.line is None:
+            errors.append({"task": entry.task_id, "error": entry.error})
+            continue
+        if entry.source_ref in seen:
+            errors.append({"task": entry.task_id, "error": f"{entry.source_ref} is on an earlier task"})
+            continue
+        seen.add(entry.source_ref)
+        usable.append(entry)
+    return usable, errors
+
+
+def assign(entries: list[CachedEntry], *, test_fraction: float, seed: int) -> dict[str, str]:
+    """Each entry's dataset: its task's ``data.dataset`` when set, else the core's stratified split.
+
+    Entries with a dataset are kept where they are and take part in the strata, so that the unassigned
+    ones fill each label's test share up to ``test_fraction``.
+    """
+    keep = {e.source_ref: e.dataset for e in entries if e.dataset is not None}
+    if len(keep) == len(entries):
+        return dict(keep)
+    items = [SplitItem(e.source_ref, frozenset(e.labels)) for e in entries]
+    return split(items, test_fraction=test_fraction, seed=seed, keep=keep)
+
+
+def validation_summary(train: IO[bytes], test: IO[bytes] | None) -> dict[str, Any]:
+    """Rekognition's ``manifest_summary.json`` for the two manifests (streams read from their start)."""
+    results = []
+    for stream in (train, test):
+        if stream is None:
+            continue
+        validator = ManifestValidator(collect_items=test is None)
+        for raw in _lines(stream):
+            validator.feed(raw)
+        results.append(validator.finish())
+    summary = summarize(results[0], results[1] if len(results) > 1 else None)
+    return summary.document
+
+
+def _lines(stream: IO[bytes]) -> Iterator[RawLine]:
+    stream.seek(0)
+    for number, data in enumerate(stream, start=1):
+        yield RawLine(number, data.rstrip(b"\n"), False, len(data))

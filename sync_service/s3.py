@@ -1,0 +1,128 @@
+"""The S3 edge: the one module that talks to S3 (AWS, MinIO or moto's server) through boto3.
+
+Objects are replaced whole: a manifest is written to a local spool file first and then uploaded in one
+``PutObject`` (or one multipart upload, completed last), so readers see the old object or the new one,
+never a part.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from typing import IO, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sync_service.config import Settings
+from sync_service.errors import StorageError
+
+SPOOL_BYTES = 8 * 1024 * 1024
+
+
+def client_for(settings: Settings) -> Any:
+    """A boto3 S3 client for the configured endpoint, with short timeouts (jobs retry on failure)."""
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint,
+        region_name=settings.s3_region,
+        config=Config(
+            connect_timeout=5,
+            read_timeout=30,
+            retries={"max_attempts": 2, "mode": "standard"},
+            s3={"addressing_style": "path"},
+        ),
+    )
+
+
+def split_s3_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/key`` -> ``(bucket, key)``; raise :class:`StorageError` for anything else."""
+    if not url.startswith("s3://"):
+        raise StorageError(f"not an s3:// URL: {url!r}")
+    bucket, _, key = url[5:].partition("/")
+    if not bucket or not key:
+        raise StorageError(f"an s3:// URL needs a bucket and a key: {url!r}")
+    return bucket, key
+
+
+class Storage:
+    """The project files in one bucket."""
+
+    def __init__(self, client: Any, bucket: str) -> None:
+        self.client = client
+        self.bucket = bucket
+
+    def _fail(self, what: str, key: str, exc: Exception) -> StorageError:
+        return StorageError(f"S3 {what} s3://{self.bucket}/{key} failed: {exc}")
+
+    def spool(self) -> IO[bytes]:
+        """A temporary file to write an object into before :meth:`put_file` uploads it whole."""
+        return tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
+
+    def put_file(
+        self, key: str, stream: IO[bytes], *, content_type: str = "application/octet-stream"
+    ) -> None:
+        """Upload ``stream`` (from its start) to ``key``, replacing the object whole."""
+        stream.seek(0)
+        try:
+            self.client.upload_fileobj(stream, self.bucket, key, ExtraArgs={"ContentType": content_type})
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail("upload to", key, exc) from exc
+
+    def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
+        """Write ``data`` to ``key`` in one request."""
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail("write to", key, exc) from exc
+
+    def get_bytes(self, key: str) -> bytes | None:
+        """The object's bytes, or None when there is no such object."""
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+            return bytes(response["Body"].read())
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise self._fail("read of", key, exc) from exc
+        except BotoCoreError as exc:
+            raise self._fail("read of", key, exc) from exc
+
+    def list_keys(self, prefix: str, *, delimiter: str | None = None) -> list[str]:
+        """Keys (or, with a delimiter, common prefixes) under ``prefix``."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        if delimiter:
+            kwargs["Delimiter"] = delimiter
+        out: list[str] = []
+        try:
+            for page in paginator.paginate(**kwargs):
+                if delimiter:
+                    out.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
+                else:
+                    out.extend(o["Key"] for o in page.get("Contents", []))
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail("listing of", prefix, exc) from exc
+        return out
+
+    def read_head(self, source_ref: str, nbytes: int) -> bytes | None:
+        """The first ``nbytes`` of the object ``source_ref`` (any bucket), or None when it is missing."""
+        bucket, key = split_s3_url(source_ref)
+        try:
+            response = self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{nbytes - 1}")
+            return bytes(response["Body"].read())
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("NoSuchKey", "404", "InvalidRange"):
+                return None
+            raise StorageError(f"S3 read of {source_ref} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"S3 read of {source_ref} failed: {exc}") from exc
+
+    def reachable(self) -> bool:
+        """Whether the bucket answers."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except (BotoCoreError, ClientError):
+            return False
+        return True

@@ -1,0 +1,300 @@
+"""What the service keeps in Redis per project: pending events, the entry cache, the lock, the status.
+
+Redis holds hints and caches only; losing it loses no data (a reconcile rebuilds everything from Label
+Studio). Keys, all under ``cl:`` so that the service never touches what it did not write:
+
+* ``cl:p:<id>:dirty`` (set of task ids to re-read), ``:gone`` (task ids deleted), ``:gone-ann``
+  (annotation ids deleted), ``:full`` (a whole rebuild is due), ``:pending`` (events since the last
+  publish began), ``:scheduled`` (a publish job is queued);
+* ``cl:p:<id>:entries`` (task id -> cached entry), ``:ann`` (annotation id -> task id);
+* ``cl:p:<id>:lock`` (the single publisher), ``:status`` (hash shown by the status endpoint);
+* ``cl:imgmeta`` (source-ref -> stored size and EXIF orientation), ``cl:projects`` (id -> S3 slug).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from redis import Redis
+
+IMAGE_META_KEY = "cl:imgmeta"
+PROJECTS_KEY = "cl:projects"
+
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass(slots=True)
+class EventBatch:
+    """The events taken by one publish: what to re-read, what to drop, whether to rebuild all."""
+
+    dirty: set[int] = field(default_factory=set)
+    gone: set[int] = field(default_factory=set)
+    gone_annotations: set[int] = field(default_factory=set)
+    full: bool = False
+    pending: int = 0
+
+    @property
+    def empty(self) -> bool:
+        """True when there is nothing to do."""
+        return not (self.dirty or self.gone or self.gone_annotations or self.full)
+
+
+@dataclass(frozen=True, slots=True)
+class CachedEntry:
+    """One task as the last publish saw it: its manifest line (or the error that stopped it)."""
+
+    task_id: int
+    source_ref: str
+    dataset: str | None
+    line: bytes | None
+    labels: tuple[str, ...]
+    annotations: tuple[int, ...]
+    error: str | None = None
+
+    def pack(self) -> bytes:
+        """The Redis value of this entry."""
+        return orjson.dumps(
+            {
+                "r": self.source_ref,
+                "d": self.dataset,
+                "l": self.line.decode("utf-8") if self.line is not None else None,
+                "n": list(self.labels),
+                "a": list(self.annotations),
+                "e": self.error,
+            }
+        )
+
+    @classmethod
+    def unpack(cls, task_id: int, raw: bytes | str) -> CachedEntry:
+        """Read an entry written by :meth:`pack`."""
+        obj = orjson.loads(raw)
+        line = obj.get("l")
+        return cls(
+            task_id=task_id,
+            source_ref=obj["r"],
+            dataset=obj.get("d"),
+            line=line.encode("utf-8") if line is not None else None,
+            labels=tuple(obj.get("n") or ()),
+            annotations=tuple(obj.get("a") or ()),
+            error=obj.get("e"),
+        )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class LockLost(Exception):
+    """Another publisher holds the project's lock for longer than we would wait."""
+
+
+class ProjectState:
+    """The Redis side of one Label Studio project."""
+
+    def __init__(self, redis: Redis, project_id: int) -> None:
+        self.redis = redis
+        self.project_id = project_id
+        base = f"cl:p:{project_id}:"
+        self.k_dirty = base + "dirty"
+        self.k_gone = base + "gone"
+        self.k_gone_ann = base + "gone-ann"
+        self.k_full = base + "full"
+        self.k_pending = base + "pending"
+        self.k_scheduled = base + "scheduled"
+        self.k_entries = base + "entries"
+        self.k_ann = base + "ann"
+        self.k_lock = base + "lock"
+        self.k_status = base + "status"
+        self.k_config = base + "config"
+
+    # ------------------------------------------------------------------------------------- events
+
+    def note(
+        self,
+        *,
+        dirty: Iterable[int] = (),
+        gone: Iterable[int] = (),
+        gone_annotations: Iterable[int] = (),
+        full: bool = False,
+    ) -> bool:
+        """Record one event's hints; return True when the caller must queue a publish (none queued)."""
+        pipe = self.redis.pipeline(transaction=True)
+        dirty, gone, gone_annotations = list(dirty), list(gone), list(gone_annotations)
+        if dirty:
+            pipe.sadd(self.k_dirty, *dirty)
+        if gone:
+            pipe.sadd(self.k_gone, *gone)
+        if gone_annotations:
+            pipe.sadd(self.k_gone_ann, *gone_annotations)
+        if full:
+            pipe.set(self.k_full, 1)
+        pipe.incr(self.k_pending)
+        pipe.set(self.k_scheduled, 1, nx=True)
+        return bool(pipe.execute()[-1])
+
+    def unschedule(self) -> None:
+        """Let the next event queue a publish again (called as a publish starts)."""
+        self.redis.delete(self.k_scheduled)
+
+    def take(self) -> EventBatch:
+        """Take (read and clear, atomically) the events recorded so far."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.smembers(self.k_dirty)
+        pipe.smembers(self.k_gone)
+        pipe.smembers(self.k_gone_ann)
+        pipe.get(self.k_full)
+        pipe.get(self.k_pending)
+        pipe.delete(self.k_dirty, self.k_gone, self.k_gone_ann, self.k_full, self.k_pending)
+        dirty, gone, gone_ann, full, pending, _ = pipe.execute()
+        return EventBatch(
+            dirty={int(x) for x in dirty},
+            gone={int(x) for x in gone},
+            gone_annotations={int(x) for x in gone_ann},
+            full=full is not None,
+            pending=int(pending or 0),
+        )
+
+    def give_back(self, batch: EventBatch) -> None:
+        """Put a batch back after a failed publish, so that nothing is lost before the retry."""
+        self.note(
+            dirty=batch.dirty, gone=batch.gone, gone_annotations=batch.gone_annotations, full=batch.full
+        )
+        self.redis.incrby(self.k_pending, max(batch.pending - 1, 0))
+        self.unschedule()
+
+    def pending(self) -> int:
+        """Events recorded since the last publish began."""
+        return int(self.redis.get(self.k_pending) or 0)
+
+    # -------------------------------------------------------------------------------- entry cache
+
+    def has_entries(self) -> bool:
+        """Whether the entry cache exists (a lost Redis or a new project has none)."""
+        return bool(self.redis.exists(self.k_entries)) or self.redis.hget(self.k_status, "built") == b"1"
+
+    def entries(self) -> list[CachedEntry]:
+        """Every cached entry, in task id order (Label Studio's export order)."""
+        raw = self.redis.hgetall(self.k_entries)
+        out = [CachedEntry.unpack(int(k), v) for k, v in raw.items()]
+        out.sort(key=lambda e: e.task_id)
+        return out
+
+    def tasks_of_annotations(self, annotation_ids: Iterable[int]) -> tuple[set[int], bool]:
+        """Task ids of cached annotations, and whether some annotation was unknown."""
+        ids = list(annotation_ids)
+        if not ids:
+            return set(), False
+        found = self.redis.hmget(self.k_ann, ids)
+        tasks = {int(t) for t in found if t is not None}
+        return tasks, any(t is None for t in found)
+
+    def replace_all(self, entries: Iterable[CachedEntry]) -> None:
+        """Replace the whole cache with ``entries`` (a rebuild): new hashes renamed over the old."""
+        tmp = f"{self.k_entries}:new:{uuid.uuid4().hex}"
+        tmp_ann = f"{self.k_ann}:new:{uuid.uuid4().hex}"
+        pipe = self.redis.pipeline(transaction=False)
+        count = 0
+        for entry in entries:
+            pipe.hset(tmp, str(entry.task_id), entry.pack())
+            for ann in entry.annotations:
+                pipe.hset(tmp_ann, str(ann), entry.task_id)
+            count += 1
+            if count % 1000 == 0:
+                pipe.execute()
+        pipe.execute()
+        swap = self.redis.pipeline(transaction=True)
+        swap.delete(self.k_entries, self.k_ann)
+        if count:
+            swap.rename(tmp, self.k_entries)
+        if self.redis.exists(tmp_ann):
+            swap.rename(tmp_ann, self.k_ann)
+        swap.hset(self.k_status, "built", 1)
+        swap.execute()
+
+    def update(self, entries: Iterable[CachedEntry], removed: Iterable[int]) -> None:
+        """Put changed entries into the cache and drop removed task ids."""
+        removed = list(removed)
+        old_ann: list[bytes] = []
+        entries = list(entries)
+        touched = [str(e.task_id) for e in entries] + [str(t) for t in removed]
+        if touched:
+            for raw in self.redis.hmget(self.k_entries, touched):
+                if raw is not None:
+                    old_ann.extend(str(a).encode() for a in orjson.loads(raw).get("a") or ())
+        pipe = self.redis.pipeline(transaction=True)
+        if old_ann:
+            pipe.hdel(self.k_ann, *old_ann)
+        if removed:
+            pipe.hdel(self.k_entries, *[str(t) for t in removed])
+        for entry in entries:
+            pipe.hset(self.k_entries, str(entry.task_id), entry.pack())
+            for ann in entry.annotations:
+                pipe.hset(self.k_ann, str(ann), entry.task_id)
+        pipe.hset(self.k_status, "built", 1)
+        pipe.execute()
+
+    def forget(self) -> None:
+        """Drop everything kept for this project (it was deleted)."""
+        self.redis.delete(
+            self.k_dirty,
+            self.k_gone,
+            self.k_gone_ann,
+            self.k_full,
+            self.k_pending,
+            self.k_scheduled,
+            self.k_entries,
+            self.k_ann,
+            self.k_status,
+            self.k_config,
+        )
+
+    # ------------------------------------------------------------------------------ config, status
+
+    def config_digest(self) -> str | None:
+        """The digest of the label config the cache was built with."""
+        value = self.redis.get(self.k_config)
+        return _text(value) if value is not None else None
+
+    def set_config_digest(self, digest: str) -> None:
+        """Remember the label config the cache is built with."""
+        self.redis.set(self.k_config, digest)
+
+    def set_status(self, **fields: Any) -> None:
+        """Set status fields (JSON-encoded values)."""
+        if fields:
+            self.redis.hset(self.k_status, mapping={k: orjson.dumps(v) for k, v in fields.items()})
+
+    def status(self) -> dict[str, Any]:
+        """The status fields, decoded, plus the pending event count."""
+        raw = self.redis.hgetall(self.k_status)
+        out: dict[str, Any] = {}
+        for key, value in raw.items():
+            name = _text(key)
+            if name == "built":
+                continue
+            out[name] = orjson.loads(value)
+        out["pending_events"] = self.pending()
+        return out
+
+    @contextlib.contextmanager
+    def lock(self, *, ttl: float = 600.0, wait: float = 600.0) -> Iterator[None]:
+        """Hold the project's publish lock (single flight over all workers)."""
+        token = uuid.uuid4().hex
+        deadline = time.monotonic() + wait
+        while not self.redis.set(self.k_lock, token, nx=True, px=int(ttl * 1000)):
+            if time.monotonic() > deadline:
+                raise LockLost(f"project {self.project_id}: another publish holds the lock")
+            time.sleep(0.05)
+        try:
+            yield
+        finally:
+            self.redis.eval(_RELEASE, 1, self.k_lock, token)

@@ -1,0 +1,68 @@
+"""The Redis side of a project: events taken and given back, the entry cache, the lock."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from redis import Redis
+
+from sync_service.state import CachedEntry, LockLost, ProjectState
+
+
+@pytest.fixture
+def state(redis_url: str) -> Iterator[ProjectState]:
+    s = ProjectState(Redis.from_url(redis_url), 99)
+    s.forget()
+    yield s
+    s.forget()
+
+
+def entry(task_id: int, *annotations: int) -> CachedEntry:
+    return CachedEntry(task_id, f"s3://b/{task_id}.jpg", None, b'{"source-ref":"x"}', ("cat",), annotations)
+
+
+def test_a_failed_publish_gives_its_events_back(state: ProjectState) -> None:
+    state.note(dirty=[1, 2], gone=[3], full=True)
+    batch = state.take()
+    assert state.take().empty
+    state.give_back(batch)
+    again = state.take()
+    assert (again.dirty, again.gone, again.full) == ({1, 2}, {3}, True)
+
+
+def test_cache_rebuild_and_update(state: ProjectState) -> None:
+    assert not state.has_entries()
+    state.replace_all([entry(2, 20), entry(1, 10, 11)])
+    assert [e.task_id for e in state.entries()] == [1, 2]
+    assert state.tasks_of_annotations([11, 20]) == ({1, 2}, False)
+    assert state.tasks_of_annotations([12]) == (set(), True)
+    state.update([entry(3, 30)], removed=[1])
+    assert [e.task_id for e in state.entries()] == [2, 3]
+    assert state.tasks_of_annotations([10]) == (set(), True)  # the removed task's annotations went too
+
+
+def test_an_empty_project_counts_as_built(state: ProjectState) -> None:
+    state.replace_all([])
+    assert state.has_entries()
+    assert state.entries() == []
+
+
+def test_the_lock_is_single_flight(state: ProjectState) -> None:
+    order: list[str] = []
+
+    def second() -> None:
+        with state.lock(wait=5):
+            order.append("second")
+
+    with state.lock():
+        t = threading.Thread(target=second)
+        t.start()
+        time.sleep(0.2)
+        order.append("first")
+    t.join()
+    assert order == ["first", "second"]
+    with state.lock(), pytest.raises(LockLost), state.lock(wait=0.1):
+        pass

@@ -1,0 +1,139 @@
+"""POST /webhooks/label-studio against a real Redis: secret, schema, size, coalescing."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import orjson
+import pytest
+from flask.testing import FlaskClient
+from redis import Redis
+from rq import Queue
+
+from sync_service.app import create_app
+from sync_service.config import SECRET_HEADER, Settings
+from sync_service.state import ProjectState
+
+SECRET = "a-webhook-secret-of-32-characters"
+PROJECT = {"id": 7, "title": "Cats", "token": "project-token", "label_config": "<View/>"}
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(
+        ls_url="http://127.0.0.1:9",
+        ls_api_key="unused",
+        redis_url="redis://unused",
+        s3_endpoint="http://127.0.0.1:9",
+        s3_region="us-east-1",
+        bucket="bucket",
+        prefix="customlabels",
+        webhook_secret=SECRET,
+        max_webhook_bytes=64 * 1024,
+        queue=f"test-{uuid.uuid4().hex}",
+    )
+
+
+@pytest.fixture
+def redis(redis_url: str) -> Redis:
+    return Redis.from_url(redis_url)
+
+
+@pytest.fixture
+def client(settings: Settings, redis: Redis) -> Iterator[FlaskClient]:
+    app = create_app(settings, redis=redis)
+    yield app.test_client()
+    ProjectState(redis, PROJECT["id"]).forget()
+    Queue(settings.queue, connection=redis).delete(delete_jobs=True)
+
+
+def post(client: FlaskClient, body: object, *, secret: str | None = SECRET, raw: bytes | None = None):  # type: ignore[no-untyped-def]
+    headers = {"Content-Type": "application/json"}
+    if secret is not None:
+        headers[SECRET_HEADER] = secret
+    return client.post(
+        "/webhooks/label-studio", data=raw if raw is not None else orjson.dumps(body), headers=headers
+    )
+
+
+def queued(settings: Settings, redis: Redis) -> int:
+    return Queue(settings.queue, connection=redis).count
+
+
+def event(task_id: int, action: str = "ANNOTATION_CREATED") -> dict[str, object]:
+    return {"action": action, "project": PROJECT, "task": {"id": task_id}, "annotation": {"id": task_id * 10}}
+
+
+@pytest.mark.parametrize("secret", [None, "", "wrong-secret-of-the-same-length!!", SECRET[:-1]])
+def test_without_the_secret_401_and_nothing_changes(
+    client: FlaskClient, settings: Settings, redis: Redis, secret: str | None
+) -> None:
+    response = post(client, event(1), secret=secret)
+    assert response.status_code == 401
+    assert queued(settings, redis) == 0
+    assert not redis.exists(ProjectState(redis, 7).k_dirty, ProjectState(redis, 7).k_pending)
+
+
+def test_invalid_json_is_400_with_a_message(client: FlaskClient, settings: Settings, redis: Redis) -> None:
+    response = post(client, None, raw=b'{"action": "TASKS_CREATED", ')
+    assert response.status_code == 400
+    assert "not valid JSON" in response.get_json()["error"]
+    assert queued(settings, redis) == 0
+
+
+def test_a_payload_failing_the_schema_is_400_naming_the_field(
+    client: FlaskClient, settings: Settings, redis: Redis
+) -> None:
+    response = post(client, {"action": "TASKS_CREATED", "project": PROJECT, "tasks": [{"id": "x"}]})
+    assert response.status_code == 400
+    assert "tasks" in response.get_json()["fields"]
+    assert queued(settings, redis) == 0
+    assert not redis.exists(ProjectState(redis, 7).k_pending)
+
+
+def test_a_body_over_the_limit_is_413(client: FlaskClient, settings: Settings, redis: Redis) -> None:
+    big = {"action": "TASKS_CREATED", "project": PROJECT, "tasks": [{"id": i + 1} for i in range(20_000)]}
+    response = post(client, big)
+    assert response.status_code == 413
+    assert queued(settings, redis) == 0
+
+
+def test_events_coalesce_into_one_publish_job(client: FlaskClient, settings: Settings, redis: Redis) -> None:
+    for task_id in (1, 2, 3, 2):
+        assert post(client, event(task_id)).status_code == 202
+    assert queued(settings, redis) == 1
+    state = ProjectState(redis, 7)
+    batch = state.take()
+    assert batch.dirty == {1, 2, 3}
+    assert batch.pending == 4
+
+
+def test_deletions_and_config_changes_are_recorded(client: FlaskClient, redis: Redis) -> None:
+    post(client, {"action": "TASKS_DELETED", "project": PROJECT, "tasks": [{"id": 5}]})
+    post(client, {"action": "ANNOTATIONS_DELETED", "project": PROJECT, "annotations": [{"id": 50}]})
+    post(client, {"action": "PROJECT_UPDATED", "project": PROJECT})
+    batch = ProjectState(redis, 7).take()
+    assert (batch.gone, batch.gone_annotations, batch.full) == ({5}, {50}, True)
+
+
+def test_other_actions_are_acknowledged_and_ignored(
+    client: FlaskClient, settings: Settings, redis: Redis
+) -> None:
+    response = post(client, {"action": "REVIEW_CREATED", "project": PROJECT})
+    assert response.status_code == 202
+    assert response.get_json()["status"] == "ignored"
+    assert queued(settings, redis) == 0
+
+
+def test_a_publish_that_started_lets_the_next_event_queue_again(
+    client: FlaskClient, settings: Settings, redis: Redis
+) -> None:
+    post(client, event(1))
+    ProjectState(redis, 7).unschedule()  # what a publish does first
+    post(client, event(2))
+    assert queued(settings, redis) == 2
+
+
+def test_healthz(client: FlaskClient) -> None:
+    assert client.get("/healthz").get_json() == {"status": "ok"}
