@@ -12,6 +12,7 @@ Duplicates are found first: when column 1 repeats, no manifest is made; the call
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -46,6 +47,15 @@ def read_rows(lines: Iterable[str], *, source: str = "<csv>") -> Iterator[CsvRow
             yield CsvRow(reader.line_num, image, labels, tuple(cells))
     except csv.Error as exc:
         raise InputFormatError(f"broken CSV: {exc}", source=source, line=reader.line_num) from exc
+
+
+def format_rows(rows: Iterable[CsvRow]) -> str:
+    """CSV text of ``rows`` (their cells as read) in the reader's dialect, so that it reads back the same."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=",", quotechar="|", lineterminator="\n")
+    for row in rows:
+        writer.writerow(row.cells)
+    return out.getvalue()
 
 
 def split_duplicates(rows: Iterable[CsvRow]) -> tuple[list[CsvRow], list[CsvRow]]:

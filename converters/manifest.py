@@ -24,6 +24,8 @@ from converters.errors import Issue, Scope, Severity
 from converters.model import Box, BoxGroup, Entry, ImageLabel, ImageSize, JsonDict, Provenance
 
 META_SUFFIX = "-metadata"
+# Rekognition's own key on dataset entries (``is_labeled``): not a label attribute's metadata (spec §1.2).
+SERVICE_METADATA = "cl-metadata"
 _CLASSIFICATION_META_KEYS = frozenset(
     ("confidence", "job-name", "class-name", "human-annotated", "creation-date", "type")
 )
@@ -150,7 +152,8 @@ def parse_line(obj: Any, *, max_label_name: int = C.DEFAULT_LIMITS.max_label_nam
             continue
         if key.endswith(META_SUFFIX):
             if key[: -len(META_SUFFIX)] not in obj:
-                orphans.append(key)
+                if key != SERVICE_METADATA:
+                    orphans.append(key)
                 extra[key] = value
         elif key + META_SUFFIX in obj:
             pairs.append(key)
@@ -191,7 +194,7 @@ def parse_line(obj: Any, *, max_label_name: int = C.DEFAULT_LIMITS.max_label_nam
                     Scope.METADATA,
                     attribute=attr,
                     field_name=attr + "-metadata.type",
-                    args=(attr,),
+                    args=(attr + META_SUFFIX,),
                 )
             )
             entry.extra[attr] = value

@@ -357,9 +357,13 @@ class ManifestValidator:
         return fate
 
     def finish(self) -> DatasetResult:
-        """The dataset-level rules of one set (row limit, invalid share, buckets); return the result."""
+        """The dataset-level rules of one set (size, rows, invalid share, buckets); return the result."""
         res = self.result
         limits = self.limits
+        if res.total == 0:
+            res.errors.append(_issue(C.ERROR_EMPTY_MANIFEST))
+        if res.bytes_read > limits.max_manifest_bytes:
+            res.errors.append(_issue(C.ERROR_MANIFEST_SIZE_TOO_LARGE))
         if res.rows_exceeded:
             res.errors.append(_issue(C.ERROR_MANIFEST_ROWS_EXCEEDS_MAXIMUM))
         if res.total and res.invalid / res.total > limits.invalid_row_fraction:

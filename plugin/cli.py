@@ -7,17 +7,22 @@ not usable for training, 2 usage errors. Outputs are replaced whole or not at al
 from __future__ import annotations
 
 import argparse
+import io
 import os
+import re
 import sys
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any, Protocol, TypeVar
 
+import ijson
+
 from converters import codes as C
 from converters.coco import coco_to_entries
-from converters.csvfile import read_rows, row_to_entry, split_duplicates
+from converters.csvfile import format_rows, read_rows, row_to_entry, split_duplicates
 from converters.errors import ConversionError, Issue, Report, Severity, TaskError
 from converters.imagemeta import ImageMeta, read_image_meta
 from converters.jsonio import (
@@ -44,6 +49,7 @@ from converters.validation import (
 )
 from plugin.fileio import CliError, atomic_output, open_input, write_text
 from plugin.pipelines import chunked, map_ranges, ordered_map
+from plugin.service_cli import add_parsers, run_service_command
 
 MAX_LINE = C.DEFAULT_LIMITS.max_line_chars
 
@@ -119,6 +125,32 @@ def _lines_of_tasks(chunk: list[tuple[int, bytes]]) -> list[_LineOut]:
     return out
 
 
+_SHOWN = 20  # issues a report prints (Report.format's default limit)
+
+
+@dataclass(slots=True)
+class _IssueLog(Report):
+    """A :class:`Report` that keeps only the issues it prints and counts the rest: constant memory."""
+
+    total: int = 0
+
+    def add(self, line: int, issue: Issue) -> None:
+        """Record ``issue`` against 1-based ``line``."""
+        self.total += 1
+        if len(self.items) < _SHOWN:
+            self.items.append((line, issue))
+
+    def format(self, limit: int = _SHOWN) -> str:
+        """As :meth:`Report.format` over every issue added."""
+        text = Report(self.source, self.items[:limit], self.unit).format(limit)
+        return text + f"\n... and {self.total - limit} more" if self.total > limit else text
+
+
+def _duplicate_issue(source_ref: str) -> Issue:
+    message = f"{source_ref} is on an earlier task; this task is skipped"
+    return Issue(C.DUPLICATE_SOURCE_REF, message, Severity.WARNING, field="data.image")
+
+
 def cmd_ls_to_manifest(args: argparse.Namespace) -> int:
     """Label Studio tasks (JSON array or JSON Lines) -> Ground Truth manifest."""
     options = ReadOptions(
@@ -128,46 +160,282 @@ def cmd_ls_to_manifest(args: argparse.Namespace) -> int:
         s3_prefix=args.s3_prefix,
         now=_now(),
     )
-    report = Report(source=args.input)
-    seen: set[int] = set()
-    count = 0
-    unit = "line"
+    report = _IssueLog(source=args.input)
     with open_input(args.input) as stream, atomic_output(args.output) as out:
-
-        def tasks() -> Iterator[tuple[int, bytes]]:
-            nonlocal unit
-            for record in iter_json_records(stream, source=args.input):
-                unit = report.unit = record.unit
-                yield record.position, dumps(record.value)
-
-        work = ordered_map(
-            _lines_of_tasks, chunked(tasks(), 1000), initializer=_set_read_options, initargs=(options,)
-        )
-        for _, results in work:
-            for item in results:
-                if item.error is not None:
-                    message, field_name, code = item.error
-                    raise TaskError(
-                        message, source=args.input, line=item.position, field=field_name, code=code, unit=unit
-                    )
-                for issue in item.issues:
-                    report.add(item.position, issue)
-                # A 64-bit digest per image keeps the duplicate check small at 250,000 entries.
-                key = hash(item.source_ref)
-                if key in seen:
-                    message = f"{item.source_ref} is on an earlier task; this task is skipped"
-                    report.add(
-                        item.position,
-                        Issue(C.DUPLICATE_SOURCE_REF, message, Severity.WARNING, field="data.image"),
-                    )
-                    continue
-                seen.add(key)
-                out.write(item.data)
-                out.write(b"\n")
-                count += 1
+        layout = _task_layout(args.input) if args.output != "-" else None
+        count = _ls_to_manifest_ranges(args.input, layout, options, report, out) if layout else None
+        if count is None:  # read as a stream, here, exactly as Label Studio's JSON is parsed
+            if layout is not None:
+                out.seek(0)
+                out.truncate()
+                report = _IssueLog(source=args.input)
+            count = _ls_to_manifest_stream(args.input, stream, options, report, out)
     _warn_all(report)
     _say(f"wrote {count} manifest lines to {args.output}")
     return 0
+
+
+def _ls_to_manifest_stream(
+    path: str, stream: IO[bytes], options: ReadOptions, report: Report, out: IO[bytes]
+) -> int:
+    seen: set[int] = set()
+    count = 0
+    unit = "line"
+
+    def tasks() -> Iterator[tuple[int, bytes]]:
+        nonlocal unit
+        for record in iter_json_records(stream, source=path):
+            unit = report.unit = record.unit
+            yield record.position, dumps(record.value)
+
+    work = ordered_map(
+        _lines_of_tasks, chunked(tasks(), 1000), initializer=_set_read_options, initargs=(options,)
+    )
+    for _, results in work:
+        for item in results:
+            if item.error is not None:
+                message, field_name, code = item.error
+                raise TaskError(
+                    message, source=path, line=item.position, field=field_name, code=code, unit=unit
+                )
+            for issue in item.issues:
+                report.add(item.position, issue)
+            # A 64-bit digest per image keeps the duplicate check small at 250,000 entries.
+            key = hash(item.source_ref)
+            if key in seen:
+                report.add(item.position, _duplicate_issue(item.source_ref))
+                continue
+            seen.add(key)
+            out.write(item.data)
+            out.write(b"\n")
+            count += 1
+    return count
+
+
+# The fast path of ls-to-manifest: worker processes read line ranges of the file themselves and parse
+# them, so this process neither parses nor re-serializes tasks. It applies to a file of JSON Lines, or to
+# a JSON array laid out one item a line ("[", "{...},", ..., "{...}", "]": Label Studio's and our
+# exports), and gives the same result as the streaming reader: any line it cannot read exactly as that
+# reader would (broken JSON, a task that fails, an odd layout) makes it stop and leave the file to it.
+_JSON_SPACE = b" \t\r\n"
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")  # may be an integer beyond 64 bits, which ijson refuses
+_DEEP = 200  # '[' plus '{' from which a task may nest deeper than orjson writes
+_RANGE_BYTES = 2 << 20
+_LAYOUT: tuple[str, int] = ("line", 0)
+
+
+def _task_layout(path: str) -> tuple[str, int, int] | None:
+    """``(unit, start, stop)``: the bytes of ``path`` holding its tasks one a line (``unit`` ``"item"``
+    for a JSON array, ``"line"`` for JSON Lines), or None when only the streaming reader will do."""
+    if path == "-" or not os.path.isfile(path):
+        return None
+    size = os.path.getsize(path)
+    with open(path, "rb") as stream:
+        head = stream.read(1 << 16)
+        first = head.lstrip(b" \t\r\n\xef\xbb\xbf")[:1]  # as iter_json_records decides
+        if first == b"{":
+            return "line", 0, size
+        newline = head.find(b"\n")
+        if first != b"[" or newline < 0 or head[:newline].strip(_JSON_SPACE) != b"[":
+            return None
+        start = newline + 1
+        tail_start = max(start, size - (1 << 16))
+        stream.seek(tail_start)
+        tail = stream.read().rstrip(_JSON_SPACE)
+    if not tail.endswith(b"]"):
+        return None
+    before = tail[:-1].rstrip(b" \t\r")
+    items = before.rstrip(_JSON_SPACE)
+    if not before.endswith(b"\n") or not items:
+        return None  # "]" shares its line with an item, or the tail is all space
+    stop = tail_start + len(items)
+    return ("item", start, stop) if stop > start else None
+
+
+def _set_layout(options: ReadOptions, unit: str, stop: int) -> None:
+    global _LAYOUT  # noqa: PLW0603 (one per worker process, set once by the pool)
+    _set_read_options(options)
+    _LAYOUT = (unit, stop)
+
+
+@dataclass(slots=True)
+class _ManifestChunk:
+    """The manifest lines of one range (joined by newlines), with what the parent process needs of each:
+    its position, the 64-bit hash of its source-ref, its warnings; ``failed`` when the range cannot be
+    read here and the streaming reader must take over."""
+
+    blob: bytes = b""
+    hashes: list[int] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+    issues: list[tuple[int, Issue]] = field(default_factory=list)
+    lines: int = 0  # items (array) or lines (JSON Lines) the range holds
+    failed: bool = False
+
+
+def _exact_task(text: bytes, array: bool) -> Any:
+    """A task as the streaming reader hands it over: parsed (ijson for array items), re-serialized and
+    parsed again; raises where that reader would fail."""
+    values = list(ijson.items(io.BytesIO(text), "", use_float=True)) if array else [loads(text)]
+    if len(values) != 1:
+        raise ValueError("not one JSON value")
+    return loads(dumps(values[0]))
+
+
+def _manifest_of_range(path: str, start: int, end: int) -> _ManifestChunk:
+    """Tasks one a line in ``[start, end)`` of ``path`` -> manifest lines; runs in a worker."""
+    with open(path, "rb") as stream:
+        stream.seek(start)
+        block = stream.read(end - start)
+    unit, stop = _LAYOUT
+    array = unit == "item"
+    pieces = block.split(b"\n")
+    if not pieces[-1]:
+        pieces.pop()
+    last = len(pieces) - 1 if end >= stop else -1  # the index of the array's final item, if here
+    risky = _LONG_NUMBER.search(block) is not None
+    out = _ManifestChunk()
+    lines: list[bytes] = []
+    number = 0
+    for index, piece in enumerate(pieces):
+        if array:
+            text = piece.strip(_JSON_SPACE)
+            if not text:
+                continue
+            number += 1
+            if text[-1:] == b",":
+                text = text[:-1]
+            elif index != last:
+                out.failed = True
+                return out
+        else:
+            number = index + 1
+            if not piece.strip():
+                continue
+            text = piece
+        issues: list[Issue] = []
+        try:
+            if (risky and _LONG_NUMBER.search(text)) or text.count(b"[") + text.count(b"{") > _DEEP:
+                task = _exact_task(text, array)
+            else:
+                task = loads(text)
+            if type(task) is not dict:
+                raise TypeError("not a JSON object")  # noqa: TRY301 (the streaming reader reports it)
+            entry = task_to_entry(task, _READ_OPTIONS, issues)
+            data = dumps(entry_to_line(entry))
+            if len(data) > MAX_LINE and len(data.decode("utf-8")) > MAX_LINE:
+                raise ValueError("line too long")  # noqa: TRY301
+        except Exception:  # noqa: BLE001 (whatever it is, the streaming reader says it as before)
+            out.failed = True
+            return out
+        for issue in issues:
+            out.issues.append((number, issue))
+        lines.append(data)
+        out.hashes.append(hash(entry.source_ref))
+        out.positions.append(number)
+    out.blob = b"\n".join(lines)
+    out.lines = number if array else len(pieces)
+    return out
+
+
+def _ls_to_manifest_ranges(
+    path: str, layout: tuple[str, int, int], options: ReadOptions, report: _IssueLog, out: IO[bytes]
+) -> int | None:
+    """Convert with workers reading line ranges; return the lines written, or None to start over.
+
+    Every line is written as it comes; a task whose image an earlier task has is found at the end, from
+    the 64-bit hashes of the images (8 bytes a task, where a set of them would take about 70), and its
+    line taken out again: the output is then what writing only first images gives.
+    """
+    unit, start, stop = layout
+    report.unit = unit
+    keys = array("q")  # the hash of each line's source-ref, in order
+    where = array("q") if unit == "line" else None  # each line's task position (array items: 1, 2, ...)
+    offset = 0
+    work = map_ranges(
+        _manifest_of_range,
+        path,
+        initializer=_set_layout,
+        initargs=(options, unit, stop),
+        target=_RANGE_BYTES,
+        start=start,
+        stop=stop,
+    )
+    for chunk in work:
+        if chunk.failed:
+            return None
+        for number, issue in chunk.issues:
+            report.add(offset + number, issue)
+        if chunk.hashes:
+            out.write(chunk.blob)
+            out.write(b"\n")
+            keys.extend(chunk.hashes)
+            if where is not None:
+                where.extend([offset + number for number in chunk.positions])
+        offset += chunk.lines
+    repeated = _repeated_keys(keys)
+    if not repeated:
+        return len(keys)
+    return len(keys) - _drop_repeats(keys, where, repeated, report, out)
+
+
+def _repeated_keys(keys: array[int]) -> set[int]:
+    """The keys that occur more than once, found a slice of the key space at a time (small sets)."""
+    parts = 64
+    buckets = [array("q") for _ in range(parts)]
+    for key in keys:
+        buckets[key % parts].append(key)
+    repeated: set[int] = set()
+    for bucket in buckets:
+        if len(set(bucket)) != len(bucket):
+            seen: set[int] = set()
+            for key in bucket:
+                if key in seen:
+                    repeated.add(key)
+                seen.add(key)
+    return repeated
+
+
+def _drop_repeats(
+    keys: array[int], where: array[int] | None, repeated: set[int], report: _IssueLog, out: IO[bytes]
+) -> int:
+    """Take the lines of later tasks of an image out of the written ``out``; warn of them in task order
+    among the other issues. Returns how many lines went."""
+    first: set[int] = set()
+    drop: set[int] = set()
+    for index, key in enumerate(keys):
+        if key in repeated:
+            if key in first:
+                drop.add(index)
+            first.add(key)
+    out.flush()
+    fd = out.fileno()
+    warnings: list[tuple[int, Issue]] = []
+    read_at = write_at = index = 0
+    rest = b""
+    while block := os.pread(fd, 1 << 20, read_at):
+        read_at += len(block)
+        lines = (rest + block).split(b"\n")
+        rest = lines.pop()
+        kept = []
+        for line in lines:
+            if index in drop:
+                if len(warnings) < _SHOWN:
+                    position = where[index] if where is not None else index + 1
+                    warnings.append((position, _duplicate_issue(loads(line)["source-ref"])))
+            else:
+                kept.append(line)
+            index += 1
+        data = b"\n".join(kept) + b"\n" if kept else b""
+        while data:
+            written = os.pwrite(fd, data, write_at)
+            write_at += written
+            data = data[written:]
+    os.ftruncate(fd, write_at)
+    out.seek(write_at)
+    # Both lists are in task order and an item's own issues come before its duplicate warning.
+    report.items = sorted(report.items + warnings, key=lambda item: item[0])[:_SHOWN]
+    report.total += len(drop)
+    return len(drop)
 
 
 _WRITE_OPTIONS = WriteOptions()
@@ -339,7 +607,7 @@ def cmd_coco_to_manifest(args: argparse.Namespace) -> int:
                 )
             ),
         )
-    report = Report(source=args.input, items=found)
+    report = Report(source=args.input, items=found, unit="item")
     _warn_all(report)
     _say(f"wrote {count} manifest lines to {args.output}")
     return 0
@@ -358,7 +626,7 @@ def cmd_csv_to_manifest(args: argparse.Namespace) -> int:
     if repeats:
         stem = args.input[:-4] if args.input.lower().endswith(".csv") else args.input
         for path, chosen in ((f"{stem}-deduplicated.csv", firsts), (f"{stem}-duplicates.csv", repeats)):
-            write_text(path, "".join(",".join(r.cells) + "\n" for r in chosen))
+            write_text(path, format_rows(chosen))
         lines = ", ".join(str(r.line) for r in repeats[:10])
         raise CliError(
             f"{args.input}: {len(repeats)} duplicate image(s) (lines {lines}); no manifest was made. "
@@ -649,6 +917,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-train", metavar="OLD_TRAIN.manifest", help="entries that stay in train")
     p.add_argument("--keep-test", metavar="OLD_TEST.manifest", help="entries that stay in test")
     p.set_defaults(func=cmd_split)
+
+    add_parsers(sub)
     return parser
 
 
@@ -658,10 +928,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:
-        if args.command == "convert":
-            parser.parse_args(["convert", "--help"])
+        if args.command in ("convert", "project"):
+            parser.parse_args([args.command, "--help"])
         parser.print_help()
         return 0
+    if getattr(func, "__module__", "") == "plugin.service_cli":
+        return run_service_command(func, args)
     try:
         code: int = func(args)
     except (ConversionError, CliError) as exc:

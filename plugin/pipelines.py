@@ -71,11 +71,13 @@ def ordered_map(
             yield done, result.get()
 
 
-def line_ranges(path: str, target: int = 8 << 20) -> list[tuple[int, int]]:
-    """Byte ranges of about ``target`` bytes covering ``path``, each starting at the start of a line."""
-    size = os.path.getsize(path)
+def line_ranges(
+    path: str, target: int = 8 << 20, *, start: int = 0, stop: int | None = None
+) -> list[tuple[int, int]]:
+    """Byte ranges of about ``target`` bytes covering ``path`` (or its bytes ``[start, stop)``, ``start``
+    at a line start), each starting at the start of a line."""
+    size = os.path.getsize(path) if stop is None else stop
     ranges: list[tuple[int, int]] = []
-    start = 0
     with open(path, "rb") as stream:
         while start < size:
             end = start + target
@@ -90,7 +92,7 @@ def line_ranges(path: str, target: int = 8 << 20) -> list[tuple[int, int]]:
                     break
                 newline = block.find(b"\n")
                 if newline >= 0:
-                    end = stream.tell() - len(block) + newline + 1
+                    end = min(stream.tell() - len(block) + newline + 1, size)
                     break
             ranges.append((start, end))
             start = end
@@ -105,13 +107,16 @@ def map_ranges(
     initializer: Callable[..., None] | None = None,
     initargs: tuple[Any, ...] = (),
     target: int = 8 << 20,
+    start: int = 0,
+    stop: int | None = None,
 ) -> Iterator[R]:
-    """Yield ``func(path, start, end)`` for each line range of ``path``, in order.
+    """Yield ``func(path, start, end)`` for each line range of ``path`` (or of its bytes ``[start, stop)``),
+    in order.
 
     Each worker reads its own range of the file, so no line crosses a process boundary: only results
     come back, and this process stays free to write them.
     """
-    ranges = line_ranges(path, target)
+    ranges = line_ranges(path, target, start=start, stop=stop)
     for _, result in ordered_map(
         _RangeCall(func, path), ranges, workers=workers, initializer=initializer, initargs=initargs
     ):

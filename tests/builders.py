@@ -1,7 +1,8 @@
-"""Small builders of Label Studio tasks, results and manifest lines for the tests."""
+"""Small builders of Label Studio tasks, results, manifest lines and COCO documents for the tests."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 CLS = "groundtruth/image-classification"
@@ -117,3 +118,35 @@ def line(ref: str, *attrs: dict[str, Any], **extra: Any) -> dict[str, Any]:
         out.update(attr)
     out.update(extra)
     return out
+
+
+def jsonl(*objs: Any) -> str:
+    """JSON Lines text: a dict is one compact line; a ``str`` is taken as the raw line (for broken ones)."""
+    return "".join((o if isinstance(o, str) else json.dumps(o)) + "\n" for o in objs)
+
+
+def coco_image(
+    image_id: int, file_name: str, size: tuple[int, int] = (640, 480), **extra: Any
+) -> dict[str, Any]:
+    """A COCO ``images`` item."""
+    return {"id": image_id, "file_name": file_name, "width": size[0], "height": size[1], **extra}
+
+
+def coco_box(ann_id: int, image_id: int, category_id: int, bbox: list[float], **extra: Any) -> dict[str, Any]:
+    """A COCO ``annotations`` item; ``bbox`` is ``[x, y, width, height]`` in pixels."""
+    return {"id": ann_id, "image_id": image_id, "category_id": category_id, "bbox": bbox, **extra}
+
+
+def coco(
+    images: list[dict[str, Any]],
+    annotations: list[dict[str, Any]],
+    categories: dict[int, str],
+    **extra: Any,
+) -> dict[str, Any]:
+    """A COCO object detection document; ``categories`` maps id to name."""
+    return {
+        **extra,
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": i, "name": n, "supercategory": "thing"} for i, n in categories.items()],
+    }
