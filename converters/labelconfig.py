@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from xml.etree import ElementTree
 from xml.etree.ElementTree import Element
 from xml.sax.saxutils import quoteattr
 
@@ -197,3 +198,87 @@ def label_renames(old: Mapping[str, Sequence[str]], new: LabelConfig) -> dict[st
         if pairs:
             renames[name] = pairs
     return renames
+
+
+_CHILD = {CHOICES: "Choice", RECTANGLE_LABELS: "Label"}
+_TAG = {CHOICES: "Choices", RECTANGLE_LABELS: "RectangleLabels"}
+
+
+def _parse_xml(xml: str, source: str) -> Element:
+    try:
+        root: Element = SafeET.fromstring(xml)
+    except (SafeET.ParseError, DefusedXmlException) as exc:
+        raise LabelConfigError(f"not a labeling config: {exc}", source=source) from exc
+    return root
+
+
+def _controls_of(root: Element, kind: str) -> list[Element]:
+    return [e for e in root.iter() if isinstance(e.tag, str) and e.tag.lower() == kind]
+
+
+def _serialize(root: Element) -> str:
+    ElementTree.indent(root, space="  ")
+    return ElementTree.tostring(root, encoding="unicode") + "\n"
+
+
+def add_labels(
+    xml: str, *, choices: Iterable[str] = (), boxes: Iterable[str] = (), source: str = "<label config>"
+) -> str:
+    """``xml`` with the labels it lacks added: image-level ones to its first ``<Choices>``, box labels to
+    its first ``<RectangleLabels>`` (a control is added when the config has none). Unchanged when
+    nothing is missing; other elements and attributes are kept.
+    """
+    root = _parse_xml(xml, source)
+    changed = False
+    for kind, names in (
+        (CHOICES, list(dict.fromkeys(choices))),
+        (RECTANGLE_LABELS, list(dict.fromkeys(boxes))),
+    ):
+        if not names:
+            continue
+        controls = _controls_of(root, kind)
+        if controls:
+            control = controls[0]
+        else:
+            image = next(
+                (e for e in root.iter() if isinstance(e.tag, str) and e.tag.lower() == "image"), None
+            )
+            to_name = image.get("name", DEFAULT_IMAGE_NAME) if image is not None else DEFAULT_IMAGE_NAME
+            name = DEFAULT_CHOICES_NAME if kind == CHOICES else DEFAULT_BOXES_NAME
+            control = ElementTree.SubElement(root, _TAG[kind], {"name": name, "toName": to_name})
+            if kind == CHOICES:
+                control.set("choice", "single")
+                control.set("showInline", "true")
+        have = {child.get("value") for child in control.iter() if child is not control}
+        for label in names:
+            if label not in have:
+                ElementTree.SubElement(control, _CHILD[kind], {"value": label})
+                changed = True
+    return _serialize(root) if changed else xml
+
+
+def rename_label(xml: str, old: str, new: str, *, source: str = "<label config>") -> str:
+    """``xml`` with the label ``old`` renamed ``new`` in place, in every label-carrying control."""
+    root = _parse_xml(xml, source)
+    for kind in (CHOICES, RECTANGLE_LABELS):
+        for control in _controls_of(root, kind):
+            for child in control.iter():
+                if child is not control and child.get("value") == old:
+                    child.set("value", new)
+    return _serialize(root)
+
+
+def remove_label(xml: str, name: str, *, source: str = "<label config>") -> str:
+    """``xml`` without the label ``name``; a ``<Choices>`` left empty goes too (Label Studio refuses it)."""
+    root = _parse_xml(xml, source)
+    for kind in (CHOICES, RECTANGLE_LABELS):
+        for control in _controls_of(root, kind):
+            for child in list(control):
+                if child.get("value") == name:
+                    control.remove(child)
+            if kind == CHOICES and not any(c.get("value") for c in control.iter() if c is not control):
+                for parent in root.iter():
+                    if control in list(parent):
+                        parent.remove(control)
+                        break
+    return _serialize(root)

@@ -123,11 +123,7 @@ def check_line(
         obj = orjson.loads(raw.data)
     except orjson.JSONDecodeError:
         return _invalid_json(raw.number, C.message(C.ERROR_INVALID_JSON_LINE), size)
-    parsed = parse_line(obj, max_label_name=limits.max_label_name)
-    issues = list(parsed.issues)
-    entry = parsed.entry
-    if entry is not None:
-        entry = _check_entry(entry, issues, limits, image_meta or {})
+    entry, issues = line_issues(obj, limits=limits, image_meta=image_meta)
     has_error = any(i.severity is Severity.ERROR for i in issues)
     output = orjson.dumps(place_issues(obj, issues)) if issues else raw.data
     if entry is None:
@@ -144,6 +140,34 @@ def check_line(
         tuple(box.label for box in entry.boxes),
         size,
     )
+
+
+def line_issues(
+    obj: Any, *, limits: C.Limits = C.DEFAULT_LIMITS, image_meta: Mapping[str, ImageMeta] | None = None
+) -> tuple[Entry | None, list[Issue]]:
+    """Every per-line rule on one decoded line: its entry (None when a terminal error removed it) and issues."""
+    parsed = parse_line(obj, max_label_name=limits.max_label_name)
+    issues = list(parsed.issues)
+    entry = parsed.entry
+    if entry is not None:
+        entry = _check_entry(entry, issues, limits, image_meta or {})
+    return entry, issues
+
+
+def dataset_entry(obj: dict[str, Any], issues: list[Issue], *, labeled: bool) -> dict[str, Any]:
+    """A line as ``ListDatasetEntries`` returns it: ``cl-metadata.is_labeled`` and, when there are errors,
+    ``cl-errors`` on the line and inside the ``-metadata`` of the attribute they concern."""
+    out = dict(obj)
+    for issue in issues:
+        if issue.severity is not Severity.ERROR:
+            continue
+        out.setdefault("cl-errors", []).append(issue.as_json())
+        if issue.attribute is not None and issue.scope is not Scope.LINE:
+            meta = _copied(out, issue.attribute + META_SUFFIX)
+            if meta is not None:
+                meta.setdefault("cl-errors", []).append(issue.as_json())
+    out["cl-metadata"] = {"is_labeled": labeled}
+    return out
 
 
 def _invalid_json(number: int, message: str, size: int) -> LineCheck:

@@ -12,6 +12,8 @@ project, one storage, one webhook and two tabs:
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,11 +21,13 @@ from typing import Any
 from label_studio_sdk import LabelStudio
 
 from converters.labelconfig import build_label_config, label_lists, parse_label_config
+from plugin.datasets import dataset_record
 from sync_service.config import SECRET_HEADER, Settings
 from sync_service.events import HANDLED
 from sync_service.projects import ProjectInfo, Projects, slugify
 
 WEBHOOK_PATH = "/webhooks/label-studio"
+_REKOGNITION_NAME = re.compile(r"^[a-zA-Z0-9_.\-]{1,255}$")
 TABS = (("Training dataset", "train"), ("Test dataset", "test"))
 IMAGE_REGEX = r".*\.(jpe?g|JPE?G|png|PNG)$"
 
@@ -60,6 +64,8 @@ def create_project(
     template: str = "both",
     labels: Sequence[str] = (),
     box_labels: Sequence[str] = (),
+    datasets: Sequence[str] = ("train", "test"),
+    name: str | None = None,
     s3_credentials: tuple[str, str] | None = None,
     test_fraction: float = 0.2,
     seed: int = 0,
@@ -83,6 +89,9 @@ def create_project(
         test_fraction=test_fraction,
         seed=seed,
         labels=declared,
+        name=name or (title if _REKOGNITION_NAME.match(title) else ""),
+        created=time.time(),
+        datasets={dataset: dataset_record() for dataset in datasets},
     )
     # project.json first: Label Studio refuses a storage whose prefix holds no object yet.
     projects.save(info)

@@ -24,6 +24,7 @@ from converters import codes as C
 from converters.coco import coco_to_entries
 from converters.csvfile import format_rows, read_rows, row_to_entry, split_duplicates
 from converters.errors import ConversionError, Issue, Report, Severity, TaskError
+from converters.fastlines import line_check, line_task
 from converters.imagemeta import ImageMeta, read_image_meta
 from converters.jsonio import (
     RawLine,
@@ -52,6 +53,7 @@ from plugin.pipelines import chunked, map_ranges, ordered_map
 from plugin.service_cli import add_parsers, run_service_command
 
 MAX_LINE = C.DEFAULT_LIMITS.max_line_chars
+SERVICE_MODULES = ("plugin.service_cli", "plugin.dataset_cli", "plugin.localstack")
 
 
 def _now() -> str:
@@ -485,6 +487,14 @@ def _tasks_of_lines(lines: Iterable[RawLine]) -> _TaskChunk:
             hint = " (pretty-printed JSON? a manifest needs one object per line)" if pretty else ""
             out.issues.append((number, _line_issue(C.ERROR_INVALID_JSON_LINE, f"broken JSON: {exc}{hint}")))
             continue
+        fast = line_task(obj, _WRITE_OPTIONS)
+        if fast is not None:  # the common line, read and written without building its entry
+            task, names, box_labels = fast
+            out.choices.update(dict.fromkeys(names))
+            out.boxes.update(dict.fromkeys(box_labels))
+            out.multiple = out.multiple or len(set(names)) > 1
+            tasks.append(dumps(task))
+            continue
         parsed = parse_line(obj)
         for issue in parsed.issues:
             severity = Severity.WARNING if parsed.entry is not None else issue.severity
@@ -669,7 +679,16 @@ def _checks_of_lines(lines: Iterable[RawLine]) -> _CheckChunk:
     out = _CheckChunk()
     outputs = []
     for raw in lines:
-        check = check_line(raw, limits=_CHECK_LIMITS, image_meta=_CHECK_META)
+        check = None
+        if not raw.too_long:
+            try:
+                obj = loads(raw.data)
+            except ValueError:
+                pass  # check_line reports it
+            else:
+                check = line_check(raw.number, raw.data, obj, limits=_CHECK_LIMITS, image_meta=_CHECK_META)
+        if check is None:
+            check = check_line(raw, limits=_CHECK_LIMITS, image_meta=_CHECK_META)
         outputs.append(check.output)
         out.rows.append((check.number, *check[2:]))
         out.lines = raw.number
@@ -928,11 +947,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:
-        if args.command in ("convert", "project"):
+        if args.command in ("convert", "project", "dataset"):
             parser.parse_args([args.command, "--help"])
         parser.print_help()
         return 0
-    if getattr(func, "__module__", "") == "plugin.service_cli":
+    if getattr(func, "__module__", "") in SERVICE_MODULES:
         return run_service_command(func, args)
     try:
         code: int = func(args)

@@ -112,6 +112,10 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_project_create)
 
+    from plugin import dataset_cli  # noqa: PLC0415 (its module imports the whole service)
+
+    dataset_cli.add_parsers(sub)
+
 
 def run_service_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run a service command, turning configuration and service errors into messages and exit codes."""

@@ -134,6 +134,56 @@ class LabelStudio:
         """Replace an annotation's result."""
         self._call("PATCH", f"/api/annotations/{annotation_id}", json={"result": result})
 
+    def update_project(self, project_id: int, **fields: Any) -> dict[str, Any]:
+        """Change project fields (``label_config``, ``title``...); returns the project."""
+        result: dict[str, Any] = self._call("PATCH", f"/api/projects/{project_id}", json=fields).json()
+        return result
+
+    def import_tasks(self, project_id: int, tasks: list[dict[str, Any]]) -> list[int]:
+        """Import tasks (with their annotations and predictions); returns the new task ids in order."""
+        if not tasks:
+            return []
+        response = self._call(
+            "POST", f"/api/projects/{project_id}/import", params={"return_task_ids": "true"}, json=tasks
+        ).json()
+        return [int(i) for i in response.get("task_ids") or []]
+
+    def update_task_data(self, task_id: int, data: dict[str, Any]) -> None:
+        """Replace a task's data object."""
+        self._call("PATCH", f"/api/tasks/{task_id}", json={"data": data})
+
+    def delete_task(self, task_id: int) -> None:
+        """Delete a task (and its annotations)."""
+        self._call("DELETE", f"/api/tasks/{task_id}")
+
+    def delete_annotation(self, annotation_id: int) -> None:
+        """Delete an annotation."""
+        self._call("DELETE", f"/api/annotations/{annotation_id}")
+
+    def delete_prediction(self, prediction_id: int) -> None:
+        """Delete a prediction."""
+        self._call("DELETE", f"/api/predictions/{prediction_id}")
+
+    def create_annotation(self, task_id: int, result: list[dict[str, Any]]) -> int:
+        """Add an annotation made of ``result`` to a task; returns its id."""
+        body = {"result": result, "was_cancelled": False, "ground_truth": False}
+        made: dict[str, Any] = self._call("POST", f"/api/tasks/{task_id}/annotations/", json=body).json()
+        return int(made["id"])
+
+    def create_prediction(
+        self, task_id: int, result: list[dict[str, Any]], score: float | None = None
+    ) -> int:
+        """Add a prediction made of ``result`` to a task; returns its id."""
+        body: dict[str, Any] = {"task": task_id, "result": result}
+        if score is not None:
+            body["score"] = score
+        made: dict[str, Any] = self._call("POST", "/api/predictions/", json=body).json()
+        return int(made["id"])
+
+    def download(self, url: str) -> bytes:
+        """The bytes behind a file URL of Label Studio's (an uploaded image, ``/data/upload/...``)."""
+        return self._call("GET", url).content
+
 
 def reachable(url: str) -> bool:
     """Whether the Label Studio at ``url`` answers its health check (no token needed)."""

@@ -43,6 +43,19 @@ class ProjectInfo:
     seed: int = 0
     job_name: str | None = None
     labels: dict[str, list[str]] | None = None  # per control, as the last published config had them
+    name: str = ""  # the Rekognition ProjectName (in ARNs); the slug when empty
+    created: float = 0.0  # Unix time of creation
+    # "train"/"test" -> the dataset's record (status fields); None: a record from before datasets, both.
+    datasets: dict[str, dict[str, Any]] | None = None
+
+    def has_dataset(self, dataset: str) -> bool:
+        """Whether the project has this dataset."""
+        return self.datasets is None or dataset in self.datasets
+
+    @property
+    def project_name(self) -> str:
+        """The name in the project's ARN."""
+        return self.name or self.slug
 
     def to_json(self) -> bytes:
         """``project.json``'s bytes."""
@@ -60,6 +73,9 @@ class ProjectInfo:
             seed=int(obj.get("seed", 0)),
             job_name=obj.get("job_name"),
             labels=obj.get("labels"),
+            name=str(obj.get("name") or ""),
+            created=float(obj.get("created") or 0.0),
+            datasets=obj.get("datasets"),
         )
 
 

@@ -276,7 +276,9 @@ class Publisher:
         self, info: ProjectInfo, cached: list[CachedEntry], *, force: bool, state: ProjectState
     ) -> tuple[dict[str, int], dict[str, int], list[dict[str, Any]]]:
         usable, errors = dedupe(cached)
-        sides = assign(usable, test_fraction=info.test_fraction, seed=info.seed)
+        sides = assign(
+            usable, test_fraction=info.test_fraction, seed=info.seed, has_test=info.has_dataset(TEST)
+        )
         counts = {TRAIN: 0, TEST: 0}
         label_sets: dict[str, set[str]] = {TRAIN: set(), TEST: set()}
         spools = {TRAIN: self.storage.spool(), TEST: self.storage.spool()}
@@ -334,15 +336,20 @@ def dedupe(cached: Iterable[CachedEntry]) -> tuple[list[CachedEntry], list[dict[
     return usable, errors
 
 
-def assign(entries: list[CachedEntry], *, test_fraction: float, seed: int) -> dict[str, str]:
+def assign(
+    entries: list[CachedEntry], *, test_fraction: float, seed: int, has_test: bool = True
+) -> dict[str, str]:
     """Each entry's dataset: its task's ``data.dataset`` when set, else the core's stratified split.
 
     Entries with a dataset are kept where they are and take part in the strata, so that the unassigned
-    ones fill each label's test share up to ``test_fraction``.
+    ones fill each label's test share up to ``test_fraction``. A project without a test dataset keeps
+    every unassigned entry in training (Rekognition then splits at training time).
     """
     keep = {e.source_ref: e.dataset for e in entries if e.dataset is not None}
     if len(keep) == len(entries):
         return dict(keep)
+    if not has_test:
+        return {e.source_ref: e.dataset or TRAIN for e in entries}
     items = [SplitItem(e.source_ref, frozenset(e.labels)) for e in entries]
     return split(items, test_fraction=test_fraction, seed=seed, keep=keep)
 

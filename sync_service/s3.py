@@ -105,6 +105,29 @@ class Storage:
             raise self._fail("listing of", prefix, exc) from exc
         return out
 
+    def list_objects(self, bucket: str, prefix: str) -> list[str]:
+        """Every key under ``prefix`` in any ``bucket``."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        out: list[str] = []
+        try:
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+                out.extend(o["Key"] for o in page.get("Contents", []))
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"S3 listing of s3://{bucket}/{prefix} failed: {exc}") from exc
+        return out
+
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` is an object in the bucket."""
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise self._fail("head of", key, exc) from exc
+        except BotoCoreError as exc:
+            raise self._fail("head of", key, exc) from exc
+        return True
+
     def read_head(self, source_ref: str, nbytes: int) -> bytes | None:
         """The first ``nbytes`` of the object ``source_ref`` (any bucket), or None when it is missing."""
         bucket, key = split_s3_url(source_ref)

@@ -1,0 +1,281 @@
+"""Shortcuts for the common manifest line, exact to the general readers.
+
+Almost every line of a Ground Truth manifest is well formed: ``source-ref`` and label attributes of the
+image-classification and object-detection types, nothing else, nothing wrong. For such a line,
+:func:`line_task` returns what :func:`~converters.manifest.parse_line` followed by
+:func:`~converters.labelstudio.entry_to_task` (with the line as its own provenance) gives, and
+:func:`line_check` what :func:`~converters.validation.check_line` gives, without building the entry.
+
+Each returns None for any line outside that shape (another attribute type, an unknown key, anything the
+general readers would report or change, image facts to apply), and the caller takes the general path:
+the shortcuts decide nothing of their own. ``tests/converters/test_fastlines.py`` pins the equality on
+generated lines; a change to the general readers must keep it (or make these return None).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from converters import codes as C
+from converters.geometry import Rect, pixels_to_percent, stored_to_displayed_rect
+from converters.imagemeta import ImageMeta
+from converters.labelconfig import CHOICES, RECTANGLE_LABELS
+from converters.labelstudio import DATASET_KEY, PROVENANCE_KEY, WriteOptions
+from converters.manifest import META_SUFFIX
+from converters.model import JsonDict
+from converters.validation import LineCheck
+
+_NUMBERS = (int, float)
+_CUT = -len(META_SUFFIX)
+
+# name, confidence, human-annotated, job-name
+_Label = tuple[str, Any, bool, str | None]
+# name, left, top, width, height, confidence
+_Box = tuple[str, Any, Any, Any, Any, Any]
+# width, height, boxes, human-annotated, job-name
+_Group = tuple[int, int, list[_Box], bool, str | None]
+
+
+def _common(meta: JsonDict) -> tuple[bool, str | None] | None:
+    """``human-annotated`` and ``job-name`` of an attribute's metadata, or None unless both are sound."""
+    human = meta.get("human-annotated")
+    if type(human) is not str or human not in ("yes", "no"):
+        return None
+    if type(meta.get("creation-date")) is not str:
+        return None
+    job = meta.get("job-name")
+    if job is None:
+        if "job-name" in meta:
+            return None
+    elif type(job) is not str:
+        return None
+    return human == "yes", job
+
+
+def _read(obj: Any, max_label_name: int) -> tuple[str, list[_Label], list[_Group]] | None:
+    """The source-ref, labels and box groups of a line :func:`parse_line` reads without an issue, as
+    entry and unchanged; None for any other line."""
+    if type(obj) is not dict:
+        return None
+    ref = obj.get("source-ref")
+    if type(ref) is not str or not ref.startswith("s3://"):
+        return None
+    bucket, _, key = ref[5:].partition("/")
+    if not bucket or not key:
+        return None
+    labels: list[_Label] = []
+    groups: list[_Group] = []
+    for attr, value in obj.items():
+        if attr == "source-ref":
+            continue
+        if attr.endswith(META_SUFFIX):
+            if attr[:_CUT] in obj:
+                continue  # read with its attribute
+            return None  # an orphan: an issue, or a key kept aside
+        meta = obj.get(attr + META_SUFFIX)
+        if type(meta) is not dict:
+            return None  # a key kept aside, or metadata that is not an object
+        common = _common(meta)
+        if common is None:
+            return None
+        kind = meta.get("type")
+        if kind == C.TYPE_CLASSIFICATION:
+            name = meta.get("class-name")
+            confidence: Any = meta.get("confidence")
+            if (
+                type(value) is not int
+                or type(name) is not str
+                or not name
+                or len(name) > max_label_name
+                or type(confidence) not in _NUMBERS
+                or not 0 <= confidence <= 1
+            ):
+                return None
+            labels.append((name, confidence, common[0], common[1]))
+        elif kind == C.TYPE_DETECTION:
+            group = _read_boxes(value, meta, max_label_name)
+            if group is None:
+                return None
+            groups.append((group[0], group[1], group[2], common[0], common[1]))
+        else:
+            return None
+    if not labels and not groups:
+        return None
+    return ref, labels, groups
+
+
+def _read_boxes(value: Any, meta: JsonDict, max_label_name: int) -> tuple[int, int, list[_Box]] | None:
+    if type(value) is not dict:
+        return None
+    sizes = value.get("image_size")
+    if type(sizes) is not list or len(sizes) != 1:
+        return None
+    size = sizes[0]
+    if type(size) is not dict:
+        return None
+    width, height = size.get("width"), size.get("height")
+    if type(width) is not int or type(height) is not int or type(size.get("depth")) is not int:
+        return None
+    annotations = value.get("annotations")
+    objects = meta.get("objects")
+    class_map = meta.get("class-map")
+    if (
+        type(annotations) is not list
+        or type(objects) is not list
+        or len(objects) < len(annotations)
+        or type(class_map) is not dict
+    ):
+        return None
+    for key, name in class_map.items():
+        if type(key) is not str or type(name) is not str or len(name) > max_label_name:
+            return None
+    boxes: list[_Box] = []
+    for i, ann in enumerate(annotations):
+        if type(ann) is not dict:
+            return None
+        class_id, top, left = ann.get("class_id"), ann.get("top"), ann.get("left")
+        box_width, box_height = ann.get("width"), ann.get("height")
+        found = objects[i]
+        confidence = found.get("confidence") if type(found) is dict else None
+        if (
+            type(class_id) is not int
+            or type(top) not in _NUMBERS
+            or type(left) not in _NUMBERS
+            or type(box_width) not in _NUMBERS
+            or type(box_height) not in _NUMBERS
+            or type(confidence) not in _NUMBERS
+        ):
+            return None
+        name = class_map.get(str(class_id))
+        if name is None:
+            return None
+        boxes.append((name, left, top, box_width, box_height, confidence or 0))
+    return width, height, boxes
+
+
+def line_task(
+    obj: Any, options: WriteOptions, *, max_label_name: int = C.DEFAULT_LIMITS.max_label_name
+) -> tuple[JsonDict, list[str], list[str]] | None:
+    """``entry_to_task(parse_line(obj).entry, options, line=obj)`` with the entry's label names and box
+    labels (in order, repeats kept), for a line :func:`parse_line` reads without an issue and as is;
+    None for any other line."""
+    read = _read(obj, max_label_name)
+    if read is None:
+        return None
+    ref, labels, groups = read
+    data: JsonDict = {options.image_key: ref}
+    if options.dataset:
+        data[DATASET_KEY] = options.dataset
+    data[PROVENANCE_KEY] = {"line": obj}
+    task: JsonDict = {"data": data}
+    results: list[JsonDict] = []
+    human = any(label[2] for label in labels) or any(group[3] for group in groups)
+    names = [label[0] for label in labels]
+    if labels:
+        choices: JsonDict = {
+            "id": "choices",
+            "from_name": options.choices_name,
+            "to_name": options.image_name,
+            "type": CHOICES,
+            "value": {"choices": list(dict.fromkeys(names))},
+        }
+        if not human:
+            choices["score"] = min(label[1] for label in labels)
+        results.append(choices)
+    meta: ImageMeta | None = options.image_meta.get(ref)
+    box_labels: list[str] = []
+    for g, (width, height, boxes, _, _) in enumerate(groups):
+        if meta is not None:
+            stored_w, stored_h, orientation = meta.width, meta.height, meta.orientation
+            disp_w, disp_h = meta.displayed
+        else:
+            stored_w, stored_h, orientation = width, height, 1
+            disp_w, disp_h = width, height
+        for i, (label, left, top, box_width, box_height, confidence) in enumerate(boxes):
+            if orientation == 1:  # as stored_to_displayed_rect and pixels_to_percent compute it
+                x, y = left * 100.0 / disp_w, top * 100.0 / disp_h
+                w, h = box_width * 100.0 / disp_w, box_height * 100.0 / disp_h
+            else:
+                shown = stored_to_displayed_rect(
+                    Rect(left, top, box_width, box_height), stored_w, stored_h, orientation
+                )
+                pct = pixels_to_percent(shown, disp_w, disp_h)
+                x, y, w, h = pct.left, pct.top, pct.width, pct.height
+            region: JsonDict = {
+                "id": f"g{g}b{i}",
+                "from_name": options.boxes_name,
+                "to_name": options.image_name,
+                "type": RECTANGLE_LABELS,
+                "original_width": disp_w,
+                "original_height": disp_h,
+                "image_rotation": 0,
+                "value": {
+                    "x": x,
+                    "y": y,
+                    "width": w,
+                    "height": h,
+                    "rotation": 0,
+                    "rectanglelabels": [label],
+                },
+            }
+            if not human:
+                region["score"] = confidence
+            results.append(region)
+            box_labels.append(label)
+    if results:
+        if human:
+            task["annotations"] = [{"result": results, "was_cancelled": False, "ground_truth": False}]
+        else:
+            confidences = [label[1] for label in labels] + [box[5] for group in groups for box in group[2]]
+            jobs = [label[3] for label in labels] + [group[4] for group in groups]
+            model = next((job for job in jobs if job), "manifest")
+            task["predictions"] = [
+                {"result": results, "score": sum(confidences) / len(confidences), "model_version": model}
+            ]
+    return task, names, box_labels
+
+
+def line_check(
+    number: int,
+    data: bytes,
+    obj: Any,
+    *,
+    limits: C.Limits = C.DEFAULT_LIMITS,
+    image_meta: Mapping[str, ImageMeta] | None = None,
+) -> LineCheck | None:
+    """``check_line(RawLine(number, data))`` for the line ``data`` decoded as ``obj``, when every
+    per-line rule passes it without a word and no image facts apply to it; None otherwise."""
+    read = _read(obj, limits.max_label_name)
+    if read is None:
+        return None
+    ref, labels, groups = read
+    if image_meta and ref in image_meta:
+        return None
+    for width, height, _, _, _ in groups:
+        if not (
+            limits.min_image_side <= width <= limits.max_image_side
+            and limits.min_image_side <= height <= limits.max_image_side
+            and max(width, height) / min(width, height) <= limits.max_aspect_ratio
+        ):
+            return None
+    box_labels: list[str] = []
+    for width, height, boxes, _, _ in groups:
+        if not boxes or len(boxes) > limits.max_boxes:
+            return None
+        scale = min(1.0, limits.training_downscale_side / max(width, height))
+        for label, left, top, box_width, box_height, _ in boxes:
+            if (
+                left < 0
+                or top < 0
+                or box_width < 0
+                or box_height < 0
+                or left + box_width > width
+                or top + box_height > height
+                or box_width * scale <= 1
+                or box_height * scale <= 1
+            ):
+                return None
+            box_labels.append(label)
+    class_labels = tuple(dict.fromkeys(label[0] for label in labels))
+    return LineCheck(number, data, False, False, ref, True, class_labels, tuple(box_labels), len(data) + 1)

@@ -1,0 +1,286 @@
+"""``customlabels dataset ...`` and ``customlabels snapshot ...``: Rekognition's dataset workflow.
+
+PROJECT is a Label Studio project id, the project's S3 folder name, its title, or its Rekognition
+name. Settings come from the environment (``sync_service.config``). Every command prints a readable
+summary, or JSON with ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+from converters.labelconfig import CHOICES, RECTANGLE_LABELS
+from sync_service.config import load_settings
+
+if TYPE_CHECKING:
+    from plugin.datasets import Datasets
+
+# The dataset module pulls in the whole service (boto3, rq, httpx): imported when a command runs, so
+# that ``customlabels convert ...`` starts fast.
+DATASETS = ("train", "test")
+
+SOURCES = ("from_s3", "from_dir", "from_manifest", "from_dataset", "from_coco", "from_csv")
+
+
+def _ops() -> Datasets:
+    from plugin.datasets import Datasets  # noqa: PLC0415
+    from sync_service.jobs import make_context  # noqa: PLC0415
+
+    return Datasets(make_context(load_settings()))
+
+
+def _error(message: str) -> Exception:
+    from plugin.datasets import invalid  # noqa: PLC0415
+
+    return invalid(message)
+
+
+def _out(args: argparse.Namespace, document: Any, text: str) -> int:
+    print(json.dumps(document, indent=2) if args.json else text)
+    return 0
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    """Create a dataset (if the project lacks it) and fill it from one source."""
+    ops = _ops()
+    info = ops.project(args.project)
+    if not ops.has_dataset(info, args.dataset):
+        info = ops.create_dataset(info, args.dataset)
+    given = [name for name in SOURCES if getattr(args, name)]
+    if len(given) > 1:
+        raise _error(
+            "give one source: " + ", ".join(f"--{g.replace('_', '-')}" for g in given),
+        )
+    if args.from_s3:
+        result = ops.from_s3(info, args.dataset, args.from_s3, labels_from_folders=args.labels_from_folders)
+    elif args.from_dir:
+        result = ops.from_dir(info, args.dataset, args.from_dir, labels_from_folders=args.labels_from_folders)
+    elif args.from_manifest:
+        result = ops.from_manifest(info, args.dataset, args.from_manifest)
+    elif args.from_dataset:
+        project, _, side = args.from_dataset.rpartition("/")
+        if not project or side not in DATASETS:
+            raise _error("--from-dataset takes PROJECT/train or PROJECT/test")
+        result = ops.from_dataset(info, args.dataset, ops.project(project), side)
+    elif args.from_coco:
+        if not args.s3_prefix:
+            raise _error("--from-coco needs --s3-prefix s3://bucket/prefix/")
+        result = ops.from_coco(info, args.dataset, args.from_coco, s3_prefix=args.s3_prefix)
+    elif args.from_csv:
+        result = ops.from_csv(info, args.dataset, args.from_csv, s3_prefix=args.s3_prefix)
+    else:
+        from plugin.datasets import ImportResult  # noqa: PLC0415
+
+        result = ImportResult()  # an empty dataset
+    doc = {"project": info.label_studio_project_id, "dataset": args.dataset, **result.as_json()}
+    text = f"{info.title} / {args.dataset}: {result.added} added, {result.updated} updated, {result.skipped} already there"
+    if result.rejected:
+        text += f", {len(result.rejected)} lines rejected:"
+        for item in result.rejected[:20]:
+            text += f"\n  line {item['line']}: {item['code']}"
+    return _out(args, doc, text)
+
+
+def cmd_distribute(args: argparse.Namespace) -> int:
+    """Move 20% of the training entries into the empty test dataset."""
+    ops = _ops()
+    info = ops.project(args.project)
+    counts = ops.distribute(info, fraction=args.test_fraction)
+    return _out(args, counts, f"{info.title}: train {counts['train']} entries, test {counts['test']} entries")
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    """DescribeDataset's numbers."""
+    ops = _ops()
+    info = ops.project(args.project)
+    stats = ops.describe(info, args.dataset)
+    record = (info.datasets or {}).get(args.dataset, {})
+    doc = {"DatasetStats": stats, "Status": record.get("status", "CREATE_COMPLETE")}
+    text = "\n".join(f"{k}: {v}" for k, v in stats.items())
+    return _out(args, doc, text)
+
+
+def cmd_entries(args: argparse.Namespace) -> int:
+    """ListDatasetEntries, with its filters and pagination."""
+    ops = _ops()
+    info = ops.project(args.project)
+    lines, token = ops.list_entries(
+        info,
+        args.dataset,
+        contains_labels=[n for n in (args.contains_labels or "").split(",") if n] or None,
+        labeled=args.labeled,
+        source_ref_contains=args.source_ref_contains,
+        has_errors=args.has_errors or None,
+        next_token=args.next_token,
+        max_results=args.max_results,
+    )
+    if args.json:
+        print(json.dumps({"DatasetEntries": lines, **({"NextToken": token} if token else {})}, indent=2))
+        return 0
+    for line in lines:
+        print(line)
+    if token:
+        print(f"# more: --next-token {token}", file=sys.stderr)
+    return 0
+
+
+def cmd_labels(args: argparse.Namespace) -> int:
+    """List labels with counts, or add, rename or delete one."""
+    ops = _ops()
+    info = ops.project(args.project)
+    action = args.action or "list"
+    if action == "list":
+        stats = ops.labels(info, args.dataset)
+        doc = [
+            {"LabelName": s.name, "LabelStats": {"EntryCount": s.entries, "BoundingBoxCount": s.boxes}}
+            for s in stats
+        ]
+        text = "\n".join(f"{s.name}: {s.entries} entries, {s.boxes} boxes" for s in stats) or "(no labels)"
+        return _out(args, doc, text)
+    names = args.names
+    if action == "add" and len(names) == 1:
+        ops.add_label(info, names[0], kind=RECTANGLE_LABELS if args.boxes else CHOICES)
+    elif action == "rename" and len(names) == 2:
+        ops.rename_label(info, names[0], names[1])
+    elif action == "delete" and len(names) == 1:
+        ops.delete_label(info, names[0])
+    else:
+        raise _error(
+            f"usage: labels PROJECT {action} " + ("OLD NEW" if action == "rename" else "NAME"),
+        )
+    return _out(args, {"action": action, "labels": names}, f"{action}: {' -> '.join(names)}")
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    """UpdateDatasetEntries from a file of manifest lines."""
+    ops = _ops()
+    info = ops.project(args.project)
+    with open(args.lines, "rb") as f:
+        result = ops.update_entries(info, args.dataset, f.read())
+    return _out(
+        args,
+        result.as_json(),
+        f"{result.added} added, {result.updated} replaced, {len(result.rejected)} rejected",
+    )
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    """Delete a dataset and its tasks."""
+    ops = _ops()
+    info = ops.project(args.project)
+    ops.delete_dataset(info, args.dataset)
+    return _out(args, {"deleted": args.dataset}, f"deleted the {args.dataset} dataset of {info.title}")
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    """``snapshot PROJECT`` freezes; ``snapshot list PROJECT``; ``snapshot diff PROJECT/A PROJECT/B``."""
+    ops = _ops()
+    words = args.words
+    if words and words[0] == "diff" and len(words) == 3:
+        project_a, _, a = words[1].rpartition("/")
+        project_b, _, b = words[2].rpartition("/")
+        project = project_a or project_b or args.project
+        if not project or (project_a and project_b and project_a != project_b):
+            raise _error("diff takes PROJECT/ID PROJECT/ID of one project (or --project)")
+        info = ops.project(project)
+        diff = ops.diff(info, a, b)
+        text = "\n".join(
+            [f"+ {d['source-ref']} {d['labels']}" for d in diff["added"]]
+            + [f"- {d['source-ref']} {d['labels']}" for d in diff["removed"]]
+            + [
+                f"~ {d['source-ref']} {d['before']['labels']} -> {d['after']['labels']}"
+                for d in diff["relabelled"]
+            ]
+        )
+        return _out(args, diff, text or "no differences")
+    if words and words[0] == "list" and len(words) == 2:
+        ids = ops.snapshots(ops.project(words[1]))
+        return _out(args, ids, "\n".join(ids) or "(no snapshots)")
+    if len(words) == 1:
+        info = ops.project(words[0])
+        record = ops.snapshot(info)
+        folder = ops.ctx.projects.key(info, f"snapshots/{record['id']}/")
+        return _out(args, record, f"snapshot {record['id']}: s3://{ops.ctx.storage.bucket}/{folder}")
+    raise _error("usage: snapshot PROJECT | snapshot list PROJECT | snapshot diff A B")
+
+
+def add_parsers(sub: Any) -> None:
+    """Add ``dataset`` and ``snapshot`` to ``customlabels``' subparsers."""
+    dataset = sub.add_parser(
+        "dataset", help="Rekognition datasets: create from sources, split, labels, stats, entries"
+    )
+    dsub = dataset.add_subparsers(dest="dataset_command", metavar="ACTION")
+
+    def common(p: argparse.ArgumentParser, *, dataset_required: bool = True) -> None:
+        p.add_argument("project", metavar="PROJECT", help="project id, folder, title or Rekognition name")
+        if dataset_required:
+            p.add_argument("--dataset", choices=DATASETS, required=True)
+        p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = dsub.add_parser(
+        "create", help="create a dataset from S3, a folder, a manifest, another dataset, COCO or CSV"
+    )
+    common(p)
+    p.add_argument("--from-s3", metavar="s3://bucket/prefix/", help="one task per PNG/JPEG under the prefix")
+    p.add_argument(
+        "--labels-from-folders", action="store_true", help="label = the image's child folder of the prefix"
+    )
+    p.add_argument(
+        "--from-dir", metavar="DIR", help="images from this computer, copied into the project's S3 folder"
+    )
+    p.add_argument(
+        "--from-manifest", metavar="MANIFEST", help="Ground Truth manifest: s3://... or a local file"
+    )
+    p.add_argument("--from-dataset", metavar="PROJECT/train|test", help="copy another dataset")
+    p.add_argument("--from-coco", metavar="COCO.json", help="COCO object detection file")
+    p.add_argument("--from-csv", metavar="INPUT.csv", help="CSV image,label,...")
+    p.add_argument("--s3-prefix", metavar="s3://bucket/prefix/", help="where COCO/CSV images are")
+    p.set_defaults(func=cmd_create)
+
+    p = dsub.add_parser("distribute", help="move 20%% of the training entries into the empty test dataset")
+    common(p, dataset_required=False)
+    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.set_defaults(func=cmd_distribute)
+
+    p = dsub.add_parser("describe", help="DescribeDataset: entries, labeled, labels, errors")
+    common(p)
+    p.set_defaults(func=cmd_describe)
+
+    p = dsub.add_parser("entries", help="ListDatasetEntries with filters")
+    common(p)
+    p.add_argument("--contains-labels", metavar="A,B", help="entries with any of these labels")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--labeled", dest="labeled", action="store_const", const=True, default=None)
+    group.add_argument("--unlabeled", dest="labeled", action="store_const", const=False)
+    p.add_argument("--source-ref-contains", metavar="TEXT")
+    p.add_argument("--has-errors", action="store_true")
+    p.add_argument("--max-results", type=int, default=100)
+    p.add_argument("--next-token")
+    p.set_defaults(func=cmd_entries)
+
+    p = dsub.add_parser("labels", help="list labels with counts; add, rename or delete a label")
+    p.add_argument("project", metavar="PROJECT")
+    p.add_argument("action", nargs="?", choices=("list", "add", "rename", "delete"))
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("--dataset", choices=DATASETS, help="count in this dataset only")
+    p.add_argument("--boxes", action="store_true", help="add a box label (default: image-level)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_labels)
+
+    p = dsub.add_parser("update", help="UpdateDatasetEntries: add or replace entries from manifest lines")
+    common(p)
+    p.add_argument("--lines", required=True, metavar="FILE", help="manifest lines (at most 5 MB)")
+    p.set_defaults(func=cmd_update)
+
+    p = dsub.add_parser("delete", help="delete a dataset and its tasks")
+    common(p)
+    p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser("snapshot", help="freeze the manifests (snapshot PROJECT), list or diff snapshots")
+    p.add_argument("words", nargs="+", metavar="PROJECT | list PROJECT | diff A B")
+    p.add_argument("--project", help="project of bare snapshot ids in diff")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_snapshot)
