@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from flask import Flask, jsonify
@@ -18,6 +19,8 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
     app = Flask(__name__)
     # Werkzeug refuses bigger bodies with 413 before a view reads them.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_webhook_bytes
+    # Only the console's flash messages use the session; the key is derived, never logged.
+    app.secret_key = hashlib.sha256(settings.webhook_secret.encode() + b"\x00console-session").digest()
     connection = redis if redis is not None else Redis.from_url(settings.redis_url)
     app.extensions["customlabels"] = {
         "settings": settings,
@@ -26,12 +29,14 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
     }
 
     from sync_service.api import bp as api_bp  # noqa: PLC0415 (blueprints import the app's helpers)
+    from sync_service.console import bp as console_bp  # noqa: PLC0415
     from sync_service.health import bp as health_bp  # noqa: PLC0415
     from sync_service.webhooks import bp as webhooks_bp  # noqa: PLC0415
 
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(health_bp)
+    app.register_blueprint(console_bp)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:
