@@ -31,12 +31,14 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
     from sync_service.api import bp as api_bp  # noqa: PLC0415 (blueprints import the app's helpers)
     from sync_service.console import bp as console_bp  # noqa: PLC0415
     from sync_service.health import bp as health_bp  # noqa: PLC0415
+    from sync_service.openapi import bp as openapi_bp  # noqa: PLC0415
     from sync_service.webhooks import bp as webhooks_bp  # noqa: PLC0415
 
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(console_bp)
+    app.register_blueprint(openapi_bp)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:

@@ -137,3 +137,11 @@ def test_a_publish_that_started_lets_the_next_event_queue_again(
 
 def test_healthz(client: FlaskClient) -> None:
     assert client.get("/healthz").get_json() == {"status": "ok"}
+
+
+def test_the_openapi_document_describes_the_webhook(client: FlaskClient) -> None:
+    doc = client.get("/api/v1/openapi.json").get_json()
+    assert doc["openapi"].startswith("3.")
+    assert "/webhooks/label-studio" in doc["paths"]
+    payload = doc["components"]["schemas"]["WebhookPayload"]
+    assert set(payload["required"]) == {"action", "project"}
