@@ -4,6 +4,7 @@ change, follow the link into Label Studio's gallery."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 import uuid
@@ -18,7 +19,8 @@ from tests.e2e.stack import CUSTOMLABELS, Stack, jpeg, stack_env
 from tests.realparts import LabelStudioServer
 
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# The README's screenshots are refreshed with CUSTOMLABELS_SCREENSHOTS=1; otherwise they go to a temp dir.
+README_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="Debian's chromium is not installed (scripts/test.sh installs it)"
 )
@@ -43,8 +45,9 @@ def stack(
 
 
 def test_import_from_s3_in_the_console_and_open_the_gallery(
-    stack: Stack, label_studio: LabelStudioServer, s3: Any, bucket: str
+    stack: Stack, label_studio: LabelStudioServer, s3: Any, bucket: str, tmp_path: Path
 ) -> None:
+    shots = README_SCREENSHOTS if os.environ.get("CUSTOMLABELS_SCREENSHOTS") == "1" else tmp_path
     from playwright.sync_api import sync_playwright  # noqa: PLC0415
 
     title = f"Console {uuid.uuid4().hex[:6]}"
@@ -81,8 +84,8 @@ def test_import_from_s3_in_the_console_and_open_the_gallery(
             assert page.locator('[data-stat="train-LabeledEntries"]').inner_text() == "4"
             labels = page.locator("#labels").inner_text()
             assert "cat\t2\t0" in labels and "dog\t2\t0" in labels
-            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOTS / "console.png"), full_page=True)
+            shots.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(shots / "console.png"), full_page=True)
 
             page.get_by_role("link", name="Open the training images in Label Studio").click()
             page.wait_for_load_state()
@@ -93,6 +96,6 @@ def test_import_from_s3_in_the_console_and_open_the_gallery(
                 page.wait_for_load_state()
             assert f"/projects/{pid}/data" in page.url
             page.wait_for_timeout(3000)
-            page.screenshot(path=str(SCREENSHOTS / "label-studio-gallery.png"))
+            page.screenshot(path=str(shots / "label-studio-gallery.png"))
         finally:
             browser.close()
