@@ -24,10 +24,11 @@ from converters.labelconfig import CHOICES, RECTANGLE_LABELS
 from converters.labelstudio import DATASET_KEY, PROVENANCE_KEY, WriteOptions
 from converters.manifest import META_SUFFIX
 from converters.model import JsonDict
-from converters.validation import LineCheck
+from converters.validation import MAX_DEPTH, LineCheck
 
 _NUMBERS = (int, float)
 _CUT = -len(META_SUFFIX)
+_CLASSIFICATION, _DETECTION = C.TYPE_CLASSIFICATION, C.TYPE_DETECTION
 
 # name, confidence, human-annotated, job-name
 _Label = tuple[str, Any, bool, str | None]
@@ -35,22 +36,6 @@ _Label = tuple[str, Any, bool, str | None]
 _Box = tuple[str, Any, Any, Any, Any, Any]
 # width, height, boxes, human-annotated, job-name
 _Group = tuple[int, int, list[_Box], bool, str | None]
-
-
-def _common(meta: JsonDict) -> tuple[bool, str | None] | None:
-    """``human-annotated`` and ``job-name`` of an attribute's metadata, or None unless both are sound."""
-    human = meta.get("human-annotated")
-    if type(human) is not str or human not in ("yes", "no"):
-        return None
-    if type(meta.get("creation-date")) is not str:
-        return None
-    job = meta.get("job-name")
-    if job is None:
-        if "job-name" in meta:
-            return None
-    elif type(job) is not str:
-        return None
-    return human == "yes", job
 
 
 def _read(obj: Any, max_label_name: int) -> tuple[str, list[_Label], list[_Group]] | None:
@@ -61,8 +46,8 @@ def _read(obj: Any, max_label_name: int) -> tuple[str, list[_Label], list[_Group
     ref = obj.get("source-ref")
     if type(ref) is not str or not ref.startswith("s3://"):
         return None
-    bucket, _, key = ref[5:].partition("/")
-    if not bucket or not key:
+    slash = ref.find("/", 5)  # as valid_source_ref: a bucket, then a key
+    if slash <= 5 or slash == len(ref) - 1:
         return None
     labels: list[_Label] = []
     groups: list[_Group] = []
@@ -76,11 +61,17 @@ def _read(obj: Any, max_label_name: int) -> tuple[str, list[_Label], list[_Group
         meta = obj.get(attr + META_SUFFIX)
         if type(meta) is not dict:
             return None  # a key kept aside, or metadata that is not an object
-        common = _common(meta)
-        if common is None:
+        human = meta.get("human-annotated")
+        job = meta.get("job-name")
+        if (
+            type(human) is not str
+            or human not in ("yes", "no")
+            or type(meta.get("creation-date")) is not str
+            or (type(job) is not str if job is not None else "job-name" in meta)
+        ):
             return None
         kind = meta.get("type")
-        if kind == C.TYPE_CLASSIFICATION:
+        if kind == _CLASSIFICATION:
             name = meta.get("class-name")
             confidence: Any = meta.get("confidence")
             if (
@@ -92,12 +83,12 @@ def _read(obj: Any, max_label_name: int) -> tuple[str, list[_Label], list[_Group
                 or not 0 <= confidence <= 1
             ):
                 return None
-            labels.append((name, confidence, common[0], common[1]))
-        elif kind == C.TYPE_DETECTION:
+            labels.append((name, confidence, human == "yes", job))
+        elif kind == _DETECTION:
             group = _read_boxes(value, meta, max_label_name)
             if group is None:
                 return None
-            groups.append((group[0], group[1], group[2], common[0], common[1]))
+            groups.append((group[0], group[1], group[2], human == "yes", job))
         else:
             return None
     if not labels and not groups:
@@ -164,19 +155,20 @@ def line_task(
     if read is None:
         return None
     ref, labels, groups = read
+    boxes_name, image_name = options.boxes_name, options.image_name
     data: JsonDict = {options.image_key: ref}
     if options.dataset:
         data[DATASET_KEY] = options.dataset
     data[PROVENANCE_KEY] = {"line": obj}
     task: JsonDict = {"data": data}
     results: list[JsonDict] = []
-    human = any(label[2] for label in labels) or any(group[3] for group in groups)
+    human = any([label[2] for label in labels]) or any([group[3] for group in groups])
     names = [label[0] for label in labels]
     if labels:
         choices: JsonDict = {
             "id": "choices",
             "from_name": options.choices_name,
-            "to_name": options.image_name,
+            "to_name": image_name,
             "type": CHOICES,
             "value": {"choices": list(dict.fromkeys(names))},
         }
@@ -204,8 +196,8 @@ def line_task(
                 x, y, w, h = pct.left, pct.top, pct.width, pct.height
             region: JsonDict = {
                 "id": f"g{g}b{i}",
-                "from_name": options.boxes_name,
-                "to_name": options.image_name,
+                "from_name": boxes_name,
+                "to_name": image_name,
                 "type": RECTANGLE_LABELS,
                 "original_width": disp_w,
                 "original_height": disp_h,
@@ -246,6 +238,8 @@ def line_check(
 ) -> LineCheck | None:
     """``check_line(RawLine(number, data))`` for the line ``data`` decoded as ``obj``, when every
     per-line rule passes it without a word and no image facts apply to it; None otherwise."""
+    if data.count(b"[") + data.count(b"{") > MAX_DEPTH:
+        return None  # perhaps nested too deep: check_line walks it
     read = _read(obj, limits.max_label_name)
     if read is None:
         return None

@@ -111,7 +111,9 @@ def image_meta_from_header(head: bytes, *, total_bytes: int | None = None) -> Im
             width, height = image.size
             fmt = (image.format or "").lower() or None
             try:
-                orientation = int(image.getexif().get(_EXIF_ORIENTATION, 1))
+                # Image.getexif, not the PNG plugin's override: that one decodes every pixel to look for
+                # an eXIf chunk after them (a decompression bomb's worth of memory for a header read).
+                orientation = int(Image.Image.getexif(image).get(_EXIF_ORIENTATION, 1))
             except (OSError, SyntaxError, ValueError, struct.error):
                 orientation = 1  # an unreadable EXIF block: the browser shows the image unrotated too
     except (OSError, SyntaxError, ValueError, struct.error, Image.DecompressionBombError):

@@ -222,10 +222,16 @@ def _serialize(root: Element) -> str:
 
 
 def add_labels(
-    xml: str, *, choices: Iterable[str] = (), boxes: Iterable[str] = (), source: str = "<label config>"
+    xml: str,
+    *,
+    choices: Iterable[str] = (),
+    boxes: Iterable[str] = (),
+    multiple: bool = False,
+    source: str = "<label config>",
 ) -> str:
     """``xml`` with the labels it lacks added: image-level ones to its first ``<Choices>``, box labels to
-    its first ``<RectangleLabels>`` (a control is added when the config has none). Unchanged when
+    its first ``<RectangleLabels>`` (a control is added when the config has none). ``multiple`` (images
+    with several image-level labels arrive) makes that ``<Choices>`` a multiple choice. Unchanged when
     nothing is missing; other elements and attributes are kept.
     """
     root = _parse_xml(xml, source)
@@ -249,6 +255,9 @@ def add_labels(
             if kind == CHOICES:
                 control.set("choice", "single")
                 control.set("showInline", "true")
+        if kind == CHOICES and multiple and control.get("choice", "single").lower() != "multiple":
+            control.set("choice", "multiple")
+            changed = True
         have = {child.get("value") for child in control.iter() if child is not control}
         for label in names:
             if label not in have:

@@ -138,7 +138,7 @@ def _pick(task: JsonDict) -> tuple[str, int, JsonDict] | None:
         if isinstance(a, dict) and not a.get("was_cancelled")
     ]
     if candidates:
-        best = max(candidates, key=lambda c: c[:4])
+        best = candidates[0] if len(candidates) == 1 else max(candidates, key=lambda c: c[:4])
         return "annotations", best[3], best[4]
     predictions = task.get("predictions") or []
     preds = [
@@ -363,7 +363,8 @@ def _regions(
                 field=f"{where}.value.rotation",
             )
         )
-    inside = rect.left >= 0 and rect.top >= 0 and rect.right <= dw and rect.bottom <= dh
+    left, top = rect.left, rect.top
+    inside = left >= 0 and top >= 0 and left + rect.width <= dw and top + rect.height <= dh
     clamped = rect if inside else clamp_rect(rect, dw, dh)
     if not inside and _moved(clamped, rect):
         issues.append(
@@ -374,7 +375,7 @@ def _regions(
                 field=where,
             )
         )
-    stored = displayed_to_stored_rect(clamped, sw, sh, orientation)
+    stored = clamped if orientation == 1 else displayed_to_stored_rect(clamped, sw, sh, orientation)
     region_id = result.get("id")
     return [
         _Region(region_id if isinstance(region_id, str) else None, label, stored, score) for label in labels
@@ -433,11 +434,21 @@ def pixel_box(label: str, rect: Rect, width: int, height: int) -> Box:
     Each *edge* is rounded half up on its own and kept inside the frame, so every corner of the box is
     within half a pixel of where it was, whichever way the image is oriented when shown.
     """
-    left = min(max(round_half_up(rect.left), 0), width)
-    top = min(max(round_half_up(rect.top), 0), height)
-    right = min(max(round_half_up(rect.right), left), width)
-    bottom = min(max(round_half_up(rect.bottom), top), height)
-    return Box(label=label, left=left, top=top, width=right - left, height=bottom - top)
+    # min(max(v, low), high) written out (the same picks, ties included); the hot path of every reader.
+    x, y = rect.left, rect.top
+    left = round_half_up(x)
+    left = 0 if left < 0 else left
+    left = width if width < left else left
+    top = round_half_up(y)
+    top = 0 if top < 0 else top
+    top = height if height < top else top
+    right = round_half_up(x + rect.width)  # rect.right
+    right = left if left > right else right
+    right = width if width < right else right
+    bottom = round_half_up(y + rect.height)  # rect.bottom
+    bottom = top if top > bottom else bottom
+    bottom = height if height < bottom else bottom
+    return Box(label, left, top, right - left, bottom - top)
 
 
 def _merge_boxes(

@@ -22,6 +22,8 @@ import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import chain, repeat
+from operator import methodcaller
 
 from converters.errors import SplitError
 
@@ -82,34 +84,54 @@ def split(
         if item.source_ref in by_ref:
             raise SplitError(f"source-ref {item.source_ref!r} appears twice", code="DUPLICATE_SOURCE_REF")
         by_ref[item.source_ref] = item
+    # Entries share few label sets: count and place each set once, not each entry.
+    label_sets = {ref: _label_set(item) for ref, item in by_ref.items()}
     frequency: dict[str, int] = {}
-    for item in by_ref.values():
-        for name in item.labels:
-            frequency[name] = frequency.get(name, 0) + 1
-    ranks = {ref: _rank(seed, ref) for ref in by_ref}
+    for labels, count in Counter(label_sets.values()).items():
+        for name in labels:
+            frequency[name] = frequency.get(name, 0) + count
+    # _rank(seed, ref) of each ref, in map() steps rather than a Python call each
+    hashed = map(hashlib.sha256, map(f"{seed}\x00".encode().__add__, map(str.encode, by_ref)))
+    ranks = dict(zip(by_ref, map(_digest, hashed), strict=True))
 
-    strata: dict[str, list[SplitItem]] = defaultdict(list)
-    for item in by_ref.values():
-        strata[stratum_of(item.labels, frequency)].append(item)
+    stratum: dict[frozenset[str], str] = {}
+    strata: dict[str, list[str]] = defaultdict(list)
+    for ref, labels in label_sets.items():
+        where = stratum.get(labels)
+        if where is None:
+            where = stratum[labels] = stratum_of(labels, frequency)
+        strata[where].append(ref)
 
     assignment: dict[str, str] = {}
     for members in strata.values():
-        members.sort(key=lambda it: ranks[it.source_ref])
+        members.sort(key=ranks.__getitem__)
         target = target_test_count(len(members), test_fraction)
-        have = sum(1 for it in members if kept.get(it.source_ref) == TEST)
+        if not kept:
+            need = max(target, 0)
+            assignment.update(zip(members, chain(repeat(TEST, need), repeat(TRAIN)), strict=False))
+            continue
+        have = sum(1 for ref in members if kept.get(ref) == TEST)
         need = target - have
-        for it in members:
-            earlier = kept.get(it.source_ref)
+        for ref in members:
+            earlier = kept.get(ref)
             if earlier is not None:
-                assignment[it.source_ref] = earlier
+                assignment[ref] = earlier
             elif need > 0:
-                assignment[it.source_ref] = TEST
+                assignment[ref] = TEST
                 need -= 1
             else:
-                assignment[it.source_ref] = TRAIN
+                assignment[ref] = TRAIN
     if test_fraction > 0:
-        _repair(by_ref, assignment, kept, frequency, ranks)
+        _repair(by_ref, assignment, kept, frequency, ranks, label_sets)
     return assignment
+
+
+_digest = methodcaller("digest")
+
+
+def _label_set(item: SplitItem) -> frozenset[str]:
+    labels = item.labels
+    return labels if type(labels) is frozenset else frozenset(labels)
 
 
 def _repair(
@@ -118,19 +140,29 @@ def _repair(
     kept: Mapping[str, str],
     frequency: Mapping[str, int],
     ranks: Mapping[str, bytes],
+    label_sets: Mapping[str, frozenset[str]],
 ) -> None:
+    # Each entry is in one set: count the labels of the test entries, the rest are in train.
     presence: dict[str, Counter[str]] = {TRAIN: Counter(), TEST: Counter()}
-    holders: dict[str, list[str]] = defaultdict(list)
-    for ref, item in by_ref.items():
-        presence[assignment[ref]].update(item.labels)
-        for name in item.labels:
-            holders[name].append(ref)
+    tested = Counter([label_sets[ref] for ref, side in assignment.items() if side == TEST])
+    for labels, count in tested.items():
+        for name in labels:
+            presence[TEST][name] += count
+    for name, count in frequency.items():
+        if count > presence[TEST][name]:
+            presence[TRAIN][name] = count - presence[TEST][name]
+    holders: dict[str, list[str]] | None = None  # made when a label is missing from a set (rare)
     for name in sorted(frequency, key=lambda n: (frequency[n], n)):
         if frequency[name] < 2:
             continue
         for missing in (TEST, TRAIN):
             if presence[missing][name]:
                 continue
+            if holders is None:
+                holders = defaultdict(list)
+                for ref, item in by_ref.items():
+                    for label in item.labels:
+                        holders[label].append(ref)
             source = TRAIN if missing == TEST else TEST
             candidates = [
                 ref
@@ -160,6 +192,7 @@ def labels_short_of(items: Iterable[SplitItem], minimum: int = 2) -> dict[str, i
     (``ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE`` / ``..._FOR_AUTOSPLIT``).
     """
     counts: Counter[str] = Counter()
-    for item in items:
-        counts.update(item.labels)
+    for labels, count in Counter(_label_set(item) for item in items).items():
+        for name in labels:
+            counts[name] += count
     return {name: n for name, n in sorted(counts.items()) if n < minimum}

@@ -13,8 +13,10 @@ with an error; attribute and metadata errors are also listed on the line.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import add
 from typing import Any, NamedTuple
 
 import orjson
@@ -108,6 +110,10 @@ class LineCheck(NamedTuple):
     size: int = 0
 
 
+# A LineCheck's fields but its output: what ManifestValidator.account counts.
+Row = tuple[int, bool, bool, str | None, bool, tuple[str, ...], tuple[str, ...], int]
+
+
 def check_line(
     raw: RawLine, *, limits: C.Limits = C.DEFAULT_LIMITS, image_meta: Mapping[str, ImageMeta] | None = None
 ) -> LineCheck:
@@ -123,6 +129,9 @@ def check_line(
         obj = orjson.loads(raw.data)
     except orjson.JSONDecodeError:
         return _invalid_json(raw.number, C.message(C.ERROR_INVALID_JSON_LINE), size)
+    if _too_deep(raw.data, obj):
+        message = f"{C.message(C.ERROR_INVALID_JSON_LINE)} It nests more than {MAX_DEPTH} levels deep."
+        return _invalid_json(raw.number, message, size)
     entry, issues = line_issues(obj, limits=limits, image_meta=image_meta)
     has_error = any(i.severity is Severity.ERROR for i in issues)
     output = orjson.dumps(place_issues(obj, issues)) if issues else raw.data
@@ -168,6 +177,28 @@ def dataset_entry(obj: dict[str, Any], issues: list[Issue], *, labeled: bool) ->
                 meta.setdefault("cl-errors", []).append(issue.as_json())
     out["cl-metadata"] = {"is_labeled": labeled}
     return out
+
+
+MAX_DEPTH = 254
+"""Deepest nesting of a line's objects and arrays: what orjson writes back (it reads up to 1,024)."""
+
+
+def _too_deep(data: bytes, obj: Any) -> bool:
+    if data.count(b"[") + data.count(b"{") <= MAX_DEPTH:
+        return False  # too few brackets to be that deep: the usual case, no walk
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            values: Iterable[Any] = value.values()
+        elif isinstance(value, list):
+            values = value
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            return True
+        stack.extend((child, depth + 1) for child in values)
+    return False
 
 
 def _invalid_json(number: int, message: str, size: int) -> LineCheck:
@@ -380,6 +411,64 @@ class ManifestValidator:
             res.items.append(SplitItem(ref, frozenset(class_labels).union(box_labels)))
         return fate
 
+    def account_rows(self, rows: Sequence[Row], base: int = 0) -> list[str] | None:
+        """:meth:`account` for each of ``rows`` in order (their numbers counted from ``base``); returns
+        the fates, or None when every line is :data:`KEPT`.
+
+        When no line repeats an image (of these lines or earlier ones) and none passes the row limit,
+        the counts are taken for all lines at once: the same counts as line by line, in a fraction of
+        the time. Otherwise the lines are counted one by one.
+        """
+        if not rows:
+            return None
+        res = self.result
+        numbers, errors, terminals, refs, labeled, classes, boxes, sizes = zip(*rows, strict=True)
+        with_ref = [ref for ref in refs if ref is not None]
+        if (
+            res.total + len(rows) > self.limits.max_rows
+            or len(set(with_ref)) != len(with_ref)
+            or not self._seen.isdisjoint(with_ref)
+        ):
+            fates = [self.account(row[0] + base, *row[1:]) for row in rows]
+            return None if all(fate == KEPT for fate in fates) else fates
+        res.bytes_read += sum(sizes)
+        res.total += len(rows)
+        if any(errors):
+            res.error_lines.extend(
+                [number + base for number, error in zip(numbers, errors, strict=True) if error]
+            )
+        if len(with_ref) != len(rows):
+            res.invalid += len(rows) - len(with_ref)
+            res.terminal += sum(
+                1 for ref, terminal in zip(refs, terminals, strict=True) if ref is None and terminal
+            )
+        self._seen.update(with_ref)
+        prefix = self._bucket_prefix
+        others = [ref for ref in with_ref if not ref.startswith(prefix)]
+        if others:
+            res.buckets.update({bucket_of(ref) for ref in others})
+            self._bucket_prefix = f"s3://{bucket_of(others[-1])}/"
+        if len(with_ref) != len(rows) or not all(labeled):
+            kept = [i for i, ref in enumerate(refs) if ref is not None and labeled[i]]
+            res.ignored += len(with_ref) - len(kept)
+            refs = tuple(refs[i] for i in kept)
+            classes = tuple(classes[i] for i in kept)
+            boxes = tuple(boxes[i] for i in kept)
+        res.valid += len(refs)
+        res.classification_lines += sum(map(bool, classes))
+        res.detection_lines += sum(map(bool, boxes))
+        # Counter(...) lists names in the order they come first, as counting line by line inserts them.
+        for counts, names in (
+            (res.classification_labels, chain.from_iterable(classes)),
+            (res.boxes_per_label, chain.from_iterable(boxes)),
+            (res.detection_labels, chain.from_iterable(map(set, boxes))),
+        ):
+            for name, count in Counter(names).items():
+                counts[name] = counts.get(name, 0) + count
+        if self.collect_items:
+            res.items.extend(map(SplitItem, refs, map(frozenset, map(add, classes, boxes))))
+        return None
+
     def finish(self) -> DatasetResult:
         """The dataset-level rules of one set (size, rows, invalid share, buckets); return the result."""
         res = self.result
@@ -510,13 +599,18 @@ def summarize(
         if short:
             train.errors.append(_issue(C.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_AUTOSPLIT))
         autosplit = split(train.items, test_fraction=0.2, seed=seed)
-        by_ref = {item.source_ref: item for item in train.items}
-        for ref, side in autosplit.items():
-            if side == "test":
-                test.total += 1
-                test.valid += 1
-                test.classification_labels.update(by_ref[ref].labels & set(train.classification_labels))
-                test.detection_labels.update(by_ref[ref].labels & set(train.detection_labels))
+        # The test entries' label sets, each counted once with how many entries have it.
+        tested = Counter(
+            frozenset(item.labels) for item in train.items if autosplit[item.source_ref] == "test"
+        )
+        classes, detections = set(train.classification_labels), set(train.detection_labels)
+        for labels, count in tested.items():
+            test.total += count
+            test.valid += count
+            for name in labels & classes:
+                test.classification_labels[name] += count
+            for name in labels & detections:
+                test.detection_labels[name] += count
     for result in (train, test):
         result.errors.extend(_label_rules(result.labels, _usable(result, use_case), use_case, limits))
     if test.total:

@@ -14,19 +14,25 @@ from __future__ import annotations
 
 import re
 import time
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from label_studio_sdk import LabelStudio
+from label_studio_sdk.core.api_error import ApiError
 
+from converters.codes import DEFAULT_LIMITS
 from converters.labelconfig import build_label_config, label_lists, parse_label_config
 from plugin.datasets import dataset_record
 from sync_service.config import SECRET_HEADER, Settings
 from sync_service.events import HANDLED
 from sync_service.projects import ProjectInfo, Projects, slugify
+from sync_service.state import ProjectState
 
 WEBHOOK_PATH = "/webhooks/label-studio"
+MAX_TITLE = 50  # Label Studio's PROJECT_TITLE_MAX_LEN
+MAX_LABEL = DEFAULT_LIMITS.max_label_name
 _REKOGNITION_NAME = re.compile(r"^[a-zA-Z0-9_.\-]{1,255}$")
 TABS = (("Training dataset", "train"), ("Test dataset", "test"))
 IMAGE_REGEX = r".*\.(jpe?g|JPE?G|png|PNG)$"
@@ -73,6 +79,7 @@ def create_project(
     """Create (or find) the project titled ``title`` and make sure every part of it is in place."""
     if len(title.strip()) < 3:
         raise ValueError("a project title needs at least 3 characters")
+    check_names(title, [*labels, *box_labels])
     client = sdk_client(settings)
     project = find_project(client, title)
     created = project is None
@@ -99,6 +106,43 @@ def create_project(
     webhook_id = _ensure_webhook(client, settings, pid)
     view_ids = _ensure_tabs(client, pid)
     return Created(info, created, storage_id, webhook_id, view_ids)
+
+
+def delete_project(settings: Settings, projects: Projects, info: ProjectInfo) -> None:
+    """Delete a project of ours: the Label Studio project (tasks, storage, webhook, tabs), then our
+    record, manifests and validation files in S3 and what Redis keeps of it. Images and snapshots
+    stay in S3 (they may be the only copy of uploads, and snapshots are never deleted)."""
+    pid = info.label_studio_project_id
+    try:
+        sdk_client(settings).projects.delete(id=pid)
+    except ApiError as exc:
+        if exc.status_code != 404:
+            raise
+    keys = [projects.key(info, name) for name in ("project.json", "train.manifest", "test.manifest")]
+    keys += projects.storage.list_keys(projects.key(info, "validation/"))
+    projects.storage.delete_keys(keys)
+    ProjectState(projects.redis, pid).forget()
+    projects.forget(pid)
+
+
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(ch) in ("Cc", "Cs") for ch in text)
+
+
+def check_names(title: str, labels: Sequence[str]) -> None:
+    """Refuse, before anything is created, a title Label Studio would refuse and label names that a
+    labeling config cannot carry (control characters are not XML) or Rekognition would refuse."""
+    if len(title) > MAX_TITLE:
+        raise ValueError(f"a project title has at most {MAX_TITLE} characters; this one has {len(title)}")
+    if _has_control(title):
+        raise ValueError(f"the project title {title!r} holds control characters")
+    for label in labels:
+        if _has_control(label):
+            raise ValueError(f"the label {label!r} holds control characters")
+        if len(label) > MAX_LABEL:
+            raise ValueError(
+                f"the label {label[:40]!r}... has {len(label)} characters; Rekognition takes {MAX_LABEL} at most"
+            )
 
 
 def _free_slug(projects: Projects, slug: str, pid: int) -> str:

@@ -7,6 +7,7 @@ not usable for training, 2 usage errors. Outputs are replaced whole or not at al
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import os
 import re
@@ -31,7 +32,6 @@ from converters.jsonio import (
     dumps,
     iter_json_records,
     iter_lines,
-    iter_range_lines,
     loads,
     write_json_lines,
 )
@@ -98,35 +98,6 @@ def _set_read_options(options: ReadOptions) -> None:
     _READ_OPTIONS = options
 
 
-@dataclass(slots=True)
-class _LineOut:
-    """One task's manifest line (or the error that stopped it) and its warnings; made in a worker."""
-
-    position: int
-    source_ref: str = ""
-    data: bytes = b""
-    issues: list[Issue] = field(default_factory=list)
-    error: tuple[str, str | None, str | None] | None = None  # message, field, code
-
-
-def _lines_of_tasks(chunk: list[tuple[int, bytes]]) -> list[_LineOut]:
-    """Label Studio tasks (as JSON bytes) -> manifest lines; runs in a worker."""
-    out = []
-    for position, raw in chunk:
-        item = _LineOut(position)
-        try:
-            entry = task_to_entry(loads(raw), _READ_OPTIONS, item.issues)
-            item.source_ref = entry.source_ref
-            item.data = dumps(entry_to_line(entry))
-            if len(item.data) > MAX_LINE and len(item.data.decode("utf-8")) > MAX_LINE:
-                message = f"the manifest line would have {len(item.data):,} characters, over Rekognition's {MAX_LINE:,}"
-                item.error = (message, None, None)
-        except ConversionError as exc:
-            item.error = (exc.message, exc.field, exc.code)
-        out.append(item)
-    return out
-
-
 _SHOWN = 20  # issues a report prints (Report.format's default limit)
 
 
@@ -164,53 +135,33 @@ def cmd_ls_to_manifest(args: argparse.Namespace) -> int:
     )
     report = _IssueLog(source=args.input)
     with open_input(args.input) as stream, atomic_output(args.output) as out:
-        layout = _task_layout(args.input) if args.output != "-" else None
+        rewrite = args.output != "-"  # a file: lines of repeated images can be taken out at the end
+        layout = _task_layout(args.input) if rewrite else None
         count = _ls_to_manifest_ranges(args.input, layout, options, report, out) if layout else None
         if count is None:  # read as a stream, here, exactly as Label Studio's JSON is parsed
             if layout is not None:
                 out.seek(0)
                 out.truncate()
                 report = _IssueLog(source=args.input)
-            count = _ls_to_manifest_stream(args.input, stream, options, report, out)
+            count = _ls_to_manifest_stream(args.input, stream, options, report, out, rewrite=rewrite)
     _warn_all(report)
     _say(f"wrote {count} manifest lines to {args.output}")
     return 0
 
 
 def _ls_to_manifest_stream(
-    path: str, stream: IO[bytes], options: ReadOptions, report: Report, out: IO[bytes]
+    path: str, stream: IO[bytes], options: ReadOptions, report: _IssueLog, out: IO[bytes], *, rewrite: bool
 ) -> int:
-    seen: set[int] = set()
-    count = 0
-    unit = "line"
-
     def tasks() -> Iterator[tuple[int, bytes]]:
-        nonlocal unit
         for record in iter_json_records(stream, source=path):
-            unit = report.unit = record.unit
+            report.unit = record.unit
             yield record.position, dumps(record.value)
 
     work = ordered_map(
-        _lines_of_tasks, chunked(tasks(), 1000), initializer=_set_read_options, initargs=(options,)
+        _manifest_of_tasks, chunked(tasks(), 1000), initializer=_set_read_options, initargs=(options,)
     )
-    for _, results in work:
-        for item in results:
-            if item.error is not None:
-                message, field_name, code = item.error
-                raise TaskError(
-                    message, source=path, line=item.position, field=field_name, code=code, unit=unit
-                )
-            for issue in item.issues:
-                report.add(item.position, issue)
-            # A 64-bit digest per image keeps the duplicate check small at 250,000 entries.
-            key = hash(item.source_ref)
-            if key in seen:
-                report.add(item.position, _duplicate_issue(item.source_ref))
-                continue
-            seen.add(key)
-            out.write(item.data)
-            out.write(b"\n")
-            count += 1
+    count = _write_manifest(((0, chunk) for _, chunk in work), path, report, out, rewrite=rewrite)
+    assert count is not None
     return count
 
 
@@ -272,6 +223,34 @@ class _ManifestChunk:
     issues: list[tuple[int, Issue]] = field(default_factory=list)
     lines: int = 0  # items (array) or lines (JSON Lines) the range holds
     failed: bool = False
+    error: tuple[int, str, str | None, str | None] | None = None  # the first task that cannot convert
+
+
+def _manifest_of_tasks(chunk: list[tuple[int, bytes]]) -> _ManifestChunk:
+    """Label Studio tasks (position, JSON bytes) -> manifest lines; runs in a worker. The tasks after
+    one that cannot be converted are still read (a failure of another kind among them is raised as
+    before) but not kept."""
+    out = _ManifestChunk()
+    lines: list[bytes] = []
+    for position, raw in chunk:
+        issues: list[Issue] = []
+        try:
+            entry = task_to_entry(loads(raw), _READ_OPTIONS, issues)
+            data = dumps(entry_to_line(entry))
+            if len(data) > MAX_LINE and len(data.decode("utf-8")) > MAX_LINE:
+                message = (
+                    f"the manifest line would have {len(data):,} characters, over Rekognition's {MAX_LINE:,}"
+                )
+                out.error = out.error or (position, message, None, None)
+        except ConversionError as exc:
+            out.error = out.error or (position, exc.message, exc.field, exc.code)
+        if out.error is None:
+            out.issues.extend((position, issue) for issue in issues)
+            lines.append(data)
+            out.hashes.append(hash(entry.source_ref))
+            out.positions.append(position)
+    out.blob = b"\n".join(lines)
+    return out
 
 
 def _exact_task(text: bytes, array: bool) -> Any:
@@ -350,9 +329,6 @@ def _ls_to_manifest_ranges(
     """
     unit, start, stop = layout
     report.unit = unit
-    keys = array("q")  # the hash of each line's source-ref, in order
-    where = array("q") if unit == "line" else None  # each line's task position (array items: 1, 2, ...)
-    offset = 0
     work = map_ranges(
         _manifest_of_range,
         path,
@@ -362,22 +338,87 @@ def _ls_to_manifest_ranges(
         start=start,
         stop=stop,
     )
-    for chunk in work:
+
+    def offsets() -> Iterator[tuple[int, _ManifestChunk]]:
+        offset = 0
+        for chunk in work:
+            yield offset, chunk
+            offset += chunk.lines
+
+    return _write_manifest(offsets(), path, report, out, rewrite=True)
+
+
+def _write_manifest(
+    chunks: Iterable[tuple[int, _ManifestChunk]],
+    path: str,
+    report: _IssueLog,
+    out: IO[bytes],
+    *,
+    rewrite: bool,
+) -> int | None:
+    """Write the manifest lines of ``chunks`` (each with the offset of its positions) in task order, a
+    line only for the first task of an image; return how many, or None when a chunk failed.
+
+    With ``rewrite`` (``out`` is a file) every line is written as it comes; a task whose image an earlier
+    task has is found at the end, from the 64-bit hashes of the images (8 bytes a task, where a set of
+    them would take about 70), and its line taken out again: the output is then what writing only first
+    images gives, in memory that hardly grows with the tasks.
+    """
+    keys = array("q")  # with rewrite: the hash of each line's source-ref, in order
+    where = array("q")  # with rewrite, of JSON Lines: each line's position (array items are 1, 2, ...)
+    seen: set[int] = set()  # without rewrite: the hashes so far
+    count = 0
+    for offset, chunk in chunks:
         if chunk.failed:
             return None
-        for number, issue in chunk.issues:
-            report.add(offset + number, issue)
-        if chunk.hashes:
-            out.write(chunk.blob)
-            out.write(b"\n")
-            keys.extend(chunk.hashes)
-            if where is not None:
-                where.extend([offset + number for number in chunk.positions])
-        offset += chunk.lines
+        if not rewrite:
+            count += _write_first_seen(chunk, seen, report, out)
+        else:
+            for number, issue in chunk.issues:
+                report.add(offset + number, issue)
+            if chunk.hashes:
+                out.write(chunk.blob)
+                out.write(b"\n")
+                keys.extend(chunk.hashes)
+                if report.unit == "line":
+                    where.extend([offset + number for number in chunk.positions])
+        if chunk.error is not None:  # after the tasks before it, as a stream (standard output) shows
+            position, message, field_name, code = chunk.error
+            raise TaskError(
+                message, source=path, line=position, field=field_name, code=code, unit=report.unit
+            )
+    if not rewrite:
+        return count
     repeated = _repeated_keys(keys)
     if not repeated:
         return len(keys)
-    return len(keys) - _drop_repeats(keys, where, repeated, report, out)
+    return len(keys) - _drop_repeats(keys, where if report.unit == "line" else None, repeated, report, out)
+
+
+def _write_first_seen(chunk: _ManifestChunk, seen: set[int], report: Report, out: IO[bytes]) -> int:
+    """Write the lines of ``chunk`` whose image is new, warning of the others in task order."""
+    if seen.isdisjoint(chunk.hashes) and len(set(chunk.hashes)) == len(chunk.hashes):
+        seen.update(chunk.hashes)
+        for number, issue in chunk.issues:
+            report.add(number, issue)
+        if chunk.hashes:
+            out.write(chunk.blob)
+            out.write(b"\n")
+        return len(chunk.hashes)
+    issues = chunk.issues
+    k = written = 0
+    for line, key, number in zip(chunk.blob.split(b"\n"), chunk.hashes, chunk.positions, strict=True):
+        while k < len(issues) and issues[k][0] <= number:
+            report.add(issues[k][0], issues[k][1])
+            k += 1
+        if key in seen:
+            report.add(number, _duplicate_issue(loads(line)["source-ref"]))
+            continue
+        seen.add(key)
+        out.write(line)
+        out.write(b"\n")
+        written += 1
+    return written
 
 
 def _repeated_keys(keys: array[int]) -> set[int]:
@@ -462,17 +503,49 @@ class _TaskChunk:
     multiple: bool = False
 
 
+# A RawLine's fields (number, data, too_long, length): the workers' lines, without a dataclass each.
+_Line = tuple[int, bytes, bool, int]
+
+
+def _range_lines(path: str, start: int, end: int, max_chars: int) -> list[_Line]:
+    """The lines of ``[start, end)`` of ``path`` (``start`` at a line start, ``end`` at one or at the end
+    of the file) as :func:`~converters.jsonio.iter_range_lines` gives them, read in one go."""
+    with open(path, "rb") as stream:
+        stream.seek(start)
+        block = stream.read(end - start)
+    pieces = block.split(b"\n")
+    last = pieces.pop()  # what follows the final line break: nothing, or a last line without one
+    byte_limit = max_chars * 4 + 2  # what iter_lines reads of a line at most
+    lines: list[_Line] = []
+    for number, piece in enumerate(pieces, 1):
+        if len(piece) >= byte_limit:  # its line break is past what iter_lines reads: too long, in bytes
+            lines.append((number, b"", True, len(piece) + 1))
+            continue
+        data = piece.rstrip(b"\r")  # as iter_lines strips "\r\n" off a line that has its break
+        if len(data) > max_chars and len(chars := data.decode("utf-8", errors="replace")) > max_chars:
+            lines.append((number, b"", True, len(chars)))
+        else:
+            lines.append((number, data, False, 0))
+    if last:
+        number = len(pieces) + 1
+        if len(last) >= byte_limit:
+            lines.append((number, b"", True, len(last)))
+        elif len(last) > max_chars and len(chars := last.decode("utf-8", errors="replace")) > max_chars:
+            lines.append((number, b"", True, len(chars)))
+        else:
+            lines.append((number, last, False, 0))
+    return lines
+
+
 def _tasks_of_range(path: str, start: int, end: int) -> _TaskChunk:
-    with open(path, "rb", buffering=1 << 20) as stream:
-        return _tasks_of_lines(iter_range_lines(stream, start, end, max_chars=MAX_LINE))
+    return _tasks_of_lines(_range_lines(path, start, end, MAX_LINE))
 
 
-def _tasks_of_lines(lines: Iterable[RawLine]) -> _TaskChunk:
+def _tasks_of_lines(lines: Iterable[_Line]) -> _TaskChunk:
     """Manifest lines -> serialized Label Studio tasks, with what was wrong; runs in a worker."""
     out = _TaskChunk()
     tasks: list[bytes] = []
-    for raw in lines:
-        number, data, too_long, length = raw.number, raw.data, raw.too_long, raw.length
+    for number, data, too_long, length in lines:
         out.lines = number
         if too_long:
             message = f"the line has {length:,} characters, over {MAX_LINE:,}"
@@ -524,7 +597,7 @@ W = TypeVar("W", bound=_HasLines)
 def _over_lines(
     path: str,
     stream: IO[bytes],
-    per_lines: Callable[[Iterable[RawLine]], W],
+    per_lines: Callable[[Iterable[_Line]], W],
     per_range: Callable[[str, int, int], W],
     initializer: Callable[..., None],
     initargs: tuple[object, ...],
@@ -538,14 +611,14 @@ def _over_lines(
         initializer(*initargs)
         offset = 0
         for chunk in chunked(iter_lines(stream, max_chars=MAX_LINE)):
-            result = per_lines(
-                RawLine(raw.number - offset, raw.data, raw.too_long, raw.length) for raw in chunk
-            )
+            result = per_lines((raw.number - offset, raw.data, raw.too_long, raw.length) for raw in chunk)
             yield offset, result
             offset += result.lines
         return
     offset = 0
-    for result in map_ranges(per_range, path, initializer=initializer, initargs=initargs):
+    for result in map_ranges(
+        per_range, path, initializer=initializer, initargs=initargs, target=_RANGE_BYTES
+    ):
         yield offset, result
         offset += result.lines
 
@@ -675,30 +748,30 @@ class _CheckChunk:
     lines: int = 0
 
 
-def _checks_of_lines(lines: Iterable[RawLine]) -> _CheckChunk:
+def _checks_of_lines(lines: Iterable[_Line]) -> _CheckChunk:
     out = _CheckChunk()
     outputs = []
-    for raw in lines:
+    for number, data, too_long, length in lines:
         check = None
-        if not raw.too_long:
+        if not too_long:
             try:
-                obj = loads(raw.data)
+                obj = loads(data)
             except ValueError:
                 pass  # check_line reports it
             else:
-                check = line_check(raw.number, raw.data, obj, limits=_CHECK_LIMITS, image_meta=_CHECK_META)
+                check = line_check(number, data, obj, limits=_CHECK_LIMITS, image_meta=_CHECK_META)
         if check is None:
+            raw = RawLine(number, data, too_long, length)
             check = check_line(raw, limits=_CHECK_LIMITS, image_meta=_CHECK_META)
         outputs.append(check.output)
         out.rows.append((check.number, *check[2:]))
-        out.lines = raw.number
+        out.lines = number
     out.blob = b"\n".join(outputs)
     return out
 
 
 def _checks_of_range(path: str, start: int, end: int) -> _CheckChunk:
-    with open(path, "rb", buffering=1 << 20) as stream:
-        return _checks_of_lines(iter_range_lines(stream, start, end, max_chars=_CHECK_LIMITS.max_line_chars))
+    return _checks_of_lines(_range_lines(path, start, end, _CHECK_LIMITS.max_line_chars))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -727,8 +800,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 path, stream, _checks_of_lines, _checks_of_range, _set_check_state, (limits, meta)
             )
             for base, chunk in work:
-                fates = [validator.account(row[0] + base, *row[1:]) for row in chunk.rows]
-                if all(fate == KEPT for fate in fates):
+                fates = validator.account_rows(chunk.rows, base)
+                if fates is None:  # every line kept
                     if chunk.rows:
                         out.write(chunk.blob)
                         out.write(b"\n")
@@ -953,6 +1026,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if getattr(func, "__module__", "") in SERVICE_MODULES:
         return run_service_command(func, args)
+    # A command is a batch run: its objects die young or live to its end, and none form cycles worth
+    # collecting, so the cyclic collector (which would walk every live object again and again: a
+    # quarter of validate's own time at 250,000 lines) stays off for it, in its worker processes too.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         code: int = func(args)
     except (ConversionError, CliError) as exc:
@@ -960,6 +1038,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except BrokenPipeError:
         return 1
+    finally:
+        if collecting:
+            gc.enable()
     return code
 
 

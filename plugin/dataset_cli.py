@@ -8,15 +8,18 @@ summary, or JSON with ``--json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from converters.labelconfig import CHOICES, RECTANGLE_LABELS
 from sync_service.config import load_settings
 
 if TYPE_CHECKING:
-    from plugin.datasets import Datasets
+    from plugin.datasets import Datasets, ImportResult
+    from sync_service.projects import ProjectInfo
 
 # The dataset module pulls in the whole service (boto3, rq, httpx): imported when a command runs, so
 # that ``customlabels convert ...`` starts fast.
@@ -38,6 +41,49 @@ def _error(message: str) -> Exception:
     return invalid(message)
 
 
+@contextlib.contextmanager
+def _tracked(
+    ops: Datasets, info: ProjectInfo, datasets: list[str], *, created: bool = False
+) -> Iterator[None]:
+    """Record the datasets' status as Rekognition shows it: ``*_IN_PROGRESS`` while the operation runs,
+    then ``*_COMPLETE``, or ``*_FAILED`` with the error (``CLIENT_ERROR`` for an input Rekognition
+    refuses with an error code, ``SERVICE_ERROR`` for a failure of ours). An operation refused before it
+    started (a missing dataset, a test dataset that is not empty...) leaves the status as it was."""
+    from plugin.datasets import DatasetError  # noqa: PLC0415
+
+    verb = "CREATE" if created else "UPDATE"
+    before = {name: dict((info.datasets or {}).get(name) or {}) for name in datasets}
+
+    def mark(status: str | None, message: str = "", code: str = "SUCCESS") -> None:
+        with ops.ctx.projects.lock(info.label_studio_project_id):  # the service writes the record too
+            for name in datasets:
+                if status is None:  # back to what it was
+                    was = before[name]
+                    ops.set_status(
+                        info,
+                        name,
+                        was.get("status", "CREATE_COMPLETE"),
+                        was.get("status_message", ""),
+                        was.get("status_code", "SUCCESS"),
+                    )
+                else:
+                    ops.set_status(info, name, status, message, code)
+
+    mark(f"{verb}_IN_PROGRESS")
+    try:
+        yield
+    except DatasetError as exc:
+        if exc.code is None and not created:
+            mark(None)
+        else:
+            mark(f"{verb}_FAILED", str(exc), "CLIENT_ERROR")
+        raise
+    except Exception as exc:
+        mark(f"{verb}_FAILED", f"{type(exc).__name__}: {exc}", "SERVICE_ERROR")
+        raise
+    mark(f"{verb}_COMPLETE")
+
+
 def _out(args: argparse.Namespace, document: Any, text: str) -> int:
     print(json.dumps(document, indent=2) if args.json else text)
     return 0
@@ -45,36 +91,24 @@ def _out(args: argparse.Namespace, document: Any, text: str) -> int:
 
 def cmd_create(args: argparse.Namespace) -> int:
     """Create a dataset (if the project lacks it) and fill it from one source."""
-    ops = _ops()
-    info = ops.project(args.project)
-    if not ops.has_dataset(info, args.dataset):
-        info = ops.create_dataset(info, args.dataset)
     given = [name for name in SOURCES if getattr(args, name)]
     if len(given) > 1:
         raise _error(
             "give one source: " + ", ".join(f"--{g.replace('_', '-')}" for g in given),
         )
-    if args.from_s3:
-        result = ops.from_s3(info, args.dataset, args.from_s3, labels_from_folders=args.labels_from_folders)
-    elif args.from_dir:
-        result = ops.from_dir(info, args.dataset, args.from_dir, labels_from_folders=args.labels_from_folders)
-    elif args.from_manifest:
-        result = ops.from_manifest(info, args.dataset, args.from_manifest)
-    elif args.from_dataset:
-        project, _, side = args.from_dataset.rpartition("/")
-        if not project or side not in DATASETS:
-            raise _error("--from-dataset takes PROJECT/train or PROJECT/test")
-        result = ops.from_dataset(info, args.dataset, ops.project(project), side)
-    elif args.from_coco:
-        if not args.s3_prefix:
-            raise _error("--from-coco needs --s3-prefix s3://bucket/prefix/")
-        result = ops.from_coco(info, args.dataset, args.from_coco, s3_prefix=args.s3_prefix)
-    elif args.from_csv:
-        result = ops.from_csv(info, args.dataset, args.from_csv, s3_prefix=args.s3_prefix)
-    else:
-        from plugin.datasets import ImportResult  # noqa: PLC0415
-
-        result = ImportResult()  # an empty dataset
+    if args.labels_from_folders and not (args.from_s3 or args.from_dir):
+        raise _error("--labels-from-folders goes with --from-s3 or --from-dir")
+    if args.from_dataset and args.from_dataset.rpartition("/")[2] not in DATASETS:
+        raise _error("--from-dataset takes PROJECT/train or PROJECT/test")
+    if args.from_coco and not args.s3_prefix:
+        raise _error("--from-coco needs --s3-prefix s3://bucket/prefix/")
+    ops = _ops()
+    info = ops.project(args.project)
+    created = not ops.has_dataset(info, args.dataset)
+    if created:
+        info = ops.create_dataset(info, args.dataset, status="CREATE_IN_PROGRESS")
+    with _tracked(ops, info, [args.dataset], created=created):
+        result = _fill(ops, info, args)
     doc = {"project": info.label_studio_project_id, "dataset": args.dataset, **result.as_json()}
     text = f"{info.title} / {args.dataset}: {result.added} added, {result.updated} updated, {result.skipped} already there"
     if result.rejected:
@@ -84,11 +118,34 @@ def cmd_create(args: argparse.Namespace) -> int:
     return _out(args, doc, text)
 
 
+def _fill(ops: Datasets, info: ProjectInfo, args: argparse.Namespace) -> ImportResult:
+    """Fill the dataset from the one source given (nothing: an empty dataset)."""
+    if args.from_s3:
+        result = ops.from_s3(info, args.dataset, args.from_s3, labels_from_folders=args.labels_from_folders)
+    elif args.from_dir:
+        result = ops.from_dir(info, args.dataset, args.from_dir, labels_from_folders=args.labels_from_folders)
+    elif args.from_manifest:
+        result = ops.from_manifest(info, args.dataset, args.from_manifest)
+    elif args.from_dataset:
+        project, _, side = args.from_dataset.rpartition("/")
+        result = ops.from_dataset(info, args.dataset, ops.project(project), side)
+    elif args.from_coco:
+        result = ops.from_coco(info, args.dataset, args.from_coco, s3_prefix=args.s3_prefix)
+    elif args.from_csv:
+        result = ops.from_csv(info, args.dataset, args.from_csv, s3_prefix=args.s3_prefix)
+    else:
+        from plugin.datasets import ImportResult as Empty  # noqa: PLC0415
+
+        result = Empty()  # an empty dataset
+    return result
+
+
 def cmd_distribute(args: argparse.Namespace) -> int:
     """Move 20% of the training entries into the empty test dataset."""
     ops = _ops()
     info = ops.project(args.project)
-    counts = ops.distribute(info, fraction=args.test_fraction)
+    with _tracked(ops, info, [d for d in DATASETS if ops.has_dataset(info, d)]):
+        counts = ops.distribute(info, fraction=args.test_fraction)
     return _out(args, counts, f"{info.title}: train {counts['train']} entries, test {counts['test']} entries")
 
 
@@ -158,8 +215,13 @@ def cmd_update(args: argparse.Namespace) -> int:
     """UpdateDatasetEntries from a file of manifest lines."""
     ops = _ops()
     info = ops.project(args.project)
-    with open(args.lines, "rb") as f:
-        result = ops.update_entries(info, args.dataset, f.read())
+    try:
+        with open(args.lines, "rb") as f:
+            body = f.read()
+    except OSError as exc:
+        raise _error(f"{args.lines}: {exc.strerror}") from exc
+    with _tracked(ops, info, [args.dataset] if ops.has_dataset(info, args.dataset) else []):
+        result = ops.update_entries(info, args.dataset, body)
     return _out(
         args,
         result.as_json(),

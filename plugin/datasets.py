@@ -14,10 +14,11 @@ one, the Rekognition error code.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
-import mimetypes
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,8 +27,7 @@ from typing import IO, Any
 from converters import codes as C
 from converters.coco import coco_to_entries
 from converters.csvfile import read_rows, row_to_entry, split_duplicates
-from converters.errors import ConversionError
-from converters.imagemeta import ImageMeta
+from converters.errors import ConversionError, Severity
 from converters.jsonio import RawLine, dumps, iter_lines, loads
 from converters.labelconfig import (
     CHOICES,
@@ -39,11 +39,12 @@ from converters.labelconfig import (
     rename_label,
 )
 from converters.labelstudio import WriteOptions, entry_to_task
-from converters.manifest import parse_line
+from converters.manifest import entry_to_line, parse_line
 from converters.model import Entry, ImageLabel, Provenance
 from converters.split import TEST, TRAIN, SplitItem, labels_short_of, split
 from converters.validation import dataset_entry, line_issues
 from sync_service.errors import ServiceError
+from sync_service.images import IMAGE_SUFFIXES, store_image
 from sync_service.jobs import Context
 from sync_service.projects import ProjectInfo
 from sync_service.publisher import dedupe, now_stamp
@@ -51,10 +52,11 @@ from sync_service.s3 import split_s3_url
 from sync_service.state import CachedEntry, ProjectState
 
 DATASETS = (TRAIN, TEST)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 IMPORT_BATCH = 500  # tasks per Label Studio import request
 MAX_UPDATE_BYTES = 5 * 1024 * 1024  # UpdateDatasetEntries' GroundTruth limit
 MAX_RESULTS = 100
+LOCK_TTL = 30.0  # a dataset lock whose holder died (stopped renewing it) frees itself this much later
+LOCK_WAIT = 1800.0  # the longest an operation waits for another one on the same project
 
 
 class DatasetError(ServiceError):
@@ -139,6 +141,46 @@ class Datasets:
         self.ctx.projects.save(info)
         return info
 
+    @contextlib.contextmanager
+    def exclusive(self, info: ProjectInfo, *, wait: float = LOCK_WAIT) -> Iterator[None]:
+        """Hold the project's dataset lock: one changing operation at a time per project, so that two
+        imports running at once cannot both find an image missing and both add it (the second waits,
+        then finds the first one's tasks). ResourceInUseException when it stays taken ``wait`` seconds.
+
+        The lock is renewed while held; a holder that dies frees it :data:`LOCK_TTL` seconds later. It is
+        not re-entrant: the operations that take it call none that take it again.
+        """
+        lock = self.ctx.redis.lock(
+            f"cl:p:{info.label_studio_project_id}:datasets-lock",
+            timeout=LOCK_TTL,
+            blocking_timeout=wait,
+            thread_local=False,
+        )
+        if not lock.acquire():
+            raise DatasetError(
+                "ResourceInUseException", "another dataset operation on the project is running"
+            )
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(LOCK_TTL / 3):
+                with contextlib.suppress(Exception):  # Redis away for a moment: the next round retries
+                    lock.reacquire()
+
+        renewer = threading.Thread(target=renew, daemon=True, name="datasets-lock")
+        renewer.start()
+        try:
+            yield
+        finally:
+            done.set()
+            renewer.join()
+            with contextlib.suppress(Exception):  # expired and taken by another: nothing of ours to free
+                lock.release()
+
+    def _record(self, info: ProjectInfo) -> ProjectInfo:
+        """The project's record as it is now (another process may have changed it since ``info``)."""
+        return self.ctx.projects.find(info.label_studio_project_id) or info
+
     def has_dataset(self, info: ProjectInfo, dataset: str) -> bool:
         """Whether the project has this dataset."""
         return info.has_dataset(dataset)
@@ -146,19 +188,21 @@ class Datasets:
     def create_dataset(self, info: ProjectInfo, dataset: str, **record: Any) -> ProjectInfo:
         """Add the dataset's record; ResourceAlreadyExists when the project has one of this type."""
         _check_dataset(dataset)
-        if info.has_dataset(dataset):
-            raise DatasetError(
-                "ResourceAlreadyExistsException", f"the project already has a {dataset} dataset"
-            )
-        datasets = dict(info.datasets or {})
-        datasets[dataset] = {**dataset_record(), **record}
-        return self.save(replace(info, datasets=datasets))
+        with self.exclusive(info), self.ctx.projects.lock(info.label_studio_project_id):
+            info = self._record(info)
+            if info.has_dataset(dataset):
+                raise DatasetError(
+                    "ResourceAlreadyExistsException", f"the project already has a {dataset} dataset"
+                )
+            datasets = dict(info.datasets or {})
+            datasets[dataset] = {**dataset_record(), **record}
+            return self.save(replace(info, datasets=datasets))
 
     def set_status(
         self, info: ProjectInfo, dataset: str, status: str, message: str = "", code: str = "SUCCESS"
     ) -> ProjectInfo:
         """Record a dataset's status (the fields DescribeDataset shows)."""
-        info = self.project(info.label_studio_project_id)  # the freshest record
+        info = self._record(info)
         datasets = dict(info.datasets or {})
         record = dict(datasets.get(dataset) or dataset_record())
         record.update(status=status, status_message=message, status_code=code, updated=time.time())
@@ -167,24 +211,36 @@ class Datasets:
 
     def delete_dataset(self, info: ProjectInfo, dataset: str) -> None:
         """Delete the dataset's tasks in Label Studio and its record."""
+        _check_dataset(dataset)
         pid = info.label_studio_project_id
-        gone = [entry.task_id for entry in self.entries(info)[dataset]]
-        for task_id in gone:
-            self.ctx.ls.delete_task(task_id)
-        datasets = {k: v for k, v in (info.datasets or {}).items() if k != dataset}
-        info = self.save(replace(info, datasets=datasets))
-        ProjectState(self.ctx.redis, pid).note(gone=gone)
-        self._publish(info)
+        with self.exclusive(info):
+            info = self._record(info)
+            if not info.has_dataset(dataset):
+                raise not_found(f"the project has no {dataset} dataset")
+            gone = [entry.task_id for entry in self.entries(info, all_tasks=True)[dataset]]
+            for task_id in gone:
+                self.ctx.ls.delete_task(task_id)
+            with self.ctx.projects.lock(pid):
+                info = self._record(info)
+                datasets = {
+                    k: v
+                    for k, v in (info.datasets or {DATASETS[0]: {}, DATASETS[1]: {}}).items()
+                    if k != dataset
+                }
+                info = self.save(replace(info, datasets=datasets))
+            ProjectState(self.ctx.redis, pid).note(gone=gone)
+            self._publish(info)
 
     # -------------------------------------------------------------------------------------- reading
 
     def _publish(self, info: ProjectInfo) -> None:
         self.ctx.publisher.publish(info.label_studio_project_id)
 
-    def entries(self, info: ProjectInfo) -> dict[str, list[CachedEntry]]:
+    def entries(self, info: ProjectInfo, *, all_tasks: bool = False) -> dict[str, list[CachedEntry]]:
         """Each dataset's entries as of now (the cache brought up to date first), in task order.
 
-        Tasks whose image could not be read into an entry are listed too (``line`` None, ``error`` set).
+        Tasks whose image could not be read into an entry are listed too (``line`` None, ``error`` set);
+        with ``all_tasks``, so are the later tasks of an image that an earlier task already shows.
         """
         self._publish(info)
         cached = ProjectState(self.ctx.redis, info.label_studio_project_id).entries()
@@ -195,8 +251,8 @@ class Datasets:
         for entry in cached:
             if entry.task_id in kept:
                 out[sides[entry.source_ref]].append(entry)
-            elif entry.line is None:
-                out[entry.dataset or TRAIN].append(entry)
+            elif entry.line is None or all_tasks:
+                out[entry.dataset or sides.get(entry.source_ref) or TRAIN].append(entry)
         return out
 
     def sides(self, info: ProjectInfo, usable: list[CachedEntry]) -> dict[str, str]:
@@ -218,21 +274,44 @@ class Datasets:
         self, info: ProjectInfo, dataset: str, entries: Iterable[Entry], *, replace_existing: bool
     ) -> ImportResult:
         """Put entries into ``dataset``: new images become tasks; an image already in the project is
-        skipped, or with ``replace_existing`` its whole labeling is replaced (UpdateDatasetEntries)."""
+        skipped, or with ``replace_existing`` its whole labeling is replaced (UpdateDatasetEntries) unless
+        the line would stay the same. Later entries of an image already given are skipped.
+
+        Holds the project's dataset lock from reading what is there to the publish of what was added, so
+        that no image ever gets a second task from two imports at once.
+        """
         _check_dataset(dataset)
-        if not self.has_dataset(info, dataset):
-            raise not_found(f"the project has no {dataset} dataset")
         items = list(entries)
+        with self.exclusive(info):
+            info = self._record(info)
+            if not self.has_dataset(info, dataset):
+                raise not_found(f"the project has no {dataset} dataset")
+            return self._import(info, dataset, items, replace_existing=replace_existing)
+
+    def _import(
+        self, info: ProjectInfo, dataset: str, items: list[Entry], *, replace_existing: bool
+    ) -> ImportResult:
+        pid = info.label_studio_project_id
         result = ImportResult()
         xml, config = self.config(info)
         choices = [label.name for e in items for label in e.labels]
         boxes = [box.label for e in items for box in e.boxes]
-        new_xml = add_labels(xml, choices=choices, boxes=boxes)
+        multiple = any(len({label.name for label in e.labels}) > 1 for e in items)
+        new_xml = add_labels(xml, choices=choices, boxes=boxes, multiple=multiple)
         if new_xml != xml:
-            self.ctx.ls.update_project(info.label_studio_project_id, label_config=new_xml)
+            self.ctx.ls.update_project(pid, label_config=new_xml)
             config = parse_label_config(new_xml)
         options = _write_options(config, dataset)
-        existing = {e.source_ref: e for side in self.entries(info).values() for e in side}
+        existing: dict[str, CachedEntry] = {}
+        sides: dict[str, str] = {}
+        for side, listed in self.entries(info, all_tasks=True).items():
+            for cached in listed:
+                if cached.source_ref not in existing or cached.task_id < existing[cached.source_ref].task_id:
+                    existing[cached.source_ref] = cached  # the first task of an image is its entry
+                    sides[cached.source_ref] = side
+        from sync_service.publisher import ImageMetaCache  # noqa: PLC0415
+
+        images = ImageMetaCache(self.ctx.redis, self.ctx.storage)
         fresh: list[dict[str, Any]] = []
         changed: list[int] = []
         seen: set[str] = set()
@@ -242,35 +321,35 @@ class Datasets:
                 continue
             seen.add(entry.source_ref)
             entry.dataset = dataset
-            task = entry_to_task(entry, replace(options, image_meta=self._meta_for(entry)))
             old = existing.get(entry.source_ref)
+            if old is not None and not replace_existing:
+                result.skipped += 1
+                continue
+            line = entry_to_line(entry)
+            if old is not None and old.line == dumps(line) and sides.get(entry.source_ref) == dataset:
+                result.skipped += 1  # already just so
+                continue
+            meta = images.get(entry.source_ref) if entry.box_groups else None
+            task = entry_to_task(
+                entry, replace(options, image_meta={entry.source_ref: meta} if meta else {}), line=line
+            )
             if old is None:
                 fresh.append(task)
                 result.added += 1
-            elif replace_existing:
-                self._replace_task(info.label_studio_project_id, old.task_id, task)
+            else:
+                self._replace_task(pid, old.task_id, task)
                 changed.append(old.task_id)
                 result.updated += 1
-            else:
-                result.skipped += 1
-        pid = info.label_studio_project_id
+        made: list[int] = []
         for start in range(0, len(fresh), IMPORT_BATCH):
-            self.ctx.ls.import_tasks(pid, fresh[start : start + IMPORT_BATCH])
-        if changed:
-            # Task data changes send no webhook: tell the cache ourselves.
-            ProjectState(self.ctx.redis, pid).note(dirty=changed)
+            made += self.ctx.ls.import_tasks(pid, fresh[start : start + IMPORT_BATCH])
         if fresh or changed:
-            ProjectState(self.ctx.redis, pid).note(full=bool(fresh) and not changed)
+            # Task data changes send no webhook, and the import's webhook may come late: tell the cache
+            # ourselves, then publish, so that the next operation finds every task made here.
+            state = ProjectState(self.ctx.redis, pid)
+            state.note(dirty=[*changed, *made], full=bool(fresh) and not made)
             self._publish(info)
         return result
-
-    def _meta_for(self, entry: Entry) -> dict[str, ImageMeta]:
-        if not entry.box_groups:
-            return {}
-        from sync_service.publisher import ImageMetaCache  # noqa: PLC0415
-
-        meta = ImageMetaCache(self.ctx.redis, self.ctx.storage).get(entry.source_ref)
-        return {entry.source_ref: meta} if meta is not None else {}
 
     def _replace_task(self, project_id: int, task_id: int, task: dict[str, Any]) -> None:
         ls = self.ctx.ls
@@ -298,32 +377,50 @@ class Datasets:
         source: str,
         replace_existing: bool = True,
     ) -> ImportResult:
-        """Import manifest lines (every form the core reads): lines with a terminal error are rejected
-        with their codes and do not stop the others; more than 20% of them fails the whole import."""
+        """Import manifest lines (every form the core reads, the SageMaker multi-label job form too).
+
+        A line that cannot be an entry (not JSON, over 100,000 characters, no or a bad ``source-ref``, no
+        label attribute Rekognition reads...) or that repeats an earlier line's ``source-ref`` is
+        rejected with its codes, and does not stop the others. A line that is an entry but breaks a rule
+        of its content (a box off the frame...) is imported as it is, its errors shown by
+        :meth:`list_entries` (``HasErrors``), as Rekognition keeps such lines. When more than 20% of the
+        lines are rejected or invalid, the whole import fails
+        (``ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST``) and nothing is imported.
+        """
         entries: list[Entry] = []
         rejected: list[dict[str, Any]] = []
-        total = 0
+        seen: set[str] = set()
+        total = invalid_kept = 0
         for raw in lines:
             total += 1
             if raw.too_long or not raw.data.strip():
-                rejected.append({"line": raw.number, "code": C.ERROR_INVALID_JSON_LINE})
+                why = "longer than 100,000 characters" if raw.too_long else "an empty line"
+                rejected.append(_rejected(raw.number, [C.ERROR_INVALID_JSON_LINE], why))
                 continue
             try:
                 obj = loads(raw.data)
             except ValueError:
-                rejected.append({"line": raw.number, "code": C.ERROR_INVALID_JSON_LINE})
+                rejected.append(_rejected(raw.number, [C.ERROR_INVALID_JSON_LINE]))
                 continue
-            entry, issues = line_issues(obj)
+            parsed = parse_line(obj)
+            entry = parsed.entry
             if entry is None:
-                codes = [i.code for i in issues] or [C.ERROR_INVALID_JSON_LINE]
-                rejected.append({"line": raw.number, "code": codes[0], "codes": codes})
+                codes = [i.code for i in parsed.issues if i.severity is Severity.ERROR]
+                rejected.append(_rejected(raw.number, codes or [C.ERROR_INVALID_JSON_LINE]))
                 continue
+            if entry.source_ref in seen:
+                rejected.append(_rejected(raw.number, [C.DUPLICATE_SOURCE_REF], entry.source_ref))
+                continue
+            seen.add(entry.source_ref)
+            if entry.box_groups and line_issues(obj)[0] is None:
+                invalid_kept += 1  # imported with its errors, but counts as an invalid row
             entries.append(entry)
         if total == 0:
             raise invalid(f"{source}: {C.message(C.ERROR_EMPTY_MANIFEST)}", code=C.ERROR_EMPTY_MANIFEST)
-        if len(rejected) / total > C.DEFAULT_LIMITS.invalid_row_fraction:
+        bad = len(rejected) + invalid_kept
+        if bad / total > C.DEFAULT_LIMITS.invalid_row_fraction:
             raise invalid(
-                f"{source}: {len(rejected)} of {total} lines are invalid; "
+                f"{source}: {bad} of {total} lines are invalid; "
                 f"{C.message(C.ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST)}",
                 code=C.ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST,
             )
@@ -399,20 +496,18 @@ class Datasets:
 
     def upload_image(self, info: ProjectInfo, data: bytes, suffix: str) -> str:
         """Store image bytes under the project's ``images/`` by content; returns its ``s3://`` URL."""
-        digest = hashlib.sha256(data).hexdigest()
-        ext = suffix.lower() if suffix.lower() in IMAGE_SUFFIXES else ".jpg"
-        key = self.ctx.projects.key(info, f"images/{digest[:2]}/{digest}{ext}")
-        if not self.ctx.storage.exists(key):
-            self.ctx.storage.put_bytes(
-                key, data, content_type=mimetypes.guess_type(f"x{ext}")[0] or "image/jpeg"
-            )
-        return f"s3://{self.ctx.storage.bucket}/{key}"
+        return store_image(self.ctx.storage, self.ctx.projects, info, data, suffix)
 
     def from_dataset(
         self, info: ProjectInfo, dataset: str, source: ProjectInfo, source_dataset: str
     ) -> ImportResult:
-        """Copy the entries (and their labels) of another dataset into this one."""
+        """Copy the entries (and their labels) of another project's dataset into this one.
+
+        Within one project an image is one task, so a copy there would move the entries instead: refused.
+        """
         _check_dataset(source_dataset)
+        if source.label_studio_project_id == info.label_studio_project_id:
+            raise invalid("copy a dataset from another project (within one, an image is one entry)")
         if not self.has_dataset(source, source_dataset):
             raise not_found(f"project {source.title!r} has no {source_dataset} dataset")
         lines = [
@@ -425,22 +520,30 @@ class Datasets:
         return self.from_manifest_lines(info, dataset, lines, source=f"{source.title}/{source_dataset}")
 
     def from_coco(self, info: ProjectInfo, dataset: str, path: str, *, s3_prefix: str) -> ImportResult:
-        """A COCO object-detection file, through the core's transform."""
+        """A COCO object-detection file, through the core's transform (an image already in the project
+        has its labels replaced)."""
         with self._open(path) as stream:
-            coco = loads(stream.read())
-        entries = list(coco_to_entries(coco, s3_prefix=s3_prefix, now=now_stamp(), source=path))
+            raw = stream.read()
+        try:
+            entries = list(coco_to_entries(loads(raw), s3_prefix=s3_prefix, now=now_stamp(), source=path))
+        except (ValueError, ConversionError) as exc:
+            raise invalid(f"{path}: not a COCO file we can read: {exc}") from exc
         return self.import_entries(info, dataset, entries, replace_existing=True)
 
     def from_csv(self, info: ProjectInfo, dataset: str, path: str, *, s3_prefix: str | None) -> ImportResult:
-        """A CSV ``image,label,...`` file, through the core's transform; duplicate images are refused."""
+        """A CSV ``image,label,...`` file, through the core's transform; duplicate images are refused (as
+        the reference script does), an image already in the project has its labels replaced."""
         with self._open(path) as stream:
-            text = stream.read().decode("utf-8")
-        rows = list(read_rows(text.splitlines(), source=path))
-        _, repeats = split_duplicates(rows)
-        if repeats:
-            raise invalid(f"{path}: {len(repeats)} duplicate image(s), first on line {repeats[0].line}")
-        now = now_stamp()
-        entries = [row_to_entry(r, s3_prefix=s3_prefix, now=now, source=path) for r in rows]
+            raw = stream.read()
+        try:
+            rows = list(read_rows(raw.decode("utf-8").splitlines(), source=path))
+            _, repeats = split_duplicates(rows)
+            if repeats:
+                raise invalid(f"{path}: {len(repeats)} duplicate image(s), first on line {repeats[0].line}")
+            now = now_stamp()
+            entries = [row_to_entry(r, s3_prefix=s3_prefix, now=now, source=path) for r in rows]
+        except (UnicodeDecodeError, ConversionError) as exc:
+            raise invalid(f"{path}: not a CSV file we can read: {exc}") from exc
         return self.import_entries(info, dataset, entries, replace_existing=True)
 
     def update_entries(self, info: ProjectInfo, dataset: str, ground_truth: bytes) -> ImportResult:
@@ -457,114 +560,127 @@ class Datasets:
     # -------------------------------------------------------------------------------------- actions
 
     def distribute(self, info: ProjectInfo, *, fraction: float = 0.2) -> dict[str, int]:
-        """Move ``fraction`` of the training entries into the (empty) test dataset, stratified by label."""
-        if not (self.has_dataset(info, TRAIN) and self.has_dataset(info, TEST)):
-            raise not_found("distribute needs both a training and a test dataset")
-        sets = self.entries(info)
-        if sets[TEST]:
-            raise invalid(f"the test dataset is not empty ({len(sets[TEST])} entries)")
-        train = [e for e in sets[TRAIN] if e.line is not None]
-        items = [SplitItem(e.source_ref, frozenset(e.labels)) for e in train]
-        short = labels_short_of(items)
-        if short or not items:
-            names = ", ".join(f"{n} ({c})" for n, c in list(short.items())[:10]) or "no entries"
-            raise invalid(
-                f"{C.message(C.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE)}: {names}",
-                code=C.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE,
-            )
-        assignment = split(items, test_fraction=fraction, seed=info.seed)
-        pid = info.label_studio_project_id
-        by_id = {t["id"]: t for t in self.ctx.ls.export_tasks(pid, [e.task_id for e in train])}
-        moved = 0
-        for entry in train:
-            side = assignment[entry.source_ref]
-            task = by_id.get(entry.task_id)
-            if task is None or task.get("data", {}).get("dataset") == side:
-                continue
-            self.ctx.ls.update_task_data(entry.task_id, {**task["data"], "dataset": side})
-            moved += side == TEST
-        ProjectState(self.ctx.redis, pid).note(dirty=[e.task_id for e in train])
-        self._publish(info)
-        return {TRAIN: len(train) - moved, TEST: moved}
+        """DistributeDatasetEntries: move ``fraction`` of the training entries into the empty test
+        dataset, stratified by label and deterministic (the project's seed and each ``source-ref``).
+
+        Refused when the test dataset is not empty, and with
+        ``ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE`` when the training dataset has no entries
+        or a label with fewer than 2 images (it could not be in both).
+        """
+        with self.exclusive(info):
+            info = self._record(info)
+            if not (self.has_dataset(info, TRAIN) and self.has_dataset(info, TEST)):
+                raise not_found("distribute needs both a training and a test dataset")
+            sets = self.entries(info)
+            if sets[TEST]:
+                raise invalid(f"the test dataset is not empty ({len(sets[TEST])} entries)")
+            train = [e for e in sets[TRAIN] if e.line is not None]
+            items = [SplitItem(e.source_ref, frozenset(e.labels)) for e in train]
+            short = labels_short_of(items)
+            if short or not items:
+                names = ", ".join(f"{n} ({c})" for n, c in list(short.items())[:10]) or "no entries"
+                raise invalid(
+                    f"{C.message(C.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE)}: {names}",
+                    code=C.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE,
+                )
+            assignment = split(items, test_fraction=fraction, seed=info.seed)
+            pid = info.label_studio_project_id
+            by_id = {t["id"]: t for t in self.ctx.ls.export_tasks(pid, [e.task_id for e in train])}
+            moved: list[int] = []
+            for entry in train:
+                side = assignment[entry.source_ref]
+                task = by_id.get(entry.task_id)
+                if task is None or task.get("data", {}).get("dataset") == side:
+                    continue
+                self.ctx.ls.update_task_data(entry.task_id, {**task["data"], "dataset": side})
+                moved.append(entry.task_id)
+            if moved:
+                ProjectState(self.ctx.redis, pid).note(dirty=moved)  # task data changes send no webhook
+                self._publish(info)
+            to_test = sum(1 for e in train if assignment[e.source_ref] == TEST)
+            return {TRAIN: len(train) - to_test, TEST: to_test}
 
     def labels(self, info: ProjectInfo, dataset: str | None = None) -> list[LabelStats]:
-        """Every declared or used label with its entry and box counts (in ``dataset``, or both)."""
+        """ListDatasetLabels: every label the project declares (its label config) or an entry uses, with
+        the entries that carry it and its boxes (``BoundingBoxCount`` counts boxes), in ``dataset`` or in
+        both. A declared label no entry uses has zero counts (the console's "Manage labels" makes those).
+        """
         _, config = self.config(info)
-        declared = config.labels_of(CHOICES) + config.labels_of(RECTANGLE_LABELS)
-        entries: dict[str, int] = dict.fromkeys(declared, 0)
-        boxes: dict[str, int] = dict.fromkeys(declared, 0)
-        sets = self.entries(info)
-        for side in [dataset] if dataset else list(DATASETS):
-            for cached in sets[side]:
-                entry = _entry_of(cached)
-                if entry is None:
-                    continue
-                for name in entry.label_names:
-                    entries[name] = entries.get(name, 0) + 1
-                    boxes.setdefault(name, 0)
-                for box in entry.boxes:
-                    boxes[box.label] = boxes.get(box.label, 0) + 1
-        return [LabelStats(name, entries[name], boxes.get(name, 0)) for name in entries]
+        return _label_stats(config, self.entries(info), dataset)
 
     def add_label(self, info: ProjectInfo, name: str, *, kind: str = CHOICES) -> None:
         """Declare a label (image-level by default, ``kind=rectanglelabels`` for boxes)."""
         _check_label(name)
-        xml, _ = self.config(info)
-        new = add_labels(
-            xml, choices=[name] if kind == CHOICES else [], boxes=[name] if kind == RECTANGLE_LABELS else []
-        )
-        if new != xml:
-            self.ctx.ls.update_project(info.label_studio_project_id, label_config=new)
-            self._publish(info)
+        if kind not in (CHOICES, RECTANGLE_LABELS):
+            raise invalid(f"a label is of kind {CHOICES} or {RECTANGLE_LABELS}, not {kind!r}")
+        with self.exclusive(info):
+            xml, _ = self.config(info)
+            new = add_labels(
+                xml,
+                choices=[name] if kind == CHOICES else [],
+                boxes=[name] if kind == RECTANGLE_LABELS else [],
+            )
+            if new != xml:
+                self.ctx.ls.update_project(info.label_studio_project_id, label_config=new)
+                self._publish(info)
 
     def rename_label(self, info: ProjectInfo, old: str, new: str) -> None:
-        """Rename a label in the config; the next publish writes the new name into every annotation."""
+        """Rename a label in the config; the publish that follows writes the new name into every
+        annotation and prediction that has the old one (Label Studio itself keeps the old names)."""
         _check_label(new)
-        xml, config = self.config(info)
-        if old not in config.labels_of(CHOICES) + config.labels_of(RECTANGLE_LABELS):
-            raise not_found(f"no label {old!r}")
-        if new in config.labels_of(CHOICES) + config.labels_of(RECTANGLE_LABELS):
-            raise invalid(f"a label {new!r} already exists")
-        self.ctx.ls.update_project(info.label_studio_project_id, label_config=rename_label(xml, old, new))
-        ProjectState(self.ctx.redis, info.label_studio_project_id).note(full=True)
-        self._publish(info)
+        with self.exclusive(info):
+            # Publish first: the publisher finds renames by comparing the config with the label lists
+            # of the last config it saw, which must be the one just before this change.
+            self._publish(info)
+            xml, config = self.config(info)
+            declared = config.labels_of(CHOICES) + config.labels_of(RECTANGLE_LABELS)
+            if old not in declared:
+                raise not_found(f"no label {old!r}")
+            if new in declared:
+                raise invalid(f"a label {new!r} already exists")
+            self.ctx.ls.update_project(info.label_studio_project_id, label_config=rename_label(xml, old, new))
+            ProjectState(self.ctx.redis, info.label_studio_project_id).note(full=True)
+            self._publish(info)
 
     def delete_label(self, info: ProjectInfo, name: str) -> None:
-        """Delete a label that no entry uses (as the console allows)."""
-        stats = {s.name: s for s in self.labels(info)}
-        if name not in stats:
-            raise not_found(f"no label {name!r}")
-        if stats[name].entries or stats[name].boxes:
-            raise DatasetError(
-                "ResourceInUseException",
-                f"label {name!r} is used by {stats[name].entries} entries; remove it from them first",
-            )
-        xml, _ = self.config(info)
-        self.ctx.ls.update_project(info.label_studio_project_id, label_config=remove_label(xml, name))
-        self._publish(info)
+        """Delete a label that no entry uses (as the console allows): ResourceInUseException else."""
+        with self.exclusive(info):
+            stats = {s.name: s for s in self.labels(info)}
+            if name not in stats:
+                raise not_found(f"no label {name!r}")
+            if stats[name].entries or stats[name].boxes:
+                raise DatasetError(
+                    "ResourceInUseException",
+                    f"label {name!r} is used by {stats[name].entries} entries; remove it from them first",
+                )
+            xml, _ = self.config(info)
+            self.ctx.ls.update_project(info.label_studio_project_id, label_config=remove_label(xml, name))
+            self._publish(info)
 
     def describe(self, info: ProjectInfo, dataset: str) -> dict[str, Any]:
-        """DescribeDataset's ``DatasetStats``: ``TotalEntries``, ``LabeledEntries``, ``TotalLabels``,
-        ``ErrorEntries`` (entries with at least one error, including tasks that could not be read)."""
+        """DescribeDataset's ``DatasetStats``: ``TotalEntries`` (images), ``LabeledEntries`` (images with
+        a label or a box), ``TotalLabels`` (the labels :meth:`labels` lists for the dataset: declared in
+        the project or used by its entries) and ``ErrorEntries`` (entries with at least one error,
+        tasks that could not be read into an entry included)."""
+        _check_dataset(dataset)
         if not self.has_dataset(info, dataset):
             raise not_found(f"the project has no {dataset} dataset")
+        _, config = self.config(info)
+        sets = self.entries(info)
         labeled = errors = 0
-        used: set[str] = set()
-        entries = self.entries(info)[dataset]
-        for cached in entries:
+        for cached in sets[dataset]:
             if cached.line is None:
                 errors += 1
                 continue
-            entry, issues = line_issues(loads(cached.line))
-            if any(i.severity.value == "error" for i in issues):
+            obj = loads(cached.line)
+            _, issues = line_issues(obj)
+            if any(i.severity is Severity.ERROR for i in issues):
                 errors += 1
-            if entry is not None and entry.is_labeled:
-                labeled += 1
-            used.update(cached.labels)
+            labeled += _is_labeled(obj)
         return {
-            "TotalEntries": len(entries),
+            "TotalEntries": len(sets[dataset]),
             "LabeledEntries": labeled,
-            "TotalLabels": len(used),
+            "TotalLabels": len(_label_stats(config, sets, dataset)),
             "ErrorEntries": errors,
         }
 
@@ -598,11 +714,11 @@ class Datasets:
             if wanted and not wanted.intersection(cached.labels):
                 continue
             obj = loads(cached.line)
-            entry, issues = line_issues(obj)
-            is_labeled = entry is not None and entry.is_labeled
+            is_labeled = _is_labeled(obj)
             if labeled is not None and is_labeled != labeled:
                 continue
-            erred = any(i.severity.value == "error" for i in issues)
+            _, issues = line_issues(obj)
+            erred = any(i.severity is Severity.ERROR for i in issues)
             if has_errors and not erred:
                 continue
             if position >= start:
@@ -619,11 +735,15 @@ class Datasets:
         self._publish(info)
         storage, projects = self.ctx.storage, self.ctx.projects
         names = ("train.manifest", "test.manifest", "validation/manifest_summary.json")
-        bodies = {name: storage.get_bytes(projects.key(info, name)) or b"" for name in names}
+        with ProjectState(self.ctx.redis, info.label_studio_project_id).lock():
+            # Under the publish lock: the three files of one publish, never two halves.
+            bodies = {name: storage.get_bytes(projects.key(info, name)) or b"" for name in names}
         digest = hashlib.sha256(b"".join(hashlib.sha256(b).digest() for b in bodies.values())).hexdigest()
         snap = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{digest[:8]}"
-        if storage.exists(projects.key(info, f"snapshots/{snap}/snapshot.json")):
-            raise DatasetError("ResourceAlreadyExistsException", f"snapshot {snap} exists")
+        existing = storage.get_bytes(projects.key(info, f"snapshots/{snap}/snapshot.json"))
+        if existing is not None:
+            found: dict[str, Any] = loads(existing)
+            return found  # the same files in the same second: that snapshot (a snapshot is never rewritten)
         for name, body in bodies.items():
             storage.put_bytes(projects.key(info, f"snapshots/{snap}/{name}"), body)
         record = {
@@ -716,6 +836,37 @@ def _image_entry(source_ref: str, label: str | None, now: str) -> Entry:
     if label:
         entry.labels.append(ImageLabel(label, provenance=Provenance(human_annotated=True, creation_date=now)))
     return entry
+
+
+def _rejected(number: int, codes: list[str], detail: str = "") -> dict[str, Any]:
+    item: dict[str, Any] = {"line": number, "code": codes[0], "codes": codes, "message": C.message(codes[0])}
+    if detail:
+        item["detail"] = detail
+    return item
+
+
+def _is_labeled(obj: Any) -> bool:
+    """Whether a stored line has a label or a box (``cl-metadata.is_labeled``), valid or not."""
+    entry = parse_line(obj).entry
+    return entry is not None and entry.is_labeled
+
+
+def _label_stats(
+    config: LabelConfig, sets: dict[str, list[CachedEntry]], dataset: str | None
+) -> list[LabelStats]:
+    declared = config.labels_of(CHOICES) + config.labels_of(RECTANGLE_LABELS)
+    entries: dict[str, int] = dict.fromkeys(declared, 0)
+    boxes: dict[str, int] = dict.fromkeys(declared, 0)
+    for side in [dataset] if dataset else list(DATASETS):
+        for cached in sets[side]:
+            entry = _entry_of(cached)
+            if entry is None:
+                continue
+            for name in entry.label_names:
+                entries[name] = entries.get(name, 0) + 1
+            for box in entry.boxes:
+                boxes[box.label] = boxes.get(box.label, 0) + 1
+    return [LabelStats(name, entries[name], boxes.get(name, 0)) for name in entries]
 
 
 def _entry_of(cached: CachedEntry) -> Entry | None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from converters.labelconfig import TEMPLATES
-from sync_service.config import Settings, load_settings
+from sync_service.config import Settings, check_prefix, load_settings
 from sync_service.errors import ConfigError, ServiceError
 
 
@@ -47,18 +47,23 @@ def cmd_project_create(args: argparse.Namespace) -> int:
     if args.bucket:
         settings = _with(settings, bucket=args.bucket)
     if args.prefix is not None:
-        settings = _with(settings, prefix=args.prefix.strip("/"))
+        settings = _with(settings, prefix=check_prefix(args.prefix, "--prefix"))
     ctx = make_context(settings)
     key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
-    made = create_project(
-        settings,
-        ctx.projects,
-        title=args.title,
-        template=args.template,
-        labels=_names(args.labels),
-        box_labels=_names(args.box_labels or args.labels),
-        s3_credentials=(key, secret) if key and secret else None,
-    )
+    try:
+        made = create_project(
+            settings,
+            ctx.projects,
+            title=args.title,
+            template=args.template,
+            labels=_names(args.labels),
+            box_labels=_names(args.box_labels or args.labels),
+            datasets=args.datasets,
+            s3_credentials=(key, secret) if key and secret else None,
+        )
+    except ValueError as exc:  # a title or label name Label Studio or Rekognition cannot take
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     folder = ctx.projects.key(made.info, "")
     result = {
         "project": made.info.label_studio_project_id,
@@ -68,6 +73,7 @@ def cmd_project_create(args: argparse.Namespace) -> int:
         "storage": made.storage_id,
         "webhook": made.webhook_id,
         "tabs": list(made.view_ids),
+        "datasets": sorted(made.info.datasets or ("test", "train")),
     }
     if args.json:
         print(json.dumps(result))
@@ -75,6 +81,13 @@ def cmd_project_create(args: argparse.Namespace) -> int:
         verb = "created" if made.created else "already there:"
         print(f"{verb} project {result['project']} {made.info.title!r}; manifests in {result['s3']}")
     return 0
+
+
+def _datasets(text: str) -> list[str]:
+    names = _names(text)
+    if not names or "train" not in names or any(n not in ("train", "test") for n in names):
+        raise argparse.ArgumentTypeError("--datasets takes train or train,test")
+    return list(dict.fromkeys(names))
 
 
 def _names(text: str) -> list[str]:
@@ -109,8 +122,18 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--template", choices=TEMPLATES, default="both", help="labeling config (default both)")
     p.add_argument("--labels", default="", help="image-level labels, comma-separated (add more later)")
     p.add_argument("--box-labels", default="", help="box labels, comma-separated (default: --labels)")
+    p.add_argument(
+        "--datasets",
+        default="train,test",
+        type=_datasets,
+        help="the datasets the project starts with: train (a single dataset) or train,test (default)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_project_create)
+
+    from plugin.localstack import add_parsers as add_stack_parsers  # noqa: PLC0415
+
+    add_stack_parsers(sub)  # up, down, doctor
 
     from plugin import dataset_cli  # noqa: PLC0415 (its module imports the whole service)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from flask import current_app
@@ -9,6 +10,12 @@ from redis import Redis
 from rq import Queue
 
 from sync_service.config import Settings
+from sync_service.jobs import Context
+from sync_service.labelstudio import LabelStudio
+from sync_service.projects import Projects
+from sync_service.s3 import Storage, client_for
+
+_CONTEXT_LOCK = threading.Lock()
 
 
 def _ext() -> dict[str, Any]:
@@ -31,4 +38,22 @@ def redis() -> Redis:
 def queue() -> Queue:
     """The app's RQ queue."""
     value: Queue = _ext()["queue"]
+    return value
+
+
+def context() -> Context:
+    """The app's connections for the dataset operations (its Redis, S3, Label Studio), made on first use."""
+    ext = _ext()
+    with _CONTEXT_LOCK:
+        if "context" not in ext:
+            settings, connection = ext["settings"], ext["redis"]
+            storage = Storage(client_for(settings), settings.bucket)
+            ext["context"] = Context(
+                settings=settings,
+                redis=connection,
+                storage=storage,
+                ls=LabelStudio(settings.ls_url, settings.ls_api_key),
+                projects=Projects(connection, storage, settings.prefix),
+            )
+    value: Context = ext["context"]
     return value

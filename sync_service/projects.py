@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 from redis import Redis
+from redis.lock import Lock
 
 from sync_service.s3 import Storage
 from sync_service.state import PROJECTS_KEY
@@ -131,3 +132,19 @@ class Projects:
     def forget(self, project_id: int) -> None:
         """Drop the cached record (the Label Studio project is gone)."""
         self.redis.hdel(PROJECTS_KEY, str(project_id))
+
+    def named(self, name: str) -> list[ProjectInfo]:
+        """The projects whose Rekognition name (``project_name``) is ``name``: from the cache, else S3."""
+        cached = [ProjectInfo.from_json(raw) for raw in self.redis.hvals(PROJECTS_KEY)]
+        found = [info for info in cached if info.project_name == name]
+        return found or [info for info in self.scan() if info.project_name == name]
+
+    def lock(self, project_id: int, *, seconds: float = 30.0) -> Lock:
+        """A Redis lock to hold across a read-modify-write of the project's record (``project.json``).
+
+        Waits up to ``seconds`` for it (then ``redis.exceptions.LockError``); expires after ``seconds``.
+        """
+        lock: Lock = self.redis.lock(
+            f"cl:p:{project_id}:record-lock", timeout=seconds, blocking_timeout=seconds
+        )
+        return lock

@@ -38,15 +38,17 @@ from converters.labelstudio import ReadOptions, labels_in, rename_labels, task_t
 from converters.manifest import entry_to_line
 from converters.split import TEST, TRAIN, SplitItem, split
 from converters.validation import ManifestValidator, summarize
+from sync_service.images import adopt_upload
 from sync_service.labelstudio import LabelStudio
 from sync_service.projects import ProjectInfo, Projects
 from sync_service.s3 import Storage
-from sync_service.state import IMAGE_META_KEY, CachedEntry, EventBatch, ProjectState
+from sync_service.state import IMAGE_META_KEY, CachedEntry, EventBatch, LockLost, ProjectState
 
 log = logging.getLogger(__name__)
 
 HEADER_BYTES = (64 * 1024, 1024 * 1024)  # ranged reads tried in turn for an image's header
 MAX_LINE = C.DEFAULT_LIMITS.max_line_chars
+PREDICTIONS_ONE_BY_ONE = 20  # tasks whose predictions are read one request each; more: one for the project
 
 
 def now_stamp() -> str:
@@ -94,6 +96,14 @@ def _pack_meta(meta: ImageMeta) -> bytes:
 def _unpack_meta(raw: bytes | str) -> ImageMeta | None:
     width, height, orientation, fmt = loads(raw)
     return ImageMeta(width, height, orientation, fmt)
+
+
+def _needs_predictions(task: dict[str, Any]) -> bool:
+    """Whether the task's line is made from its predictions, which the export gave as ids only."""
+    predictions = task.get("predictions")
+    if not predictions or not any(isinstance(p, int) for p in predictions):
+        return False
+    return not any(isinstance(a, dict) and not a.get("was_cancelled") for a in task.get("annotations") or ())
 
 
 def _has_boxes(task: dict[str, Any], config: LabelConfig | None) -> bool:
@@ -180,9 +190,12 @@ class Publisher:
         if info is None:
             state.unschedule()
             state.take()
+            state.settle()
             log.info("project %s is not a customlabels project; events dropped", project_id)
             return None
         with state.lock():
+            if state.recover():
+                log.warning("project %s: events of a publish that never finished are redone", project_id)
             self._wait_debounce(state)
             state.unschedule()
             batch = state.take()
@@ -195,7 +208,12 @@ class Publisher:
                 state.give_back(batch)
                 state.set_status(last_error=f"{type(exc).__name__}: {exc}", last_error_at=now_stamp())
                 raise
+            state.settle()
             result.seconds = time.monotonic() - started
+            if result.published:  # shown by the status endpoint: how long a publish of this project takes
+                state.set_status(
+                    last_publish_seconds=round(result.seconds, 3), last_publish_rebuilt=result.rebuilt
+                )
             return result
 
     def _wait_debounce(self, state: ProjectState) -> None:
@@ -230,18 +248,26 @@ class Publisher:
             batch.dirty |= known
         pid = info.label_studio_project_id
         if rebuilt:
-            tasks = self.ls.export_tasks(pid)
+            tasks = self._predicted(self._adopted(self.ls.export_tasks(pid), info, config), pid)
             if renames:
                 tasks = self._renamed(tasks, renames)
             state.replace_all(convert_task(t, options, self.images) for t in tasks)
             if labels_changed:
                 # Only now, with every renamed annotation written back, is the new label list the record.
-                self.projects.save(info)
+                # The record is read afresh: its other fields (datasets) may have changed meanwhile.
+                with self.projects.lock(pid):
+                    latest = self.projects.find(pid) or info
+                    self.projects.save(replace(latest, labels=info.labels))
         elif batch.dirty or batch.gone:
-            wanted = batch.dirty - batch.gone
-            fresh = [convert_task(t, options, self.images) for t in self.ls.export_tasks(pid, wanted)]
+            # "Deleted" is a hint too: a late TASKS_DELETED may name an id SQLite gave to a new task (or
+            # a delete and a create of one id came in one burst). Read them all; what is absent is gone.
+            wanted = batch.dirty | batch.gone
+            fresh = [
+                convert_task(t, options, self.images)
+                for t in self._predicted(self._adopted(self.ls.export_tasks(pid, wanted), info, config), pid)
+            ]
             missing = wanted - {e.task_id for e in fresh}
-            state.update(fresh, batch.gone | missing)
+            state.update(fresh, missing)
         state.set_config_digest(digest)
         if not (rebuilt or batch.dirty or batch.gone or force):
             return PublishResult(pid, False, {}, {}, False, 0.0)
@@ -257,19 +283,65 @@ class Publisher:
         )
         return PublishResult(pid, True, entries, labels, rebuilt, 0.0)
 
+    def _adopted(
+        self, tasks: Iterable[dict[str, Any]], info: ProjectInfo, config: LabelConfig
+    ) -> Iterator[dict[str, Any]]:
+        """Tasks whose image was uploaded into Label Studio (``/data/upload/...``) pointed at a copy in
+        the project's S3 folder first (see :func:`sync_service.images.adopt_upload`), so that their
+        manifest lines name a real object; other tasks pass through untouched."""
+        for task in tasks:
+            adopt_upload(
+                task, ls=self.ls, storage=self.storage, projects=self.projects, info=info,
+                image_key=config.image_key,
+            )  # fmt: skip
+            yield task
+
+    def _predicted(self, tasks: Iterable[dict[str, Any]], project_id: int) -> Iterator[dict[str, Any]]:
+        """Tasks whose manifest line comes from their predictions (no usable annotation), with those
+        predictions whole: Label Studio's JSON export lists a task's predictions by id only.
+
+        Such tasks are held back to the end of the stream (the cache does not depend on the order), then
+        their predictions are read one task at a time, or, for many tasks, in one streamed request for
+        the whole project.
+        """
+        waiting: dict[int, dict[str, Any]] = {}
+        for task in tasks:
+            if _needs_predictions(task):
+                waiting[int(task["id"])] = task
+            else:
+                yield task
+        if len(waiting) <= PREDICTIONS_ONE_BY_ONE:
+            for task_id, task in waiting.items():
+                task["predictions"] = list(self.ls.predictions(task_id=task_id))
+                yield task
+            return
+        found: dict[int, list[dict[str, Any]]] = {task_id: [] for task_id in waiting}
+        for prediction in self.ls.predictions(project_id=project_id):
+            owner = prediction.get("task")
+            if isinstance(owner, int) and owner in found:
+                found[owner].append(prediction)
+        for task_id, task in waiting.items():
+            task["predictions"] = found[task_id]
+            yield task
+
     def _renamed(
         self, tasks: Iterable[dict[str, Any]], renames: dict[str, dict[str, str]]
     ) -> Iterator[dict[str, Any]]:
-        """Tasks with renamed labels written back into their annotations in Label Studio, the source of
-        truth (Label Studio keeps the old names in annotations when a label is renamed in the config)."""
+        """Tasks with renamed labels written back into their annotations (and the whole predictions a
+        manifest line is made from) in Label Studio, the source of truth (Label Studio keeps the old
+        names in annotations when a label is renamed in the config)."""
         for task in tasks:
-            for annotation in task.get("annotations") or ():
-                if not isinstance(annotation, dict) or "id" not in annotation:
-                    continue
-                result = rename_labels(annotation.get("result"), renames)
-                if result is not None:
-                    self.ls.update_annotation(int(annotation["id"]), result)
-                    annotation["result"] = result
+            for kind, update in (
+                ("annotations", self.ls.update_annotation),
+                ("predictions", self.ls.update_prediction),
+            ):
+                for item in task.get(kind) or ():
+                    if not isinstance(item, dict) or "id" not in item:
+                        continue
+                    result = rename_labels(item.get("result"), renames)
+                    if result is not None:
+                        update(int(item["id"]), result)
+                        item["result"] = result
             yield task
 
     def _write(
@@ -291,14 +363,18 @@ class Publisher:
                 out.write(b"\n")
                 counts[side] += 1
                 label_sets[side].update(entry.labels)
-            summary = validation_summary(spools[TRAIN], spools[TEST] if counts[TEST] else None)
             digests = {side: _digest(spools[side]) for side in (TRAIN, TEST)}
+            if not state.holds_lock():  # it expired (a stall past LOCK_TTL): another publish took over
+                raise LockLost(f"project {info.label_studio_project_id}: the publish lock expired")
             previous = state.status().get("digests") or {}
             for side, name in ((TRAIN, "train.manifest"), (TEST, "test.manifest")):
                 if force or previous.get(side) != digests[side]:
                     self.storage.put_file(
                         self.projects.key(info, name), spools[side], content_type="application/x-ndjson"
                     )
+            # Validated after the manifests are out: it reads every line (the longest step of a publish
+            # of a big project), and the manifests are what an annotator waits for.
+            summary = validation_summary(spools[TRAIN], spools[TEST] if counts[TEST] else None)
             self.storage.put_bytes(
                 self.projects.key(info, "validation/manifest_summary.json"),
                 dumps(summary) + b"\n",

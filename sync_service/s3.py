@@ -7,6 +7,7 @@ never a part.
 
 from __future__ import annotations
 
+import io
 import tempfile
 from typing import IO, Any
 
@@ -45,6 +46,33 @@ def split_s3_url(url: str) -> tuple[str, str]:
     return bucket, key
 
 
+class _KeptOpen(io.RawIOBase):
+    """A readable, seekable view of a stream whose ``close`` leaves the stream open."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._stream.read(-1 if size is None else size)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._stream.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+
 class Storage:
     """The project files in one bucket."""
 
@@ -62,10 +90,13 @@ class Storage:
     def put_file(
         self, key: str, stream: IO[bytes], *, content_type: str = "application/octet-stream"
     ) -> None:
-        """Upload ``stream`` (from its start) to ``key``, replacing the object whole."""
+        """Upload ``stream`` (from its start) to ``key``, replacing the object whole. The stream stays
+        open (boto3 closes a small one it uploads in one request; the caller may read it again)."""
         stream.seek(0)
         try:
-            self.client.upload_fileobj(stream, self.bucket, key, ExtraArgs={"ContentType": content_type})
+            self.client.upload_fileobj(
+                _KeptOpen(stream), self.bucket, key, ExtraArgs={"ContentType": content_type}
+            )
         except (BotoCoreError, ClientError) as exc:
             raise self._fail("upload to", key, exc) from exc
 
@@ -75,6 +106,15 @@ class Storage:
             self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
         except (BotoCoreError, ClientError) as exc:
             raise self._fail("write to", key, exc) from exc
+
+    def delete_keys(self, keys: list[str]) -> None:
+        """Delete these objects (a missing one is no error), 1,000 per request."""
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": key} for key in keys[start : start + 1000]]
+            try:
+                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            except (BotoCoreError, ClientError) as exc:
+                raise self._fail("delete in", keys[start], exc) from exc
 
     def get_bytes(self, key: str) -> bytes | None:
         """The object's bytes, or None when there is no such object."""

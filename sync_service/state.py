@@ -8,12 +8,17 @@ Studio). Keys, all under ``cl:`` so that the service never touches what it did n
   publish began), ``:scheduled`` (a publish job is queued);
 * ``cl:p:<id>:entries`` (task id -> cached entry), ``:ann`` (annotation id -> task id);
 * ``cl:p:<id>:lock`` (the single publisher), ``:status`` (hash shown by the status endpoint);
+* ``cl:p:<id>:taken-dirty``, ``:taken-gone``, ``:taken-gone-ann``, ``:taken-full``: the events the
+  publish under way took, kept until it succeeds, so that a publisher killed mid-way loses none;
 * ``cl:imgmeta`` (source-ref -> stored size and EXIF orientation), ``cl:projects`` (id -> S3 slug).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -22,12 +27,75 @@ from typing import Any
 
 import orjson
 from redis import Redis
+from redis.exceptions import RedisError
 
 IMAGE_META_KEY = "cl:imgmeta"
 PROJECTS_KEY = "cl:projects"
 
+LOCK_TTL = 20.0
+"""Seconds the publish lock outlives a holder that stopped renewing it. The holder renews it every
+``LOCK_TTL / 4`` while it publishes, so a worker killed in the middle of a publish (kill -9, a lost
+machine) holds the project's next publish back this long at most."""
+
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+_EXTEND = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+# Take the events (KEYS[1..5]: dirty, gone, gone-ann, full, pending) and keep a copy of them in the
+# taken-* keys (KEYS[6..9]) until the publish succeeds; returns {dirty, gone, gone-ann, full, pending}.
+_TAKE = """
+local out = {}
+for i = 1, 3 do
+  out[i] = redis.call('smembers', KEYS[i])
+  if #out[i] > 0 then redis.call('sunionstore', KEYS[i + 5], KEYS[i + 5], KEYS[i]) end
+end
+local full = redis.call('get', KEYS[4])
+if full then redis.call('set', KEYS[9], 1) end
+local pending = redis.call('get', KEYS[5])
+redis.call('del', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+return {out[1], out[2], out[3], full and 1 or 0, tonumber(pending or 0)}
+"""
+
+# A publisher died holding events (KEYS[5..8]: taken-*): back into the pending ones (KEYS[1..4]).
+_RECOVER = """
+for i = 1, 3 do
+  if redis.call('exists', KEYS[i + 4]) == 1 then redis.call('sunionstore', KEYS[i], KEYS[i], KEYS[i + 4]) end
+end
+if redis.call('exists', KEYS[8]) == 1 then redis.call('set', KEYS[4], 1) end
+return redis.call('del', KEYS[5], KEYS[6], KEYS[7], KEYS[8])
+"""
+
+# Drop the taken-* keys (KEYS[2..5]) once the publish succeeded, if the lock (KEYS[1]) is still ours.
+_SETTLE = """
+if ARGV[1] == '' or redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+end
+return 0
+"""
+
+# One event, atomically and in one round trip (the webhook's whole Redis cost): add the ids to the
+# dirty / gone / gone-ann sets (ARGV[1..3] say how many of each follow ARGV[4]), set :full when
+# ARGV[4] is 1, count the event, and return 1 when it set :scheduled (the caller queues a publish).
+_NOTE = """
+local counts = {tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])}
+local pos = 5
+for k = 1, 3 do
+  local stop = pos + counts[k] - 1
+  while pos <= stop do
+    local last = math.min(pos + 999, stop)
+    redis.call('sadd', KEYS[k], unpack(ARGV, pos, last))
+    pos = last + 1
+  end
+end
+if ARGV[4] == '1' then redis.call('set', KEYS[4], 1) end
+redis.call('incr', KEYS[5])
+if redis.call('set', KEYS[6], 1, 'nx') then return 1 end
 return 0
 """
 
@@ -115,6 +183,8 @@ class ProjectState:
         self.k_lock = base + "lock"
         self.k_status = base + "status"
         self.k_config = base + "config"
+        self.k_taken = [base + f"taken-{name}" for name in ("dirty", "gone", "gone-ann", "full")]
+        self._lock_token: str | None = None
 
     # ------------------------------------------------------------------------------------- events
 
@@ -127,41 +197,41 @@ class ProjectState:
         full: bool = False,
     ) -> bool:
         """Record one event's hints; return True when the caller must queue a publish (none queued)."""
-        pipe = self.redis.pipeline(transaction=True)
         dirty, gone, gone_annotations = list(dirty), list(gone), list(gone_annotations)
-        if dirty:
-            pipe.sadd(self.k_dirty, *dirty)
-        if gone:
-            pipe.sadd(self.k_gone, *gone)
-        if gone_annotations:
-            pipe.sadd(self.k_gone_ann, *gone_annotations)
-        if full:
-            pipe.set(self.k_full, 1)
-        pipe.incr(self.k_pending)
-        pipe.set(self.k_scheduled, 1, nx=True)
-        return bool(pipe.execute()[-1])
+        script = self.redis.register_script(_NOTE)
+        keys = [self.k_dirty, self.k_gone, self.k_gone_ann, self.k_full, self.k_pending, self.k_scheduled]
+        args = [len(dirty), len(gone), len(gone_annotations), 1 if full else 0]
+        return bool(script(keys=keys, args=[*args, *dirty, *gone, *gone_annotations]))
 
     def unschedule(self) -> None:
         """Let the next event queue a publish again (called as a publish starts)."""
         self.redis.delete(self.k_scheduled)
 
     def take(self) -> EventBatch:
-        """Take (read and clear, atomically) the events recorded so far."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.smembers(self.k_dirty)
-        pipe.smembers(self.k_gone)
-        pipe.smembers(self.k_gone_ann)
-        pipe.get(self.k_full)
-        pipe.get(self.k_pending)
-        pipe.delete(self.k_dirty, self.k_gone, self.k_gone_ann, self.k_full, self.k_pending)
-        dirty, gone, gone_ann, full, pending, _ = pipe.execute()
+        """Take (read and clear, atomically) the events recorded so far.
+
+        A copy stays in the taken-* keys until :meth:`settle` (the publish succeeded) or
+        :meth:`give_back` (it failed); if the taker dies first, the next publish gets them back
+        (:meth:`recover`).
+        """
+        pending_keys = [self.k_dirty, self.k_gone, self.k_gone_ann, self.k_full, self.k_pending]
+        dirty, gone, gone_ann, full, pending = self.redis.eval(_TAKE, 9, *pending_keys, *self.k_taken)
         return EventBatch(
             dirty={int(x) for x in dirty},
             gone={int(x) for x in gone},
             gone_annotations={int(x) for x in gone_ann},
-            full=full is not None,
+            full=bool(full),
             pending=int(pending or 0),
         )
+
+    def settle(self) -> None:
+        """The events taken are published: forget the copy (unless another publisher took over)."""
+        self.redis.eval(_SETTLE, 5, self.k_lock, *self.k_taken, self._lock_token or "")
+
+    def recover(self) -> int:
+        """Give the events a dead publisher had taken back to the pending ones; return 1 if there were."""
+        keys = [self.k_dirty, self.k_gone, self.k_gone_ann, self.k_full, *self.k_taken]
+        return int(self.redis.eval(_RECOVER, 8, *keys) > 0)
 
     def give_back(self, batch: EventBatch) -> None:
         """Put a batch back after a failed publish, so that nothing is lost before the retry."""
@@ -169,6 +239,7 @@ class ProjectState:
             dirty=batch.dirty, gone=batch.gone, gone_annotations=batch.gone_annotations, full=batch.full
         )
         self.redis.incrby(self.k_pending, max(batch.pending - 1, 0))
+        self.redis.delete(*self.k_taken)
         self.unschedule()
 
     def pending(self) -> int:
@@ -255,6 +326,7 @@ class ProjectState:
             self.k_ann,
             self.k_status,
             self.k_config,
+            *self.k_taken,
         )
 
     # ------------------------------------------------------------------------------ config, status
@@ -286,15 +358,44 @@ class ProjectState:
         return out
 
     @contextlib.contextmanager
-    def lock(self, *, ttl: float = 600.0, wait: float = 600.0) -> Iterator[None]:
-        """Hold the project's publish lock (single flight over all workers)."""
-        token = uuid.uuid4().hex
+    def lock(self, *, ttl: float = LOCK_TTL, wait: float = 600.0) -> Iterator[None]:
+        """Hold the project's publish lock (single flight over all workers), renewed while held.
+
+        Its value names the holder (``host:pid:random``). It expires ``ttl`` seconds after the holder
+        stopped renewing it (a publisher then :meth:`recover` s the events the dead holder had taken).
+        """
+        token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
         deadline = time.monotonic() + wait
         while not self.redis.set(self.k_lock, token, nx=True, px=int(ttl * 1000)):
             if time.monotonic() > deadline:
                 raise LockLost(f"project {self.project_id}: another publish holds the lock")
             time.sleep(0.05)
+        self._lock_token = token
+        stop = threading.Event()
+        renewer = threading.Thread(
+            target=self._renew, args=(token, ttl, stop), daemon=True, name=f"lock-{self.project_id}"
+        )
+        renewer.start()
         try:
             yield
         finally:
+            stop.set()
+            renewer.join()
+            self._lock_token = None
             self.redis.eval(_RELEASE, 1, self.k_lock, token)
+
+    def _renew(self, token: str, ttl: float, stop: threading.Event) -> None:
+        while not stop.wait(ttl / 4):
+            try:
+                if not self.redis.eval(_EXTEND, 1, self.k_lock, token, int(ttl * 1000)):
+                    return  # expired or Redis lost it: holds_lock() now says False
+            except RedisError:
+                continue  # Redis away for a moment; if it stays away the lock expires
+
+    def holds_lock(self) -> bool:
+        """Whether the lock taken by :meth:`lock` is still ours (it may have expired meanwhile)."""
+        token = self._lock_token
+        if token is None:
+            return False
+        value = self.redis.get(self.k_lock)
+        return value is not None and _text(value) == token

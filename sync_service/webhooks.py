@@ -11,7 +11,7 @@ import hmac
 from typing import Any
 
 import orjson
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from marshmallow import ValidationError
 
 from sync_service import ext
@@ -25,6 +25,13 @@ bp = Blueprint("webhooks", __name__)
 
 def _error(status: int, message: str, **extra: Any) -> Any:
     return jsonify(error=message, **extra), status
+
+
+def _accepted(status: str, action: str) -> Response:
+    # What jsonify would answer, without its per-call overhead (this is the hot path).
+    return Response(
+        orjson.dumps({"action": action, "status": status}) + b"\n", 202, mimetype="application/json"
+    )
 
 
 @bp.post("/webhooks/label-studio")
@@ -43,11 +50,11 @@ def receive() -> Any:
     except ValidationError as exc:
         return _error(400, "the payload does not match the webhook schema", fields=exc.messages)
     if not hint.handled:
-        return jsonify(status="ignored", action=hint.action), 202
+        return _accepted("ignored", hint.action)
     if hint.project_deleted:
         ext.queue().enqueue(forget_project_job, hint.project_id)
-        return jsonify(status="queued", action=hint.action), 202
+        return _accepted("queued", hint.action)
     state = ProjectState(ext.redis(), hint.project_id)
     if state.note(dirty=hint.dirty, gone=hint.gone, gone_annotations=hint.gone_annotations, full=hint.full):
         enqueue_publish(ext.queue(), hint.project_id)
-    return jsonify(status="queued", action=hint.action), 202
+    return _accepted("queued", hint.action)

@@ -35,6 +35,17 @@ def test_defaults_are_documented_values() -> None:
         ({"CUSTOMLABELS_S3_ENDPOINT": "not a url"}, "CUSTOMLABELS_S3_ENDPOINT"),
         ({"CUSTOMLABELS_DEBOUNCE_SECONDS": "soon"}, "CUSTOMLABELS_DEBOUNCE_SECONDS"),
         ({"CUSTOMLABELS_PREFIX": "a/../b"}, "CUSTOMLABELS_PREFIX"),
+        ({"CUSTOMLABELS_API_ACCESS_KEY_ID": "AKID"}, "CUSTOMLABELS_API_SECRET_ACCESS_KEY"),
+        ({"CUSTOMLABELS_API_SECRET_ACCESS_KEY": "s" * 40}, "CUSTOMLABELS_API_ACCESS_KEY_ID"),
+        (
+            {"CUSTOMLABELS_API_ACCESS_KEY_ID": "AKID", "CUSTOMLABELS_API_SECRET_ACCESS_KEY": "short"},
+            "CUSTOMLABELS_API_SECRET_ACCESS_KEY",
+        ),
+        (
+            {"CUSTOMLABELS_API_ACCESS_KEY_ID": "AK/ID", "CUSTOMLABELS_API_SECRET_ACCESS_KEY": "s" * 40},
+            "CUSTOMLABELS_API_ACCESS_KEY_ID",
+        ),
+        ({"CUSTOMLABELS_API_ACCOUNT_ID": "12345"}, "CUSTOMLABELS_API_ACCOUNT_ID"),
     ],
 )
 def test_a_bad_setting_names_its_variable(change: dict[str, str], variable: str) -> None:
@@ -44,9 +55,29 @@ def test_a_bad_setting_names_its_variable(change: dict[str, str], variable: str)
     assert str(info.value).startswith(variable)
 
 
+def test_the_rekognition_endpoint_is_off_unless_both_keys_are_set() -> None:
+    s = load_settings(GOOD)
+    assert (s.api_access_key_id, s.api_secret_access_key, s.api_account_id) == (None, None, "123456789012")
+    keyed = {"CUSTOMLABELS_API_ACCESS_KEY_ID": "AKID", "CUSTOMLABELS_API_SECRET_ACCESS_KEY": "k" * 40}
+    s = load_settings({**GOOD, **keyed, "CUSTOMLABELS_API_ACCOUNT_ID": "111122223333"})
+    assert (s.api_access_key_id, s.api_secret_access_key, s.api_account_id) == (
+        "AKID",
+        "k" * 40,
+        "111122223333",
+    )
+
+
 def test_secrets_stay_out_of_the_repr() -> None:
-    s = load_settings({**GOOD, "CUSTOMLABELS_REDIS_URL": "redis://:hunter2@127.0.0.1:6379/0"})
+    s = load_settings(
+        {
+            **GOOD,
+            "CUSTOMLABELS_REDIS_URL": "redis://:hunter2@127.0.0.1:6379/0",
+            "CUSTOMLABELS_API_ACCESS_KEY_ID": "AKID",
+            "CUSTOMLABELS_API_SECRET_ACCESS_KEY": "k" * 40,
+        }
+    )
     text = repr(s)
+    assert "k" * 40 not in text
     assert "hunter2" not in text
     assert "token" not in text
     assert "s" * 32 not in text

@@ -1,0 +1,411 @@
+"""``customlabels doctor``: check each part of the local stack and say what to fix.
+
+Reads what ``customlabels up`` recorded in its home (``state.json``: ports and processes), then checks,
+each on its own: the secrets file's mode, the processes, Label Studio (installed version, read by
+importing it in its own environment; the settings it runs with, read from the running process or
+``label-studio.env``: loopback webhooks and S3 allowed, legacy token on; ``/health``; the token), Redis
+(version) and an RQ worker on the queue, S3 (the store's install, the bucket), the service's
+``/readyz``, and that every project's storage and webhook point at this stack. Exit code 0 when no check
+fails, 1 otherwise; ``--json`` prints ``{"ok": ..., "checks": [{"name", "status", "detail", "fix"}]}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from plugin import services
+from plugin.localstack import (
+    LS_ENV_DEFAULTS,
+    Layout,
+    Plan,
+    Secrets,
+    StackError,
+    State,
+    load_ls_env,
+    load_secrets,
+    make_plan,
+    node_binary,
+    project_links,
+    read_state,
+    redis_owner,
+    redis_version,
+    resolve_home,
+    rq_worker_pids,
+    s3_client,
+    s3store_dir,
+    s3store_version,
+    ssrf_allows_loopback,
+)
+
+# --- checks ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Check:
+    """One finding of ``doctor``."""
+
+    name: str
+    status: str  # "ok" | "warn" | "fail"
+    detail: str
+    fix: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        """As printed with ``--json``."""
+        return {"name": self.name, "status": self.status, "detail": self.detail, "fix": self.fix}
+
+
+def _proc_environ(pid: int) -> dict[str, str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    out = {}
+    for item in raw.split(b"\0"):
+        key, sep, value = item.partition(b"=")
+        if sep:
+            out[key.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
+    return out
+
+
+def diagnose(layout: Layout, plan: Plan, state: State | None) -> list[Check]:
+    """Every check of ``doctor``, in order."""
+    checks: list[Check] = []
+    up_hint = "run `customlabels up`"
+    if not layout.home.exists():
+        return [Check("home", "fail", f"{layout.home} does not exist", up_hint)]
+    secrets_ = load_secrets(layout, create=False)
+    if secrets_ is None:
+        checks.append(Check("secrets", "fail", f"{layout.secrets} is missing", up_hint + " (it makes one)"))
+    else:
+        mode = layout.secrets.stat().st_mode & 0o777
+        checks.append(
+            Check("secrets", "ok", f"{layout.secrets} (mode {mode:o})")
+            if mode & 0o077 == 0
+            else Check(
+                "secrets",
+                "fail",
+                f"{layout.secrets} is readable by others (mode {mode:o})",
+                f"chmod 600 {layout.secrets}",
+            )
+        )
+
+    if state is None:
+        checks.append(
+            Check("processes", "fail", f"nothing started by `customlabels up` in {layout.home}", up_hint)
+        )
+    else:
+        alive = state.alive()
+        dead = [name for name, up in alive.items() if not up]
+        if dead:
+            logs = ", ".join(state.processes[name].log for name in dead)
+            checks.append(
+                Check(
+                    "processes",
+                    "fail",
+                    f"exited: {', '.join(dead)}",
+                    f"read {logs}; then `customlabels down && customlabels up`",
+                )
+            )
+        else:
+            pids = ", ".join(f"{name} {proc.pid}" for name, proc in state.processes.items())
+            checks.append(Check("processes", "ok", f"running: {pids}"))
+
+    checks += _check_label_studio(layout, plan, state, secrets_)
+    checks += _check_redis(plan, state)
+    checks += _check_s3(plan)
+    checks.append(_check_service(plan))
+    if secrets_ is not None:
+        checks.append(_check_links(plan, secrets_))
+    return checks
+
+
+def _check_label_studio(
+    layout: Layout, plan: Plan, state: State | None, secrets_: Secrets | None
+) -> list[Check]:
+    checks = []
+    env_dir = services.label_studio_env(plan.ls_version)
+    installed = services.installed_label_studio_version(env_dir)
+    if installed is None:
+        checks.append(
+            Check(
+                "label studio install",
+                "fail",
+                f"no Label Studio in {env_dir}",
+                "run `customlabels up` (installs it)",
+            )
+        )
+    elif installed != plan.ls_version:
+        checks.append(
+            Check(
+                "label studio install",
+                "warn",
+                f"{env_dir} holds {installed}, tested with {plan.ls_version}",
+                f"remove {env_dir} and run `customlabels up`",
+            )
+        )
+    else:
+        checks.append(Check("label studio install", "ok", f"label-studio {installed} in {env_dir}"))
+
+    file_settings = load_ls_env(layout, create=False)
+    effective = {**LS_ENV_DEFAULTS, **(file_settings or {})}
+    source = str(layout.ls_env) if file_settings is not None else "defaults"
+    proc = state.processes.get("label_studio") if state else None
+    if proc is not None and proc.alive:
+        running = _proc_environ(proc.pid)
+        if running is not None:
+            effective, source = running, f"the running server (pid {proc.pid})"
+    problems = []
+    if not ssrf_allows_loopback(effective):
+        problems.append("SSRF protection blocks loopback webhooks and the loopback S3 endpoint")
+    if effective.get("LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN", "").lower() != "true":
+        problems.append("the legacy API token is off")
+    if problems:
+        checks.append(
+            Check(
+                "label studio settings",
+                "fail",
+                f"{source}: " + "; ".join(problems),
+                f"set SSRF_PROTECTION_ENABLED=false (or USE_DEFAULT_BANNED_SUBNETS=false) and "
+                f"LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true in {layout.ls_env}, then "
+                "`customlabels down && customlabels up`",
+            )
+        )
+    else:
+        checks.append(Check("label studio settings", "ok", f"{source}: loopback allowed, legacy token on"))
+
+    try:
+        status, body = services.http_get(f"{plan.ls_url}/health", timeout=3)
+    except OSError as exc:
+        checks.append(
+            Check("label studio", "fail", f"{plan.ls_url} does not answer: {exc}", "run `customlabels up`")
+        )
+        return checks
+    if status != 200:
+        checks.append(
+            Check(
+                "label studio",
+                "fail",
+                f"{plan.ls_url}/health: HTTP {status}",
+                f"read {layout.log('label_studio')}",
+            )
+        )
+        return checks
+    _, version = _json_get(f"{plan.ls_url}/api/version/")
+    release = (version or {}).get("release") if isinstance(version, dict) else None
+    checks.append(Check("label studio", "ok", f"{plan.ls_url} is up (release {release or '?'})"))
+    if secrets_ is not None:
+        status, body = services.http_get(
+            f"{plan.ls_url}/api/projects?page_size=1", token=secrets_.token, timeout=10
+        )
+        if status == 200:
+            checks.append(Check("label studio token", "ok", "the API token in secrets.json works"))
+        else:
+            checks.append(
+                Check(
+                    "label studio token",
+                    "fail",
+                    f"HTTP {status}: {body[:200].decode('utf-8', 'replace')}",
+                    f"the token in {layout.secrets} is not the one Label Studio's database knows: restore the "
+                    f"secrets.json of {layout.label_studio}, or remove both to start over",
+                )
+            )
+    return checks
+
+
+def _json_get(url: str) -> tuple[int, Any]:
+    try:
+        status, body = services.http_get(url, timeout=5)
+    except OSError:
+        return 0, None
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, None
+
+
+def _check_redis(plan: Plan, state: State | None) -> list[Check]:
+    version = redis_version(plan.redis_url)
+    if version is None:
+        return [
+            Check(
+                "redis", "fail", f"no Redis answers at {plan.redis_url}", "run `customlabels up` (starts one)"
+            )
+        ]
+    ours = "started by up" if state is not None and state.redis_started else "not started by up"
+    checks = [Check("redis", "ok", f"Redis {version} at {plan.redis_url} ({ours})")]
+    owner = redis_owner(plan.redis_url)
+    if owner is not None and owner.get("home") != str(plan.layout.home):
+        checks.append(
+            Check(
+                "redis database",
+                "fail",
+                f"{plan.redis_url} is now used by the customlabels stack in {owner.get('home')}",
+                "give each home its own database (CUSTOMLABELS_REDIS_URL=redis://127.0.0.1:6379/N), "
+                "then `customlabels down && customlabels up`",
+            )
+        )
+    queue = os.environ.get("CUSTOMLABELS_QUEUE", "").strip() or "customlabels"
+    pids = rq_worker_pids(plan.redis_url, queue)
+    if pids:
+        checks.append(
+            Check(
+                "worker", "ok", f"{len(pids)} worker(s) on queue {queue!r} (pid {', '.join(map(str, pids))})"
+            )
+        )
+    else:
+        checks.append(
+            Check(
+                "worker",
+                "fail",
+                f"no worker listens on queue {queue!r}",
+                "run `customlabels up` (or `customlabels worker`)",
+            )
+        )
+    return checks
+
+
+def _check_s3(plan: Plan) -> list[Check]:
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    checks = []
+    if plan.embedded_s3:
+        directory = s3store_dir()
+        version = s3store_version(directory)
+        node = node_binary()
+        if version is None or node is None:
+            checks.append(
+                Check(
+                    "s3 store install",
+                    "fail",
+                    f"s3rver is not installed in {directory}" if node else "node not found",
+                    "run `customlabels up` (installs it; needs Node.js and npm)",
+                )
+            )
+        else:
+            checks.append(Check("s3 store install", "ok", f"s3rver {version} in {directory}"))
+    try:
+        s3_client(plan).head_bucket(Bucket=plan.bucket)
+        checks.append(Check("s3", "ok", f"bucket {plan.bucket} at {plan.s3_endpoint}"))
+    except ClientError as exc:
+        checks.append(
+            Check(
+                "s3",
+                "fail",
+                f"bucket {plan.bucket} at {plan.s3_endpoint}: {exc}",
+                "check CUSTOMLABELS_BUCKET and the AWS_* credentials, or run `customlabels up`",
+            )
+        )
+    except BotoCoreError as exc:
+        checks.append(
+            Check("s3", "fail", f"{plan.s3_endpoint} does not answer: {exc}", "run `customlabels up`")
+        )
+    return checks
+
+
+def _check_service(plan: Plan) -> Check:
+    status, body = _json_get(f"{plan.service_url}/readyz")
+    if status == 0:
+        return Check("service", "fail", f"{plan.service_url} does not answer", "run `customlabels up`")
+    if status == 200:
+        return Check("service", "ok", f"{plan.service_url}/readyz: ready")
+    failing = (
+        [name for name, ok in ((body or {}).get("checks") or {}).items() if not ok]
+        if isinstance(body, dict)
+        else []
+    )
+    return Check(
+        "service",
+        "fail",
+        f"{plan.service_url}/readyz: HTTP {status}, not reachable from it: {', '.join(failing) or '?'}",
+        f"read {plan.layout.log('service')}",
+    )
+
+
+def _check_links(plan: Plan, secrets_: Secrets) -> Check:
+    from plugin.bootstrap import WEBHOOK_PATH  # noqa: PLC0415
+
+    webhook = plan.service_url + WEBHOOK_PATH
+    try:
+        links = project_links(plan, secrets_)
+    except Exception as exc:  # noqa: BLE001 - S3 or Label Studio down: reported by their own checks
+        return Check("projects", "warn", f"could not list the projects: {type(exc).__name__}: {exc}")
+    wrong = []
+    for link in links:
+        if not link["storages"]:
+            wrong.append(f"project {link['project']} has no S3 storage on bucket {plan.bucket}")
+        wrong += [
+            f"project {link['project']} storage {s['id']} uses {s['endpoint']}"
+            for s in link["storages"]
+            if s["endpoint"] != plan.s3_endpoint
+        ]
+        if not link["webhooks"]:
+            wrong.append(f"project {link['project']} has no webhook to the service")
+        wrong += [
+            f"project {link['project']} webhook {h['id']} goes to {h['url']}"
+            for h in link["webhooks"]
+            if h["url"] != webhook
+        ]
+    if wrong:
+        return Check(
+            "projects",
+            "fail",
+            "; ".join(wrong[:5]),
+            "`customlabels up` points storages and webhooks at its ports; or run `customlabels project create` again",
+        )
+    return Check(
+        "projects", "ok", f"{len(links)} project(s): storages on {plan.s3_endpoint}, webhooks to {webhook}"
+    )
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """``customlabels doctor``: check each part; exit 0 when all is well, 1 otherwise."""
+    layout = Layout(resolve_home(args.home))
+    state = read_state(layout)
+    try:
+        plan = make_plan(layout.home, ls_port=args.ls_port, service_port=args.port, s3_port=args.s3_port)
+    except StackError as exc:
+        if args.json:
+            print(json.dumps({"ok": False, "error": str(exc)}))
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if state is not None:
+        plan = _plan_of_state(plan, state)
+    checks = diagnose(layout, plan, state)
+    ok = all(check.status != "fail" for check in checks)
+    if args.json:
+        print(json.dumps({"ok": ok, "home": str(layout.home), "checks": [c.to_json() for c in checks]}))
+    else:
+        marks = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
+        for check in checks:
+            print(f"[{marks[check.status]}] {check.name}: {check.detail}")
+            if check.status != "ok" and check.fix:
+                print(f"       fix: {check.fix}")
+        print("all is well" if ok else "some checks failed: see the fixes above")
+    return 0 if ok else 1
+
+
+def _plan_of_state(plan: Plan, state: State) -> Plan:
+    """The plan of the running stack: its ports and URLs win over flags and variables."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    def port(url: str | None, default: int) -> int:
+        parsed = urlparse(url or "")
+        return parsed.port or default
+
+    return replace(
+        plan,
+        ls_port=port(state.urls.get("label_studio"), plan.ls_port),
+        service_port=port(state.urls.get("service"), plan.service_port),
+        s3_port=port(state.urls.get("s3"), plan.s3_port) if state.s3_embedded else plan.s3_port,
+        external_s3=None if state.s3_embedded else state.urls.get("s3"),
+        redis_url=state.urls.get("redis", plan.redis_url),
+        bucket=state.bucket,
+        prefix=state.prefix,
+    )

@@ -1,0 +1,230 @@
+"""The shortcuts of converters.fastlines give exactly what the general readers give, or step aside."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import replace
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from converters import codes as C
+from converters.fastlines import line_check, line_task
+from converters.imagemeta import ImageMeta
+from converters.jsonio import RawLine
+from converters.labelstudio import WriteOptions, entry_to_task
+from converters.manifest import parse_line
+from converters.validation import check_line
+
+CLS = "groundtruth/image-classification"
+DET = "groundtruth/object-detection"
+SMALL = replace(
+    C.DEFAULT_LIMITS,
+    max_label_name=5,
+    max_boxes=2,
+    min_image_side=100,
+    max_image_side=1500,
+    max_aspect_ratio=2.0,
+    training_downscale_side=300,
+)
+
+
+def outcome(task: Any) -> Any:
+    """The task as the output gets it: its JSON, or what stops orjson writing it."""
+    try:
+        return orjson.dumps(task)
+    except orjson.JSONEncodeError as exc:
+        return repr(exc)
+
+
+def general_task(obj: Any, options: WriteOptions, max_label_name: int) -> tuple[Any, ...] | None:
+    """What manifest-to-ls does with a line the general way, when the line is one line_task may take."""
+    parsed = parse_line(obj, max_label_name=max_label_name)
+    entry = parsed.entry
+    if entry is None or parsed.issues or parsed.normalized or entry.extra:
+        return None
+    task = entry_to_task(entry, options, line=obj)
+    return outcome(task), [label.name for label in entry.labels], [box.label for box in entry.boxes]
+
+
+def assert_same(obj: Any, meta: dict[str, ImageMeta]) -> None:
+    data = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()  # deeper than orjson
+    decoded = orjson.loads(data)
+    for options in (
+        WriteOptions(),
+        WriteOptions(image_meta=meta, dataset="test"),
+        WriteOptions(image_name="img", image_key="pic", choices_name="c", boxes_name="b", dataset="train"),
+    ):
+        for max_name in (C.DEFAULT_LIMITS.max_label_name, 5):
+            fast = line_task(copy.deepcopy(decoded), options, max_label_name=max_name)
+            if fast is not None:
+                assert general_task(decoded, options, max_name) == (outcome(fast[0]), fast[1], fast[2])
+    for limits in (C.DEFAULT_LIMITS, SMALL):
+        for image_meta in (None, meta):
+            check = line_check(7, data, decoded, limits=limits, image_meta=image_meta)
+            if check is not None:
+                assert check == check_line(RawLine(7, data), limits=limits, image_meta=image_meta)
+
+
+names = st.sampled_from(["cat", "dog", "a b", "Ünïcødé", "", "longer-name"])
+PERTURBATIONS: list[Any] = [
+    lambda o, a: o.__setitem__("source-ref", "s3://b"),
+    lambda o, a: o.__setitem__("other", 1),
+    lambda o, a: o.__setitem__("cl-metadata", {"is_labeled": True}),
+    lambda o, a: o.__setitem__("orphan-metadata", {}),
+    lambda o, a: o[a + "-metadata"].__setitem__("job-name", None),
+    lambda o, a: o[a + "-metadata"].__setitem__("human-annotated", "maybe"),
+    lambda o, a: o[a + "-metadata"].__setitem__("creation-date", 5),
+    lambda o, a: o[a + "-metadata"].__setitem__("type", "groundtruth/semantic-segmentation"),
+    lambda o, a: o[a + "-metadata"].__setitem__("unknown-key", [1]),
+    lambda o, a: o.__setitem__(a, "0") if "class-name" in o[a + "-metadata"] else o[a].__setitem__("x", 1),
+    lambda o, a: o[a + "-metadata"].__setitem__("confidence", True),
+    lambda o, a: o[a + "-metadata"].__setitem__("class-name", "name-too-long-for-small-limits"),
+    lambda o, a: o[a + "-metadata"].get("objects", []).append({"confidence": 0.0}),
+    lambda o, a: (
+        o[a + "-metadata"].get("objects", [{}])[:1].clear()
+        or o[a + "-metadata"].get("objects", []).insert(0, {})
+    ),
+    lambda o, a: o[a + "-metadata"].__setitem__("class-map", {"0": 5}),
+    lambda o, a: (
+        o[a]["annotations"].append({"class_id": 0, "top": 1.5, "left": -1, "width": 2, "height": 3})
+        if isinstance(o[a], dict)
+        else None
+    ),
+    lambda o, a: (
+        o[a]["annotations"].append({"class_id": 7, "top": 1, "left": 1, "width": 2, "height": 3, "e": 1})
+        if isinstance(o[a], dict)
+        else None
+    ),
+    lambda o, a: o[a]["image_size"][0].__setitem__("depth", 1.0) if isinstance(o[a], dict) else None,
+    lambda o, a: o[a].__setitem__("annotations", []) if isinstance(o[a], dict) else None,
+]
+
+
+@st.composite
+def lines(draw: st.DrawFn) -> dict[str, Any]:
+    """Mostly well-formed lines (the shortcuts' business), some with one thing off."""
+    width, height = draw(st.sampled_from([(640, 480), (480, 640), (90, 90), (1400, 600), (4000, 100)]))
+    out: dict[str, Any] = {"source-ref": draw(st.sampled_from(["s3://b/k.jpg", "s3://b/d/k.png"]))}
+    attrs = draw(
+        st.lists(
+            st.sampled_from(["label", "bounding-box", "a1", "a2", "cl"]), min_size=1, max_size=3, unique=True
+        )
+    )
+    for attr in attrs:
+        meta: dict[str, Any] = {"confidence": draw(st.sampled_from([1, 1.0, 0.0, 0, 0.5]))}
+        job = draw(st.sampled_from(["job", "", "absent", "other job"]))
+        if job != "absent":
+            meta["job-name"] = job
+        meta["human-annotated"] = draw(st.sampled_from(["yes", "no"]))
+        meta["creation-date"] = "2020-04-15T20:17:23.433061"
+        if draw(st.booleans()):
+            meta["type"] = CLS
+            meta["class-name"] = draw(names.filter(bool))
+            out[attr] = draw(st.sampled_from([0, 1, 7]))
+        else:
+            meta.pop("confidence")
+            meta["type"] = DET
+            class_map = draw(st.sampled_from([{"0": "cat", "1": "dog"}, {"0": "cat", "1": "a b", "2": ""}]))
+            boxes, objects = [], []
+            for _ in range(draw(st.integers(0, 3))):
+                left = draw(st.integers(0, width - 1) | st.floats(0, width - 1))
+                top = draw(st.integers(0, height - 1) | st.floats(0, height - 1))
+                box = {
+                    "class_id": draw(st.sampled_from([int(k) for k in class_map])),
+                    "top": top,
+                    "left": left,
+                    "width": draw(st.integers(0, int(width - left)) | st.floats(0, width - left)),
+                    "height": draw(st.integers(0, int(height - top)) | st.floats(0, height - top)),
+                }
+                if draw(st.integers(0, 9)) == 0:
+                    box["extra"] = 1
+                boxes.append(box)
+                objects.append({"confidence": draw(st.sampled_from([1, 1.0, 0.0, 0.7]))})
+            meta["objects"] = objects
+            meta["class-map"] = class_map
+            out[attr] = {"image_size": [{"width": width, "height": height, "depth": 3}], "annotations": boxes}
+        out[attr + "-metadata"] = meta
+    if draw(st.integers(0, 2)) == 0:
+        draw(st.sampled_from(PERTURBATIONS))(out, draw(st.sampled_from(attrs)))
+    return out
+
+
+@settings(max_examples=400, deadline=None)
+@given(lines(), st.integers(1, 8))
+def test_shortcuts_equal_the_general_readers(obj: dict[str, Any], orientation: int) -> None:
+    meta = {"s3://b/k.jpg": ImageMeta(640, 480, orientation), "s3://b/d/k.png": ImageMeta(90, 90, 1)}
+    assert_same(obj, meta)
+
+
+def common_line() -> dict[str, Any]:
+    return {
+        "source-ref": "s3://b/k.jpg",
+        "label": 1,
+        "label-metadata": {
+            "confidence": 1,
+            "job-name": "job",
+            "class-name": "cat",
+            "human-annotated": "yes",
+            "creation-date": "2020-04-15T20:17:23.433061",
+            "type": CLS,
+        },
+        "bounding-box": {
+            "image_size": [{"width": 640, "height": 480, "depth": 3}],
+            "annotations": [{"class_id": 0, "top": 10, "left": 20, "width": 30, "height": 40}],
+        },
+        "bounding-box-metadata": {
+            "objects": [{"confidence": 1}],
+            "class-map": {"0": "dog"},
+            "type": DET,
+            "human-annotated": "no",
+            "creation-date": "2013-11-18T02:53:27",
+            "job-name": "my job",
+        },
+    }
+
+
+def nested(depth: int) -> Any:
+    value: Any = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_the_common_line_takes_the_shortcut() -> None:
+    obj = common_line()
+    assert line_task(obj, WriteOptions()) is not None
+    assert line_check(1, orjson.dumps(obj), obj) is not None
+    assert_same(obj, {})
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda o: o["label-metadata"].__setitem__("job-name", None),
+        lambda o: o["label-metadata"].pop("job-name"),
+        lambda o: o["label-metadata"].__setitem__("human-annotated", "maybe"),
+        lambda o: o.__setitem__("label", "1"),
+        lambda o: o.__setitem__("cl-metadata", {"is_labeled": True}),
+        lambda o: o.__setitem__("other", 1),
+        lambda o: o["bounding-box"].__setitem__("annotations", []),
+        lambda o: o["bounding-box-metadata"].__setitem__("objects", []),
+        lambda o: o["bounding-box-metadata"]["objects"][0].__setitem__("confidence", 0.0),
+        lambda o: o["bounding-box-metadata"].__setitem__("human-annotated", "yes"),
+        lambda o: o["bounding-box"]["annotations"][0].__setitem__("left", 620),
+        lambda o: o["bounding-box"]["annotations"][0].__setitem__("width", 0.5),
+        lambda o: o["bounding-box"]["annotations"][0].__setitem__("class_id", 3),
+        lambda o: o["bounding-box"]["image_size"][0].__setitem__("width", 5000),
+        lambda o: o.__delitem__("label"),
+        lambda o: o["label-metadata"].__setitem__("deep", nested(300)),
+        lambda o: o["bounding-box"]["annotations"][0].__setitem__("deep", nested(260)),
+    ],
+)
+def test_odd_lines_give_the_same_or_step_aside(change: Any) -> None:
+    obj = common_line()
+    change(obj)
+    assert_same(obj, {"s3://b/k.jpg": ImageMeta(480, 640, 6)})
