@@ -1,14 +1,18 @@
-"""Shortcuts for the common manifest line, exact to the general readers.
+"""Shortcuts for the common manifest line, exact to the general readers and writers.
 
 Almost every line of a Ground Truth manifest is well formed: ``source-ref`` and label attributes of the
 image-classification and object-detection types, nothing else, nothing wrong. For such a line,
 :func:`line_task` returns what :func:`~converters.manifest.parse_line` followed by
 :func:`~converters.labelstudio.entry_to_task` (with the line as its own provenance) gives, and
 :func:`line_check` what :func:`~converters.validation.check_line` gives, without building the entry.
+Likewise :func:`task_line` returns what :func:`~converters.labelstudio.task_to_entry` followed by
+:func:`~converters.manifest.entry_to_line` gives for the common Label Studio task: an ``s3://`` image
+with no provenance yet, choices and upright rectangles inside the image, nothing to warn of.
 
-Each returns None for any line outside that shape (another attribute type, an unknown key, anything the
-general readers would report or change, image facts to apply), and the caller takes the general path:
-the shortcuts decide nothing of their own. ``tests/converters/test_fastlines.py`` pins the equality on
+Each returns None for any line or task outside that shape (another attribute type, an unknown key,
+anything the general readers would report or change, image facts to apply), and the caller takes the
+general path: the shortcuts decide nothing of their own. They take decoded JSON (dicts, lists, strings,
+numbers), as the readers get it. ``tests/converters/test_fastlines.py`` pins the equality on
 generated lines; a change to the general readers must keep it (or make these return None).
 """
 
@@ -20,9 +24,20 @@ from typing import Any
 from converters import codes as C
 from converters.geometry import Rect, pixels_to_percent, stored_to_displayed_rect
 from converters.imagemeta import ImageMeta
-from converters.labelconfig import CHOICES, RECTANGLE_LABELS
-from converters.labelstudio import DATASET_KEY, PROVENANCE_KEY, WriteOptions
-from converters.manifest import META_SUFFIX
+from converters.labelconfig import CHOICES, DEFAULT_IMAGE_KEY, RECTANGLE_LABELS
+from converters.labelstudio import (
+    DATASET_KEY,
+    DEFAULT_BOX_ATTRIBUTE,
+    DEFAULT_LABEL_ATTRIBUTE,
+    PROVENANCE_KEY,
+    ReadOptions,
+    WriteOptions,
+    _pick,
+    _stored_image_size,
+    _utc,
+    pixel_box,
+)
+from converters.manifest import META_SUFFIX, _free_attribute
 from converters.model import JsonDict
 from converters.validation import MAX_DEPTH, LineCheck
 
@@ -273,3 +288,143 @@ def line_check(
             box_labels.append(label)
     class_labels = tuple(dict.fromkeys(label[0] for label in labels))
     return LineCheck(number, data, False, False, ref, True, class_labels, tuple(box_labels), len(data) + 1)
+
+
+_KINDS = (CHOICES, RECTANGLE_LABELS)
+# region id, label, left, top, width, height (displayed pixels, floats), score
+_Region = tuple[str | None, str, float, float, float, float, float | None]
+
+
+def task_line(task: Any, options: ReadOptions) -> tuple[JsonDict, str] | None:
+    """``entry_to_line(task_to_entry(task, options))`` and the entry's source-ref, for a task that
+    converts without a warning, with no provenance (``data.customlabels``) and no image facts to apply;
+    None for any other task."""
+    if type(task) is not dict:
+        return None
+    data = task.get("data")
+    if type(data) is not dict:
+        return None
+    config = options.label_config
+    ref = data.get(config.image_key if config else DEFAULT_IMAGE_KEY)
+    if type(ref) is not str or not ref.startswith("s3://"):
+        return None
+    slash = ref.find("/", 5)  # as valid_source_ref: a bucket, then a key
+    if slash <= 5 or slash == len(ref) - 1 or data.get(PROVENANCE_KEY) is not None:
+        return None
+    if options.image_meta.get(ref) is not None:
+        return None
+    kind, _, chosen = _pick(task) or ("annotations", 0, {})
+    human = kind == "annotations"
+    date = _utc(chosen.get("updated_at") or chosen.get("created_at"), options.now)
+    default_score = chosen.get("score") if not human else None
+    results = chosen.get("result")
+    if results is None:
+        results = []
+    if type(results) is not list:
+        return None
+    names: dict[str, float | None] = {}
+    regions: list[_Region] = []
+    for result in results:
+        if type(result) is not dict:
+            return None
+        control = config.kind_of(str(result.get("from_name"))) if config else None
+        if control is None:
+            declared = result.get("type")
+            if type(declared) is not str:
+                return None
+            control = declared.lower()
+        if control not in _KINDS:
+            return None  # an error, or a result ignored with a warning
+        score: Any = result.get("score", default_score)
+        score = float(score) if type(score) in _NUMBERS else None
+        allowed = config.allowed_labels(str(result.get("from_name"))) if config is not None else None
+        value = result.get("value")
+        if type(value) is not dict:
+            return None
+        items = value.get("choices" if control == CHOICES else "rectanglelabels")
+        if type(items) is not list or not all(type(item) is str for item in items):
+            return None
+        if allowed is not None and not all(item in allowed for item in items):
+            return None  # a label the config no longer has: dropped with a warning
+        if control == CHOICES:
+            for name in items:
+                names.setdefault(name, score)
+            continue
+        size_w: Any = result.get("original_width")
+        size_h: Any = result.get("original_height")
+        x: Any = value.get("x")
+        y: Any = value.get("y")
+        w: Any = value.get("width")
+        h: Any = value.get("height")
+        rotation: Any = value.get("rotation") or 0
+        if (
+            not items
+            or type(size_w) not in _NUMBERS
+            or type(size_h) not in _NUMBERS
+            or not (size_w > 0 and size_h > 0)
+            or type(x) not in _NUMBERS
+            or type(y) not in _NUMBERS
+            or type(w) not in _NUMBERS
+            or type(h) not in _NUMBERS
+            or type(rotation) not in _NUMBERS
+            or rotation % 360
+        ):
+            return None  # no label, no size, a rotated box: a warning or an error
+        disp_w, disp_h = int(size_w), int(size_h)
+        left, top = x * disp_w / 100.0, y * disp_h / 100.0
+        width, height = w * disp_w / 100.0, h * disp_h / 100.0
+        if not (left >= 0 and top >= 0 and left + width <= disp_w and top + height <= disp_h):
+            return None  # clipped to the image, with a warning
+        region_id = result.get("id")
+        rid = region_id if type(region_id) is str else None
+        regions.extend((rid, label, left, top, width, height, score) for label in items)
+
+    job = options.job_name
+    made = "yes" if human else "no"
+    line: JsonDict = {"source-ref": ref}
+    used = {"source-ref"}
+    for name, score in names.items():
+        attr = _free_attribute(DEFAULT_LABEL_ATTRIBUTE, used)
+        used.add(attr)
+        meta: JsonDict = {"confidence": 1.0 if score is None else score}
+        if job is not None:
+            meta["job-name"] = job
+        meta["class-name"] = name
+        meta["human-annotated"] = made
+        meta["creation-date"] = date
+        meta["type"] = _CLASSIFICATION
+        line[attr] = 1
+        line[attr + META_SUFFIX] = meta
+    if regions:
+        size = _stored_image_size(None, results, [])
+        ids: dict[str, int] = {}
+        annotations: list[JsonDict] = []
+        objects: list[JsonDict] = []
+        for _, label, left, top, width, height, score in regions:
+            box = pixel_box(label, Rect(left, top, width, height), size.width, size.height)
+            class_id = ids.setdefault(label, len(ids))
+            annotations.append(
+                {
+                    "class_id": class_id,
+                    "top": box.top,
+                    "left": box.left,
+                    "width": box.width,
+                    "height": box.height,
+                }
+            )
+            objects.append({"confidence": 1.0 if score is None else score})
+        line[DEFAULT_BOX_ATTRIBUTE] = {
+            "image_size": [{"width": size.width, "height": size.height, "depth": size.depth}],
+            "annotations": annotations,
+        }
+        meta = {
+            "objects": objects,
+            "class-map": {str(class_id): label for label, class_id in ids.items()},
+            "type": _DETECTION,
+            "human-annotated": made,
+            "creation-date": date,
+        }
+        if job is not None:
+            meta["job-name"] = job
+        line[DEFAULT_BOX_ATTRIBUTE + META_SUFFIX] = meta
+    return line, ref

@@ -105,15 +105,19 @@ class LabelStudio:
             )
         return response
 
-    def project(self, project_id: int) -> dict[str, Any]:
-        """The project object (title, label_config, ...)."""
-        result: dict[str, Any] = self._call("GET", f"/api/projects/{project_id}").json()
+    def project(self, project_id: int, *, fields: Sequence[str] = ()) -> dict[str, Any]:
+        """The project object (title, label_config, ...), or only its ``fields``: Label Studio then skips
+        counting the project's tasks and annotations (80 ms instead of 200 ms at 20,000 tasks, growing)."""
+        params = {"include": ",".join(fields)} if fields else None
+        result: dict[str, Any] = self._call("GET", f"/api/projects/{project_id}", params=params).json()
         return result
 
     def project_exists(self, project_id: int) -> bool:
         """Whether the project is there (a 404 says no; other failures raise)."""
         try:
-            self._http.request("GET", f"/api/projects/{project_id}", headers=self._headers).raise_for_status()
+            self._http.request(
+                "GET", f"/api/projects/{project_id}", params={"include": "id"}, headers=self._headers
+            ).raise_for_status()
         except httpx.HTTPStatusError as exc:
             if exc.response.status_code == 404:
                 return False
@@ -237,9 +241,12 @@ class LabelStudio:
         except httpx.HTTPError as exc:
             raise LabelStudioError(f"Label Studio export of project {project_id} failed: {exc}") from exc
 
-    def update_annotation(self, annotation_id: int, result: list[dict[str, Any]]) -> None:
-        """Replace an annotation's result."""
-        self._call("PATCH", f"/api/annotations/{annotation_id}", json={"result": result})
+    def update_annotation(self, annotation_id: int, result: list[dict[str, Any]]) -> dict[str, Any]:
+        """Replace an annotation's result; returns the annotation as it now is (a new ``updated_at``)."""
+        updated: dict[str, Any] = self._call(
+            "PATCH", f"/api/annotations/{annotation_id}", json={"result": result}
+        ).json()
+        return updated
 
     def update_project(self, project_id: int, **fields: Any) -> dict[str, Any]:
         """Change project fields (``label_config``, ``title``...); returns the project."""
@@ -287,9 +294,12 @@ class LabelStudio:
         made: dict[str, Any] = self._call("POST", "/api/predictions/", json=body).json()
         return int(made["id"])
 
-    def update_prediction(self, prediction_id: int, result: list[dict[str, Any]]) -> None:
-        """Replace a prediction's result."""
-        self._call("PATCH", f"/api/predictions/{prediction_id}", json={"result": result})
+    def update_prediction(self, prediction_id: int, result: list[dict[str, Any]]) -> dict[str, Any]:
+        """Replace a prediction's result; returns the prediction as it now is (a new ``updated_at``)."""
+        updated: dict[str, Any] = self._call(
+            "PATCH", f"/api/predictions/{prediction_id}", json={"result": result}
+        ).json()
+        return updated
 
     def predictions(
         self, *, task_id: int | None = None, project_id: int | None = None

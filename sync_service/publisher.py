@@ -226,7 +226,7 @@ class Publisher:
     def _publish(
         self, info: ProjectInfo, state: ProjectState, batch: EventBatch, *, force: bool
     ) -> PublishResult:
-        project = self.ls.project(info.label_studio_project_id)
+        project = self.ls.project(info.label_studio_project_id, fields=("id", "label_config"))
         xml = str(project.get("label_config") or "")
         digest = hashlib.sha256(xml.encode()).hexdigest()
         config = parse_label_config(xml, source=f"project {info.label_studio_project_id} label config")
@@ -340,8 +340,12 @@ class Publisher:
                         continue
                     result = rename_labels(item.get("result"), renames)
                     if result is not None:
-                        update(int(item["id"]), result)
+                        updated = update(int(item["id"]), result)
                         item["result"] = result
+                        # A renamed label is a new label: its creation-date is the change's time, as a
+                        # later read of the task will say (a prediction's change sends no webhook).
+                        if isinstance(updated, dict) and updated.get("updated_at"):
+                            item["updated_at"] = updated["updated_at"]
             yield task
 
     def _write(
@@ -363,6 +367,7 @@ class Publisher:
                 out.write(b"\n")
                 counts[side] += 1
                 label_sets[side].update(entry.labels)
+            summary = validation_summary(spools[TRAIN], spools[TEST] if counts[TEST] else None)
             digests = {side: _digest(spools[side]) for side in (TRAIN, TEST)}
             if not state.holds_lock():  # it expired (a stall past LOCK_TTL): another publish took over
                 raise LockLost(f"project {info.label_studio_project_id}: the publish lock expired")
@@ -372,9 +377,6 @@ class Publisher:
                     self.storage.put_file(
                         self.projects.key(info, name), spools[side], content_type="application/x-ndjson"
                     )
-            # Validated after the manifests are out: it reads every line (the longest step of a publish
-            # of a big project), and the manifests are what an annotator waits for.
-            summary = validation_summary(spools[TRAIN], spools[TEST] if counts[TEST] else None)
             self.storage.put_bytes(
                 self.projects.key(info, "validation/manifest_summary.json"),
                 dumps(summary) + b"\n",

@@ -13,11 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from converters import codes as C
-from converters.fastlines import line_check, line_task
+from converters.errors import ConversionError
+from converters.fastlines import line_check, line_task, task_line
 from converters.imagemeta import ImageMeta
 from converters.jsonio import RawLine
-from converters.labelstudio import WriteOptions, entry_to_task
-from converters.manifest import parse_line
+from converters.labelconfig import parse_label_config
+from converters.labelstudio import ReadOptions, WriteOptions, entry_to_task, task_to_entry
+from converters.manifest import entry_to_line, parse_line
 from converters.validation import check_line
 
 CLS = "groundtruth/image-classification"
@@ -228,3 +230,151 @@ def test_odd_lines_give_the_same_or_step_aside(change: Any) -> None:
     obj = common_line()
     change(obj)
     assert_same(obj, {"s3://b/k.jpg": ImageMeta(480, 640, 6)})
+
+
+# ------------------------------------------------------------------------------ Label Studio tasks
+
+CONFIG = parse_label_config(
+    '<View><Image name="image" value="$image"/><Choices name="label" toName="image">'
+    '<Choice value="cat"/><Choice value="dog"/></Choices><RectangleLabels name="bbox" toName="image">'
+    '<Label value="cat"/><Label value="face"/></RectangleLabels><TextArea name="note" toName="image"/></View>',
+    source="config",
+)
+TASK_PERTURBATIONS: list[Any] = [
+    lambda t, r: t["data"].__setitem__("image", "https://host/x.jpg"),
+    lambda t, r: t["data"].__setitem__("image", "s3://bucket"),
+    lambda t, r: t["data"].__setitem__("customlabels", {"line": {"source-ref": t["data"]["image"]}}),
+    lambda t, r: t["data"].__setitem__("dataset", "test"),
+    lambda t, r: r.__setitem__("type", "polygonlabels"),
+    lambda t, r: r.__setitem__("from_name", "note"),
+    lambda t, r: r.__setitem__("score", 0.25),
+    lambda t, r: r.__setitem__("score", True),
+    lambda t, r: r.__setitem__("id", 7),
+    lambda t, r: r["value"].__setitem__("rotation", 30),
+    lambda t, r: r["value"].__setitem__("rotation", 360),
+    lambda t, r: r["value"].__setitem__("x", 99.5),
+    lambda t, r: r["value"].__setitem__("choices" if "choices" in r["value"] else "rectanglelabels", []),
+    lambda t, r: r["value"].__setitem__(
+        "choices" if "choices" in r["value"] else "rectanglelabels", ["horse"]
+    ),
+    lambda t, r: r.pop("original_width", None),
+    lambda t, r: r.__setitem__("original_width", 0),
+    lambda t, r: t.__setitem__("predictions", [{"result": [r], "score": 0.5, "model_version": "m"}]),
+    lambda t, r: t["annotations"][0].__setitem__("was_cancelled", True),
+    lambda t, r: t["annotations"].append({"result": [], "ground_truth": True}),
+]
+
+
+@st.composite
+def tasks(draw: st.DrawFn) -> dict[str, Any]:
+    """Mostly tasks converted without a word (the shortcut's business), some with one thing off."""
+    width, height = draw(st.sampled_from([(640, 480), (480, 640), (1920, 1080), (100, 50)]))
+    results: list[dict[str, Any]] = []
+    for i in range(draw(st.integers(0, 4))):
+        if draw(st.integers(0, 2)) == 0:
+            results.append(
+                {
+                    "id": f"c{i}",
+                    "from_name": "label",
+                    "to_name": "image",
+                    "type": draw(st.sampled_from(["choices", "Choices"])),
+                    "value": {"choices": draw(st.lists(st.sampled_from(["cat", "dog"]), max_size=2))},
+                }
+            )
+            continue
+        x = draw(st.integers(0, 90) | st.floats(0, 90))
+        y = draw(st.integers(0, 90) | st.floats(0, 90))
+        result: dict[str, Any] = {
+            "id": draw(st.sampled_from([f"r{i}", "g0b0", None])),
+            "from_name": "bbox",
+            "to_name": "image",
+            "type": "rectanglelabels",
+            "original_width": draw(st.sampled_from([width, float(width)])),
+            "original_height": height,
+            "image_rotation": 0,
+            "value": {
+                "x": x,
+                "y": y,
+                "width": draw(st.floats(0, 100 - x)),
+                "height": draw(st.floats(0, 100 - y)),
+                "rotation": draw(st.sampled_from([0, 0.0, None])),
+                "rectanglelabels": draw(st.lists(st.sampled_from(["cat", "face"]), min_size=1, max_size=2)),
+            },
+        }
+        if draw(st.integers(0, 5)) == 0:
+            result["score"] = draw(st.sampled_from([0.5, 1, None]))
+        results.append(result)
+    annotation: dict[str, Any] = {"id": 1, "was_cancelled": False, "ground_truth": False, "result": results}
+    if draw(st.booleans()):
+        annotation["updated_at"] = draw(
+            st.sampled_from(["2024-01-01T00:00:00Z", "2024-01-02T00:00:00+00:00", ""])
+        )
+    task: dict[str, Any] = {
+        "id": 1,
+        "data": {"image": draw(st.sampled_from(["s3://b/k.jpg", "s3://b/d/k.png"]))},
+        "annotations": [annotation] if draw(st.integers(0, 4)) else [],
+        "predictions": [],
+    }
+    if not task["annotations"] and draw(st.booleans()):
+        task["predictions"] = [{"result": results, "score": 0.7, "model_version": "m"}]
+    if results and draw(st.integers(0, 2)) == 0:
+        draw(st.sampled_from(TASK_PERTURBATIONS))(task, draw(st.sampled_from(results)))
+    return task
+
+
+def general_line(task: Any, options: ReadOptions) -> tuple[Any, ...]:
+    issues: list[Any] = []
+    try:
+        entry = task_to_entry(copy.deepcopy(task), options, issues)
+    except ConversionError as exc:
+        return ("error", repr(exc))
+    return orjson.dumps(entry_to_line(entry)), entry.source_ref, issues
+
+
+@settings(max_examples=400, deadline=None)
+@given(tasks())
+def test_task_shortcut_equals_the_general_reader(task: dict[str, Any]) -> None:
+    meta = {"s3://b/d/k.png": ImageMeta(640, 480, 6)}
+    for options in (
+        ReadOptions(now="NOW"),
+        ReadOptions(label_config=CONFIG, job_name="job", now="NOW"),
+        ReadOptions(image_meta=meta, now="NOW"),
+    ):
+        fast = task_line(copy.deepcopy(task), options)
+        if fast is not None:
+            assert general_line(task, options) == (orjson.dumps(fast[0]), fast[1], [])
+
+
+def test_the_common_task_takes_the_shortcut() -> None:
+    task = {
+        "data": {"image": "s3://b/k.jpg"},
+        "annotations": [
+            {
+                "result": [
+                    {"from_name": "label", "type": "choices", "value": {"choices": ["cat"]}},
+                    {
+                        "id": "r",
+                        "from_name": "bbox",
+                        "type": "rectanglelabels",
+                        "original_width": 640,
+                        "original_height": 480,
+                        "value": {
+                            "x": 10,
+                            "y": 10,
+                            "width": 20,
+                            "height": 30,
+                            "rotation": 0,
+                            "rectanglelabels": ["face"],
+                        },
+                    },
+                ]
+            }
+        ],
+    }
+    fast = task_line(task, ReadOptions(label_config=CONFIG, now="NOW"))
+    assert fast is not None
+    assert general_line(task, ReadOptions(label_config=CONFIG, now="NOW")) == (
+        orjson.dumps(fast[0]),
+        fast[1],
+        [],
+    )

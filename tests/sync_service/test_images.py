@@ -9,6 +9,7 @@ from typing import Any
 from sync_service.images import adopt_upload, image_suffix, is_upload_url, store_image
 from sync_service.projects import ProjectInfo
 from sync_service.publisher import PREDICTIONS_ONE_BY_ONE, Publisher, _needs_predictions
+from tests.builders import choices
 from tests.e2e.stack import jpeg
 
 INFO = ProjectInfo(label_studio_project_id=7, title="Pets", slug="pets")
@@ -51,6 +52,12 @@ class FakeLabelStudio:
 
     def update_task_data(self, task_id: int, data: dict[str, Any]) -> None:
         self.updated[task_id] = data
+
+    def update_annotation(self, annotation_id: int, result: list[Any]) -> dict[str, Any]:
+        return {"id": annotation_id, "result": result, "updated_at": "2026-02-02T00:00:00.000001Z"}
+
+    def update_prediction(self, prediction_id: int, result: list[Any]) -> dict[str, Any]:
+        return {"id": prediction_id, "result": result, "updated_at": "2026-03-03T00:00:00.000001Z"}
 
     def predictions(self, *, task_id: int | None = None, project_id: int | None = None) -> Any:
         self.prediction_calls.append({"task": task_id, "project": project_id})
@@ -141,3 +148,23 @@ def test_predictions_of_many_tasks_are_read_in_one_request() -> None:
     out = list(publisher(ls)._predicted(iter(tasks), 7))
     assert [t["predictions"][0]["id"] for t in out] == [100 + i for i in range(n)]
     assert ls.prediction_calls == [{"task": None, "project": 7}]
+
+
+def test_renamed_labels_are_written_back_into_annotations_and_whole_predictions() -> None:
+    old = "2026-01-01T00:00:00Z"
+    tasks = [
+        {
+            "id": 1,
+            "annotations": [{"id": 10, "result": [choices("cat")], "updated_at": old}],
+            "predictions": [{"id": 20, "result": [choices("cat")], "updated_at": old}, 21],
+        },
+        {"id": 2, "annotations": [{"id": 11, "result": [choices("dog")], "updated_at": old}]},
+    ]
+    out = list(publisher(FakeLabelStudio())._renamed(iter(tasks), {"label": {"cat": "kitty"}}))
+    annotation, prediction = out[0]["annotations"][0], out[0]["predictions"][0]
+    assert annotation["result"][0]["value"]["choices"] == ["kitty"]
+    assert annotation["updated_at"] == "2026-02-02T00:00:00.000001Z"  # the time of the change, as LS says
+    assert prediction["result"][0]["value"]["choices"] == ["kitty"]
+    assert prediction["updated_at"] == "2026-03-03T00:00:00.000001Z"
+    assert out[0]["predictions"][1] == 21  # ids only: nothing to rename here
+    assert out[1]["annotations"][0]["updated_at"] == old  # nothing renamed, nothing written

@@ -117,14 +117,17 @@ class FaultWorld:
     def lock_key(self) -> str:
         return f"cl:p:{self.world.project_id}:lock"
 
-    def idle(self) -> bool:
-        """Nothing left to do: no event waiting, no publish under way or queued."""
+    def idle(self, *, strict: bool = False) -> bool:
+        """No event waiting to be published, none taken by a publish that has not finished; ``strict``:
+        nothing at all under way or queued either (a reconcile may be running while S3 is slow)."""
         state = ProjectState(self.redis, self.world.project_id)
         try:
-            waiting = self.redis.exists(
-                state.k_dirty, state.k_gone, state.k_gone_ann, state.k_full, state.k_lock, *state.k_taken
-            )
-            queued = Queue(self.world.stack.env["CUSTOMLABELS_QUEUE"], connection=self.redis).count
+            keys = [state.k_dirty, state.k_gone, state.k_gone_ann, state.k_full, *state.k_taken]
+            if strict:
+                keys.append(state.k_lock)
+            waiting = self.redis.exists(*keys)
+            queue = Queue(self.world.stack.env["CUSTOMLABELS_QUEUE"], connection=self.redis)
+            queued = queue.count if strict else 0
         except RedisError:
             return False
         return waiting == 0 and queued == 0
@@ -141,7 +144,7 @@ class FaultWorld:
         self.watcher.stop()
         versions = self.watcher.check(self.s3proxy.written)
         deadline = time.monotonic() + 30  # a reconcile may be publishing right now: it must end
-        while not self.idle():
+        while not self.idle(strict=True):
             assert time.monotonic() < deadline, "the publish lock or events stay behind"
             time.sleep(0.1)
         status = self.world.status()

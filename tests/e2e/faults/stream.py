@@ -13,6 +13,7 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -71,10 +72,16 @@ class ChangeStream:
             assert not self._thread.is_alive(), "the change stream did not stop"
             self._thread = None
 
-    def run_for(self, seconds: float) -> None:
-        """Start, let it run ``seconds``, stop."""
+    def run_for(
+        self, seconds: float, *, until: Callable[[], bool] | None = None, at_most: float = 30
+    ) -> None:
+        """Start, let it run ``seconds`` (and then, with ``until``, on until it says so, ``at_most``
+        seconds in all), stop."""
+        started = time.monotonic()
         self.start()
         time.sleep(seconds)
+        while until is not None and not until() and time.monotonic() - started < at_most:
+            time.sleep(0.2)
         self.stop()
 
     @property

@@ -28,11 +28,11 @@ def test_s3_failing_and_slow(
         fw.stream.run_for(2)
         fw.converge("before the fault", timeout=60)
         fw.s3proxy.faults(error=0.3, error_after=0.1, slow=0.2)
-        fw.stream.run_for(10)
+        seen = fw.s3proxy.counts
+        fw.stream.run_for(10, until=lambda: min(seen["error"], seen["error-after"], seen["slow"]) > 0)
         during = fw.converge("S3 failing and slow", timeout=90)
-        counts = dict(fw.s3proxy.counts)
         fw.s3proxy.faults()
-        assert counts.get("error", 0) > 0 and counts.get("error-after", 0) > 0 and counts.get("slow", 0) > 0
+        assert min(seen["error"], seen["error-after"], seen["slow"]) > 0, seen
         fw.stream.run_for(2)
         healed = fw.converge("S3 healthy again", timeout=60)
         fw.finish("s3_errors_and_slow", converge_seconds=during, converge_seconds_after_heal=healed)
