@@ -2,14 +2,14 @@
 
 Run from the repository root::
 
-    .venv/bin/python bench/bench_sync.py [--quick] [--debounce 1.0,0.25] [--serve 2x4,2x2]
+    .venv/bin/python bench/bench_sync.py [--quick] [--debounce 1.0,0.25] [--serve 2x4,2x2] [--phases 1,2,3]
 
 It starts, in a temporary directory that is removed afterwards, a Label Studio server (its own
 environment, :func:`plugin.services.start_label_studio`), a ``redis-server`` of its own, moto's S3 server,
 and ``customlabels serve`` / ``customlabels worker`` as processes (``tests/e2e/stack.py``); everything it
 started is stopped at the end, also on Ctrl-C, SIGTERM or an error. Then:
 
-1. **Webhook intake.** A real ANNOTATION_UPDATED body is captured from Label Studio (3.1 KB, the whole
+1. **Webhook intake.** A real ANNOTATION_UPDATED body is captured from Label Studio (3-4 KB, the whole
    project object in it) and posted, with the secret header and varying task ids, to ``serve`` (gunicorn)
    backed by the real Redis, by ``bench/loadgen.py`` (``wrk`` is not installed): several processes of
    keep-alive connections. Closed loop (the most it does) and open loop at 1,000 requests/s (latency
@@ -1095,7 +1095,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--event-rate", type=float, default=20.0, help="annotation events per second (20)")
     parser.add_argument(
         "--debounce",
-        default="0.25",
+        default="1.0,0.25",
         help="CUSTOMLABELS_DEBOUNCE_SECONDS values to run phase 2 with; the last is judged",
     )
     parser.add_argument(

@@ -19,6 +19,7 @@ generated lines; a change to the general readers must keep it (or make these ret
 from __future__ import annotations
 
 from collections.abc import Mapping
+from math import floor
 from typing import Any
 
 from converters import codes as C
@@ -33,9 +34,7 @@ from converters.labelstudio import (
     ReadOptions,
     WriteOptions,
     _pick,
-    _stored_image_size,
     _utc,
-    pixel_box,
 )
 from converters.manifest import META_SUFFIX, _free_attribute
 from converters.model import JsonDict
@@ -313,7 +312,16 @@ def task_line(task: Any, options: ReadOptions) -> tuple[JsonDict, str] | None:
         return None
     if options.image_meta.get(ref) is not None:
         return None
-    kind, _, chosen = _pick(task) or ("annotations", 0, {})
+    annotations = task.get("annotations")
+    if (  # one annotation, not cancelled: the one _pick picks, without its weighing of several
+        type(annotations) is list
+        and len(annotations) == 1
+        and type(annotations[0]) is dict
+        and not annotations[0].get("was_cancelled")
+    ):
+        kind, chosen = "annotations", annotations[0]
+    else:
+        kind, _, chosen = _pick(task) or ("annotations", 0, {})
     human = kind == "annotations"
     date = _utc(chosen.get("updated_at") or chosen.get("created_at"), options.now)
     default_score = chosen.get("score") if not human else None
@@ -324,9 +332,12 @@ def task_line(task: Any, options: ReadOptions) -> tuple[JsonDict, str] | None:
         return None
     names: dict[str, float | None] = {}
     regions: list[_Region] = []
+    sized: JsonDict | None = None  # the first result with an original_width: _stored_image_size's
     for result in results:
         if type(result) is not dict:
             return None
+        if sized is None and isinstance(result.get("original_width"), _NUMBERS):
+            sized = result
         control = config.kind_of(str(result.get("from_name"))) if config else None
         if control is None:
             declared = result.get("type")
@@ -342,9 +353,12 @@ def task_line(task: Any, options: ReadOptions) -> tuple[JsonDict, str] | None:
         if type(value) is not dict:
             return None
         items = value.get("choices" if control == CHOICES else "rectanglelabels")
-        if type(items) is not list or not all(type(item) is str for item in items):
+        if type(items) is not list:
             return None
-        if allowed is not None and not all(item in allowed for item in items):
+        for item in items:
+            if type(item) is not str:
+                return None
+        if allowed is not None and not allowed.issuperset(items):
             return None  # a label the config no longer has: dropped with a warning
         if control == CHOICES:
             for name in items:
@@ -396,26 +410,31 @@ def task_line(task: Any, options: ReadOptions) -> tuple[JsonDict, str] | None:
         line[attr] = 1
         line[attr + META_SUFFIX] = meta
     if regions:
-        size = _stored_image_size(None, results, [])
+        height_of: Any = sized.get("original_height") if sized is not None else None
+        if sized is None or type(height_of) not in _NUMBERS:
+            return None  # not as _stored_image_size reads it
+        stored_w, stored_h = int(sized["original_width"]), int(height_of)
         ids: dict[str, int] = {}
-        annotations: list[JsonDict] = []
+        boxes: list[JsonDict] = []
         objects: list[JsonDict] = []
         for _, label, left, top, width, height, score in regions:
-            box = pixel_box(label, Rect(left, top, width, height), size.width, size.height)
+            # pixel_box(label, Rect(left, top, width, height), stored_w, stored_h), written out
+            x0, y0 = floor(left + 0.5), floor(top + 0.5)
+            x0 = 0 if x0 < 0 else x0
+            x0 = stored_w if stored_w < x0 else x0
+            y0 = 0 if y0 < 0 else y0
+            y0 = stored_h if stored_h < y0 else y0
+            x1, y1 = floor(left + width + 0.5), floor(top + height + 0.5)
+            x1 = x0 if x0 > x1 else x1
+            x1 = stored_w if stored_w < x1 else x1
+            y1 = y0 if y0 > y1 else y1
+            y1 = stored_h if stored_h < y1 else y1
             class_id = ids.setdefault(label, len(ids))
-            annotations.append(
-                {
-                    "class_id": class_id,
-                    "top": box.top,
-                    "left": box.left,
-                    "width": box.width,
-                    "height": box.height,
-                }
-            )
+            boxes.append({"class_id": class_id, "top": y0, "left": x0, "width": x1 - x0, "height": y1 - y0})
             objects.append({"confidence": 1.0 if score is None else score})
         line[DEFAULT_BOX_ATTRIBUTE] = {
-            "image_size": [{"width": size.width, "height": size.height, "depth": size.depth}],
-            "annotations": annotations,
+            "image_size": [{"width": stored_w, "height": stored_h, "depth": 3}],
+            "annotations": boxes,
         }
         meta = {
             "objects": objects,

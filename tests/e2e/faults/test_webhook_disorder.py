@@ -37,7 +37,9 @@ def test_webhooks_twice_out_of_order_stale_and_dropped(
         fw.converge("in order", timeout=60)
 
         hooks.faults(duplicate=0.4, delay=0.4)
-        fw.stream.run_for(8, until=lambda: hooks.counts["duplicated"] > 1 and hooks.counts["delayed"] > 1)
+        fw.stream.run_for(
+            8, until=lambda: hooks.counts["duplicated"] > 1 and hooks.counts["delayed"] > 1, at_most=120
+        )
         hooks.drain()
         reordered = fw.converge("duplicated and reordered", timeout=60)
         assert hooks.counts["duplicated"] > 0 and hooks.counts["delayed"] > 0
@@ -60,7 +62,7 @@ def test_webhooks_twice_out_of_order_stale_and_dropped(
             fw.converge(f"a stale {lie['action']}", timeout=60)
 
         hooks.faults(drop=0.3, duplicate=0.3, delay=0.3)
-        fw.stream.run_for(6, until=lambda: hooks.counts["dropped"] > 1)
+        fw.stream.run_for(6, until=lambda: hooks.counts["dropped"] > 1, at_most=120)
         hooks.drain()
         assert hooks.counts["dropped"] > 0
         assert (
