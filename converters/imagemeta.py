@@ -13,8 +13,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from PIL import Image
-
 from converters.errors import ImageMetaError
 from converters.geometry import ORIENTATIONS, displayed_size
 from converters.jsonio import iter_json_records
@@ -106,6 +104,9 @@ def image_meta_from_header(head: bytes, *, total_bytes: int | None = None) -> Im
     header, or a PNG's IHDR and eXIf chunks); returns None when these bytes do not say, so the caller
     may read more. ``total_bytes`` is the object's size, kept for the validator's image rules.
     """
+    # Imported here: the converter commands that never read an image start faster without Pillow.
+    from PIL import Image  # noqa: PLC0415
+
     try:
         with Image.open(io.BytesIO(head)) as image:
             width, height = image.size

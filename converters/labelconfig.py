@@ -11,7 +11,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from xml.etree import ElementTree
 from xml.etree.ElementTree import Element
-from xml.sax.saxutils import quoteattr
 
 from defusedxml import ElementTree as SafeET
 from defusedxml.common import DefusedXmlException
@@ -139,6 +138,9 @@ def build_label_config(
     ``<Choices>`` with no labels is never written: Label Studio refuses it ("'Choice' is a required
     property"), while an empty ``<RectangleLabels>`` is accepted.
     """
+    # Imported here: it imports urllib.request, which every command would pay for at start.
+    from xml.sax.saxutils import quoteattr  # noqa: PLC0415
+
     choice_list = list(dict.fromkeys(choices))
     box_list = list(dict.fromkeys(boxes))
     if template is not None and template not in TEMPLATES:

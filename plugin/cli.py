@@ -11,6 +11,7 @@ import gc
 import io
 import os
 import sys
+import tempfile
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
@@ -494,11 +495,12 @@ def _drop_repeats(
 
 _WRITE_OPTIONS = WriteOptions()
 _TASK_SEPARATOR = b",\n"
+_SPILL_DIR: str | None = None
 
 
-def _set_write_options(options: WriteOptions, separator: bytes) -> None:
-    global _WRITE_OPTIONS, _TASK_SEPARATOR
-    _WRITE_OPTIONS, _TASK_SEPARATOR = options, separator
+def _set_write_options(options: WriteOptions, separator: bytes, spill_dir: str | None = None) -> None:
+    global _WRITE_OPTIONS, _TASK_SEPARATOR, _SPILL_DIR
+    _WRITE_OPTIONS, _TASK_SEPARATOR, _SPILL_DIR = options, separator, spill_dir
 
 
 @dataclass(slots=True)
@@ -512,6 +514,7 @@ class _TaskChunk:
     choices: dict[str, None] = field(default_factory=dict)
     boxes: dict[str, None] = field(default_factory=dict)
     multiple: bool = False
+    spilled: str | None = None  # the file holding ``blob`` when a worker wrote it to disk
 
 
 # A RawLine's fields (number, data, too_long, length): the workers' lines, without a dataclass each.
@@ -549,11 +552,29 @@ def _range_lines(path: str, start: int, end: int, max_chars: int) -> list[_Line]
 
 
 def _tasks_of_range(path: str, start: int, end: int) -> _TaskChunk:
-    return _tasks_of_lines(_range_lines(path, start, end, MAX_LINE))
+    """The tasks of a byte range; with a spill folder set, they go to a file there (named in
+    ``spilled``) rather than back through the pool's pipe, and the parent copies that in the kernel."""
+    chunk, tasks = _convert_lines(_range_lines(path, start, end, MAX_LINE))
+    if _SPILL_DIR is None or not tasks:
+        chunk.blob = _TASK_SEPARATOR.join(tasks)
+        return chunk
+    chunk.spilled = os.path.join(_SPILL_DIR, f"{start:016d}.part")
+    separated = [_TASK_SEPARATOR] * (2 * len(tasks) - 1)
+    separated[::2] = tasks
+    with open(chunk.spilled, "wb", buffering=1 << 20) as part:
+        part.writelines(separated)
+    return chunk
 
 
 def _tasks_of_lines(lines: Iterable[_Line]) -> _TaskChunk:
-    """Manifest lines -> serialized Label Studio tasks, with what was wrong; runs in a worker."""
+    """Manifest lines -> serialized Label Studio tasks, with what was wrong."""
+    chunk, tasks = _convert_lines(lines)
+    chunk.blob = _TASK_SEPARATOR.join(tasks)
+    return chunk
+
+
+def _convert_lines(lines: Iterable[_Line]) -> tuple[_TaskChunk, list[bytes]]:
+    """Manifest lines -> serialized Label Studio tasks and what was wrong; runs in a worker."""
     out = _TaskChunk()
     tasks: list[bytes] = []
     for number, data, too_long, length in lines:
@@ -593,9 +614,8 @@ def _tasks_of_lines(lines: Iterable[_Line]) -> _TaskChunk:
         # A line already in Rekognition's form is its own provenance; a normalized one is rebuilt.
         kept_line = obj if not parsed.normalized and not entry.extra else None
         tasks.append(dumps(entry_to_task(entry, _WRITE_OPTIONS, line=kept_line)))
-    out.blob = _TASK_SEPARATOR.join(tasks)
     out.count = len(tasks)
-    return out
+    return out, tasks
 
 
 class _HasLines(Protocol):
@@ -644,11 +664,19 @@ def cmd_manifest_to_ls(args: argparse.Namespace) -> int:
     jsonl = args.output.endswith((".jsonl", ".ndjson"))
     separator = b"\n" if jsonl else b",\n"
     count = 0
-    with open_input(args.input) as stream, atomic_output(args.output) as out:
+    with ExitStack() as stack:
+        stream = stack.enter_context(open_input(args.input))
+        out = stack.enter_context(atomic_output(args.output))
+        spill = None if args.input == "-" or args.output == "-" else _spill_dir(stack, args.output)
         if not jsonl:
             out.write(b"[\n")
         work = _over_lines(
-            args.input, stream, _tasks_of_lines, _tasks_of_range, _set_write_options, (options, separator)
+            args.input,
+            stream,
+            _tasks_of_lines,
+            _tasks_of_range,
+            _set_write_options,
+            (options, separator, spill),
         )
         for base, result in work:
             for number, issue in result.issues:
@@ -657,7 +685,12 @@ def cmd_manifest_to_ls(args: argparse.Namespace) -> int:
             boxes.update(result.boxes)
             multiple = multiple or result.multiple
             if result.count:
-                out.write((separator if count else b"") + result.blob)
+                if count:
+                    out.write(separator)
+                if result.spilled is not None:
+                    _append_file(out, result.spilled)
+                else:
+                    out.write(result.blob)
                 count += result.count
         out.write((b"\n" if count else b"") if jsonl else b"\n]\n")
         errors = report.errors
@@ -672,6 +705,26 @@ def cmd_manifest_to_ls(args: argparse.Namespace) -> int:
         write_text(args.label_config_out, build_label_config(choices=choices, boxes=boxes, multiple=multiple))
     _say(f"wrote {count} tasks to {args.output}")
     return 0
+
+
+def _spill_dir(stack: ExitStack, output: str) -> str:
+    """A temporary folder beside ``output`` (same file system), removed when ``stack`` closes."""
+    folder = os.path.dirname(os.path.abspath(output))
+    return stack.enter_context(tempfile.TemporaryDirectory(prefix=".customlabels-", dir=folder))
+
+
+def _append_file(out: IO[bytes], path: str) -> None:
+    """Append the file ``path`` to ``out`` (a file) in the kernel, then remove it."""
+    out.flush()
+    with open(path, "rb") as part:
+        size, target = os.fstat(part.fileno()).st_size, out.fileno()
+        copied = 0
+        while copied < size:
+            step = os.copy_file_range(part.fileno(), target, size - copied)
+            if step == 0:
+                raise CliError(f"{path}: the temporary part ended early")
+            copied += step
+    os.unlink(path)
 
 
 def _line_issue(code: str, message: str) -> Issue:

@@ -210,6 +210,32 @@ def test_manifest_to_ls_reports_bad_lines_with_codes_and_writes_nothing(
     assert len(json.loads(out.read_text())) == 1
 
 
+def test_manifest_to_ls_in_worker_pieces_equals_one_stream_and_leaves_no_parts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small ranges and two workers: each worker writes its tasks to a part file the parent copies in.
+    from plugin import cli  # noqa: PLC0415
+
+    monkeypatch.setattr(cli, "_RANGE_BYTES", 2_000)
+    monkeypatch.setenv("CUSTOMLABELS_WORKERS", "2")
+    lines = [
+        line(f"s3://b/{i}.jpg", cls_attr("a", f"l{i % 7}"), det_attr("bb", [("box", i, 1, 9, 9)]))
+        for i in range(300)
+    ]
+    src = write_lines(tmp_path / "in.manifest", lines)
+    for name in ("tasks.json", "tasks.jsonl"):
+        pieces, streamed = tmp_path / "out" / name, tmp_path / f"streamed-{name}"
+        pieces.parent.mkdir(exist_ok=True)
+        assert main(["convert", "manifest-to-ls", src, "-o", str(pieces)]) == 0
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(Path(src).read_bytes())))
+        assert main(["convert", "manifest-to-ls", "-", "-o", str(streamed)]) == 0
+        assert pieces.read_bytes() == streamed.read_bytes()
+        assert sorted(p.name for p in pieces.parent.iterdir()) == sorted(
+            n for n in ("tasks.json", "tasks.jsonl") if (pieces.parent / n).exists()
+        )
+    assert len(json.loads((tmp_path / "out" / "tasks.json").read_text())) == 300
+
+
 def test_split_command_keeps_an_earlier_split(tmp_path: Path) -> None:
     labels = ["cat"] * 10 + ["dog"] * 10
     lines = [line(f"s3://b/{i}.jpg", cls_attr("a", name)) for i, name in enumerate(labels)]
