@@ -25,6 +25,7 @@ from redis import Redis
 
 from converters import codes as C
 from converters.errors import ConversionError
+from converters.fastlines import line_check
 from converters.imagemeta import ImageMeta, image_meta_from_header
 from converters.jsonio import RawLine, dumps, loads
 from converters.labelconfig import (
@@ -37,12 +38,12 @@ from converters.labelconfig import (
 from converters.labelstudio import ReadOptions, labels_in, rename_labels, task_to_entry
 from converters.manifest import entry_to_line
 from converters.split import TEST, TRAIN, SplitItem, split
-from converters.validation import ManifestValidator, summarize
+from converters.validation import ManifestValidator, Row, check_line, summarize
 from sync_service.images import adopt_upload
 from sync_service.labelstudio import LabelStudio
 from sync_service.projects import ProjectInfo, Projects
 from sync_service.s3 import Storage
-from sync_service.state import IMAGE_META_KEY, CachedEntry, EventBatch, LockLost, ProjectState
+from sync_service.state import IMAGE_META_KEY, CachedEntry, EventBatch, LineRow, LockLost, ProjectState
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,29 @@ def convert_task(task: dict[str, Any], options: ReadOptions, images: ImageMetaCa
         )
     names, boxes = labels_in(entry)
     return CachedEntry(
-        task_id, entry.source_ref, dataset, line, tuple(dict.fromkeys([*names, *boxes])), annotations
+        task_id,
+        entry.source_ref,
+        dataset,
+        line,
+        tuple(dict.fromkeys([*names, *boxes])),
+        annotations,
+        check=line_row(line, entry.source_ref),
+    )
+
+
+def line_row(line: bytes, source_ref: str) -> LineRow | None:
+    """What Rekognition's per-line rules find in a manifest line, kept with its cache entry so that a
+    publish counts the lines without validating them again; None if the line names another image."""
+    check = line_check(1, line, loads(line)) or check_line(RawLine(1, line, False, len(line)))
+    if check.source_ref is not None and check.source_ref != source_ref:
+        return None
+    return (
+        check.has_error,
+        check.terminal,
+        check.source_ref is not None,
+        check.labeled,
+        check.class_labels,
+        check.box_labels,
     )
 
 
@@ -359,15 +382,21 @@ class Publisher:
         label_sets: dict[str, set[str]] = {TRAIN: set(), TEST: set()}
         spools = {TRAIN: self.storage.spool(), TEST: self.storage.spool()}
         try:
+            lines: dict[str, list[bytes]] = {TRAIN: [], TEST: []}
             for entry in usable:
                 side = sides[entry.source_ref]
-                out = spools[side]
                 assert entry.line is not None
-                out.write(entry.line)
-                out.write(b"\n")
-                counts[side] += 1
+                lines[side].append(entry.line)
                 label_sets[side].update(entry.labels)
-            summary = validation_summary(spools[TRAIN], spools[TEST] if counts[TEST] else None)
+            for side, chosen in lines.items():
+                counts[side] = len(chosen)
+                if chosen:
+                    spools[side].write(b"\n".join(chosen))
+                    spools[side].write(b"\n")
+            summary = entries_summary(
+                [e for e in usable if sides[e.source_ref] == TRAIN],
+                [e for e in usable if sides[e.source_ref] == TEST] if counts[TEST] else None,
+            )
             digests = {side: _digest(spools[side]) for side in (TRAIN, TEST)}
             if not state.holds_lock():  # it expired (a stall past LOCK_TTL): another publish took over
                 raise LockLost(f"project {info.label_studio_project_id}: the publish lock expired")
@@ -441,6 +470,31 @@ def validation_summary(train: IO[bytes], test: IO[bytes] | None) -> dict[str, An
         validator = ManifestValidator(collect_items=test is None)
         for raw in _lines(stream):
             validator.feed(raw)
+        results.append(validator.finish())
+    summary = summarize(results[0], results[1] if len(results) > 1 else None)
+    return summary.document
+
+
+def entries_summary(train: list[CachedEntry], test: list[CachedEntry] | None) -> dict[str, Any]:
+    """:func:`validation_summary` of the manifests these entries make (their lines in this order), from
+    each entry's cached validation (:func:`line_row`); an entry without one is validated now."""
+    results = []
+    for entries in (train, test):
+        if entries is None:
+            continue
+        validator = ManifestValidator(collect_items=test is None)
+        rows: list[Row] = []
+        for number, entry in enumerate(entries, start=1):
+            assert entry.line is not None
+            row = entry.check if entry.check is not None else line_row(entry.line, entry.source_ref)
+            if row is None:  # the line names another image than its entry: validate it as it is
+                check = check_line(RawLine(number, entry.line, False, len(entry.line)))
+                rows.append((number, *check[2:]))
+                continue
+            has_error, terminal, named, labeled, classes, boxes = row
+            ref = entry.source_ref if named else None
+            rows.append((number, has_error, terminal, ref, labeled, classes, boxes, len(entry.line) + 1))
+        validator.account_rows(rows)
         results.append(validator.finish())
     summary = summarize(results[0], results[1] if len(results) > 1 else None)
     return summary.document

@@ -37,6 +37,9 @@ LOCK_TTL = 20.0
 ``LOCK_TTL / 4`` while it publishes, so a worker killed in the middle of a publish (kill -9, a lost
 machine) holds the project's next publish back this long at most."""
 
+REBUILD_KEYS_TTL = 3600
+"""Seconds the hashes of a rebuild under way live unless the rebuild completes (and renames them)."""
+
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
@@ -116,9 +119,18 @@ class EventBatch:
         return not (self.dirty or self.gone or self.gone_annotations or self.full)
 
 
-@dataclass(frozen=True, slots=True)
+# What validating an entry's line found, as ManifestValidator.account counts it (its number and size
+# aside): has_error, terminal, whether the line names its image (False: invalid by itself), labeled,
+# class labels, box labels. Computed once, when the entry is converted, not at every publish.
+LineRow = tuple[bool, bool, bool, bool, tuple[str, ...], tuple[str, ...]]
+
+
+@dataclass(slots=True)
 class CachedEntry:
-    """One task as the last publish saw it: its manifest line (or the error that stopped it)."""
+    """One task as the last publish saw it: its manifest line (or the error that stopped it).
+
+    Not frozen, though never changed: a publish reads every entry of the project, and a frozen
+    dataclass's ``__init__`` costs several times a plain one's."""
 
     task_id: int
     source_ref: str
@@ -127,33 +139,47 @@ class CachedEntry:
     labels: tuple[str, ...]
     annotations: tuple[int, ...]
     error: str | None = None
+    check: LineRow | None = None  # the line's validation; None: not known yet (validated when needed)
 
     def pack(self) -> bytes:
-        """The Redis value of this entry."""
-        return orjson.dumps(
+        """The Redis value of this entry: a small JSON header, a line break, then the manifest line's
+        bytes as they are (no JSON string escaping of the line, which costs at every publish)."""
+        head = orjson.dumps(
             {
                 "r": self.source_ref,
                 "d": self.dataset,
-                "l": self.line.decode("utf-8") if self.line is not None else None,
-                "n": list(self.labels),
-                "a": list(self.annotations),
+                "l": self.line is not None,
+                "n": self.labels,
+                "a": self.annotations,
                 "e": self.error,
+                "v": self.check,
             }
         )
+        return head + b"\n" + self.line if self.line is not None else head + b"\n"
 
     @classmethod
     def unpack(cls, task_id: int, raw: bytes | str) -> CachedEntry:
-        """Read an entry written by :meth:`pack`."""
-        obj = orjson.loads(raw)
-        line = obj.get("l")
+        """Read an entry written by :meth:`pack` (or by the JSON-only form of earlier versions)."""
+        data = raw.encode("utf-8") if isinstance(raw, str) else raw
+        head, newline, rest = data.partition(b"\n")
+        obj = orjson.loads(head)
+        if newline:
+            line = rest if obj.get("l") else None
+        else:
+            text = obj.get("l")
+            line = text.encode("utf-8") if text is not None else None
+        check = obj.get("v")
         return cls(
             task_id=task_id,
             source_ref=obj["r"],
             dataset=obj.get("d"),
-            line=line.encode("utf-8") if line is not None else None,
+            line=line,
             labels=tuple(obj.get("n") or ()),
             annotations=tuple(obj.get("a") or ()),
             error=obj.get("e"),
+            check=(check[0], check[1], check[2], check[3], tuple(check[4]), tuple(check[5]))
+            if isinstance(check, list) and len(check) == 6
+            else None,
         )
 
 
@@ -280,14 +306,19 @@ class ProjectState:
                 pipe.hset(tmp_ann, str(ann), entry.task_id)
             count += 1
             if count % 1000 == 0:
+                # A rebuild killed half-way leaves its new hashes behind: they expire by themselves.
+                pipe.expire(tmp, REBUILD_KEYS_TTL)
+                pipe.expire(tmp_ann, REBUILD_KEYS_TTL)
                 pipe.execute()
         pipe.execute()
         swap = self.redis.pipeline(transaction=True)
         swap.delete(self.k_entries, self.k_ann)
         if count:
             swap.rename(tmp, self.k_entries)
+            swap.persist(self.k_entries)  # RENAME keeps the TTL the temporary hash had
         if self.redis.exists(tmp_ann):
             swap.rename(tmp_ann, self.k_ann)
+            swap.persist(self.k_ann)
         swap.hset(self.k_status, "built", 1)
         swap.execute()
 
@@ -300,7 +331,8 @@ class ProjectState:
         if touched:
             for raw in self.redis.hmget(self.k_entries, touched):
                 if raw is not None:
-                    old_ann.extend(str(a).encode() for a in orjson.loads(raw).get("a") or ())
+                    old = CachedEntry.unpack(0, raw)
+                    old_ann.extend(str(a).encode() for a in old.annotations)
         pipe = self.redis.pipeline(transaction=True)
         if old_ann:
             pipe.hdel(self.k_ann, *old_ann)

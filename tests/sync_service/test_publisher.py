@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 from converters.labelconfig import build_label_config, parse_label_config
 from converters.labelstudio import ReadOptions
-from sync_service.publisher import assign, convert_task, dedupe, validation_summary
+from sync_service.publisher import assign, convert_task, dedupe, entries_summary, validation_summary
 from sync_service.state import CachedEntry
 from tests.builders import choices, rect, task
 
@@ -59,3 +60,28 @@ def test_validation_summary_counts_both_sets() -> None:
     )
     summary = validation_summary(train, io.BytesIO(b""))
     assert summary["statistics"]["training"]["total_json_lines"] == 1
+
+
+def test_the_summary_from_cached_validation_equals_validating_the_manifests() -> None:
+    tasks = [
+        task("s3://b/1.jpg", choices("indoor"), rect("cat", 10, 10, 20, 20), tid=1, dataset="train"),
+        task("s3://b/2.jpg", choices("indoor"), tid=2, dataset="train"),
+        task("s3://b/3.jpg", rect("cat", 5, 5, 10, 10), rect("cat", 50, 50, 10, 10), tid=3, dataset="test"),
+        task("s3://b/4.jpg", tid=4, dataset="train"),  # no annotation: a source-ref-only line
+        task("s3://other/5.jpg", choices("indoor"), tid=5, dataset="test"),  # a second bucket
+        task("s3://b/6.jpg", rect("cat", 0, 0, 0.001, 0.001), tid=6, dataset="train"),  # a box too small
+    ]
+    entries = [convert_task(t, ReadOptions(label_config=CONFIG), None) for t in tasks]
+    assert all(e.check is not None for e in entries)
+    train = [e for e in entries if e.dataset == "train"]
+    test = [e for e in entries if e.dataset == "test"]
+
+    def stream(chosen: list[CachedEntry]) -> io.BytesIO:
+        return io.BytesIO(b"".join((e.line or b"") + b"\n" for e in chosen))
+
+    expected = validation_summary(stream(train), stream(test))
+    assert expected["statistics"]["training"]["total_json_lines"] == 4
+    assert entries_summary(train, test) == expected
+    stale = [replace(e, check=None) for e in train]  # entries cached by an older version
+    assert entries_summary(stale, test) == expected
+    assert entries_summary(train, None) == validation_summary(stream(train), None)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
+import orjson
 import pytest
 from redis import Redis
 
-from sync_service.state import CachedEntry, LockLost, ProjectState
+from sync_service.state import REBUILD_KEYS_TTL, CachedEntry, LockLost, ProjectState
 
 
 @pytest.fixture
@@ -42,6 +44,42 @@ def test_cache_rebuild_and_update(state: ProjectState) -> None:
     state.update([entry(3, 30)], removed=[1])
     assert [e.task_id for e in state.entries()] == [2, 3]
     assert state.tasks_of_annotations([10]) == (set(), True)  # the removed task's annotations went too
+
+
+def test_entries_keep_their_line_bytes_and_validation_and_read_the_older_json_form(
+    state: ProjectState,
+) -> None:
+    line = b'{"source-ref":"s3://b/1.jpg","a":0,"note":"a \\"quoted\\" word\\nand a break"}'
+    full = CachedEntry(
+        1, "s3://b/1.jpg", "test", line, ("cat",), (10,), check=(True, False, True, True, ("cat",), ())
+    )
+    failed = CachedEntry(2, "s3://b/2.jpg", None, None, (), (20,), error="no image")
+    state.replace_all([full, failed])
+    assert state.entries() == [full, failed]
+    assert CachedEntry.unpack(1, full.pack()) == full
+    older = (
+        b'{"r":"s3://b/1.jpg","d":"test","l":'
+        + orjson.dumps(line.decode())
+        + b',"n":["cat"],"a":[10],"e":null}'
+    )
+    assert CachedEntry.unpack(1, older) == replace(full, check=None)
+
+
+def test_a_rebuild_that_dies_leaves_keys_that_expire(state: ProjectState) -> None:
+    def entries() -> Iterator[CachedEntry]:
+        for i in range(1, 1500):
+            yield entry(i, i * 10)
+        raise RuntimeError("the worker died")
+
+    with pytest.raises(RuntimeError):
+        state.replace_all(entries())
+    left = [k for k in state.redis.scan_iter(match=f"{state.k_entries}:new:*")]
+    left += [k for k in state.redis.scan_iter(match=f"{state.k_ann}:new:*")]
+    assert len(left) == 2
+    assert all(0 < state.redis.ttl(k) <= REBUILD_KEYS_TTL for k in left)
+    state.replace_all(entry(i, i * 10) for i in range(1, 1500))
+    assert state.redis.ttl(state.k_entries) == -1 and state.redis.ttl(state.k_ann) == -1  # kept for good
+    state.redis.delete(*left)
 
 
 def test_an_empty_project_counts_as_built(state: ProjectState) -> None:
