@@ -37,6 +37,11 @@ LOCK_TTL = 20.0
 ``LOCK_TTL / 4`` while it publishes, so a worker killed in the middle of a publish (kill -9, a lost
 machine) holds the project's next publish back this long at most."""
 
+SCHEDULED_TTL = 60
+"""Seconds a "publish queued" mark lasts. A queued job that is lost (its worker killed before it ran)
+would otherwise keep later events from queueing another until the next reconcile; a second job queued
+while the first still waits is harmless (publishes are single-flight and coalesce the events)."""
+
 REBUILD_KEYS_TTL = 3600
 """Seconds the hashes of a rebuild under way live unless the rebuild completes (and renames them)."""
 
@@ -82,12 +87,13 @@ end
 return 0
 """
 
-# One event, atomically and in one round trip (the webhook's whole Redis cost): add the ids to the
-# dirty / gone / gone-ann sets (ARGV[1..3] say how many of each follow ARGV[4]), set :full when
-# ARGV[4] is 1, count the event, and return 1 when it set :scheduled (the caller queues a publish).
+# One event, atomically and in one round trip (the webhook's whole Redis cost): add the ids (from
+# ARGV[6] on; ARGV[1..3] say how many go to the dirty / gone / gone-ann sets), set :full when ARGV[4] is
+# 1, count the event, and return 1 when it set :scheduled for ARGV[5] seconds (the caller queues a
+# publish).
 _NOTE = """
 local counts = {tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])}
-local pos = 5
+local pos = 6
 for k = 1, 3 do
   local stop = pos + counts[k] - 1
   while pos <= stop do
@@ -98,7 +104,7 @@ for k = 1, 3 do
 end
 if ARGV[4] == '1' then redis.call('set', KEYS[4], 1) end
 redis.call('incr', KEYS[5])
-if redis.call('set', KEYS[6], 1, 'nx') then return 1 end
+if redis.call('set', KEYS[6], 1, 'nx', 'ex', ARGV[5]) then return 1 end
 return 0
 """
 
@@ -226,7 +232,7 @@ class ProjectState:
         dirty, gone, gone_annotations = list(dirty), list(gone), list(gone_annotations)
         script = self.redis.register_script(_NOTE)
         keys = [self.k_dirty, self.k_gone, self.k_gone_ann, self.k_full, self.k_pending, self.k_scheduled]
-        args = [len(dirty), len(gone), len(gone_annotations), 1 if full else 0]
+        args = [len(dirty), len(gone), len(gone_annotations), 1 if full else 0, SCHEDULED_TTL]
         return bool(script(keys=keys, args=[*args, *dirty, *gone, *gone_annotations]))
 
     def unschedule(self) -> None:

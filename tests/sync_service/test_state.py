@@ -11,7 +11,7 @@ import orjson
 import pytest
 from redis import Redis
 
-from sync_service.state import REBUILD_KEYS_TTL, CachedEntry, LockLost, ProjectState
+from sync_service.state import REBUILD_KEYS_TTL, SCHEDULED_TTL, CachedEntry, LockLost, ProjectState
 
 
 @pytest.fixture
@@ -104,3 +104,14 @@ def test_the_lock_is_single_flight(state: ProjectState) -> None:
     assert order == ["first", "second"]
     with state.lock(), pytest.raises(LockLost), state.lock(wait=0.1):
         pass
+
+
+def test_a_lost_publish_job_holds_events_back_for_a_minute_at_most(state: ProjectState) -> None:
+    assert state.note(dirty=[1]) is True  # queue a publish
+    assert state.note(dirty=[2], gone=[3], gone_annotations=[4]) is False  # one is queued already
+    assert 0 < state.redis.ttl(state.k_scheduled) <= SCHEDULED_TTL
+    state.redis.pexpire(state.k_scheduled, 1)  # as if SCHEDULED_TTL passed with the job lost
+    time.sleep(0.01)
+    assert state.note(dirty=[5]) is True
+    batch = state.take()
+    assert (batch.dirty, batch.gone, batch.gone_annotations) == ({1, 2, 5}, {3}, {4})
