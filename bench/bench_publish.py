@@ -1,0 +1,364 @@
+"""How one project's publish time grows with its dataset (issue 6): a table and a plot.
+
+Run from the repository root::
+
+    .venv/bin/python bench/bench_publish.py [--sizes 10000,50000,250000] [--changes 1] [--repeat 5]
+
+For each N it builds a project of N tasks (a Choices label on each, boxes on a third of them, half train,
+half test), then measures the worker's :class:`~sync_service.publisher.Publisher` against a real Redis (a
+claimed, empty database; or a ``redis-server`` of its own) and moto's S3 server (a real HTTP endpoint):
+
+* **rebuild**: a full publish from every task (what a reconcile or a changed label config costs),
+* **update**: a publish after ``--changes`` annotations changed (what one webhook costs), ``--repeat``
+  times; the median is reported.
+
+Label Studio is not started here: its export is served to the publisher by an in-process stand-in holding
+the same tasks (export shape), so the figures are the service's own cost. Label Studio's export time per
+task is measured against the real server in ``bench/bench_sync.py``. Each update is split into its
+phases (reading the changed tasks, updating the cache, loading it, writing the manifests, validating,
+uploading) from the publisher's own timings.
+
+Prints a table, writes ``bench/results/publish.json``, ``bench/publish_growth.md`` (the table) and
+``bench/publish_growth.png`` (the plot, matplotlib); ``--no-plot`` writes only the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))  # the tests' helpers (tests/realparts.py)
+
+import orjson  # noqa: E402
+from redis import Redis  # noqa: E402
+
+from converters.labelconfig import build_label_config  # noqa: E402
+from plugin import services  # noqa: E402
+from sync_service import publisher as publisher_module  # noqa: E402
+from sync_service.projects import ProjectInfo, Projects  # noqa: E402
+from sync_service.publisher import Publisher  # noqa: E402
+from sync_service.s3 import Storage  # noqa: E402
+from sync_service.state import IMAGE_META_KEY, ProjectState  # noqa: E402
+from tests.realparts import empty_and_delete_bucket, redis_db, s3_client  # noqa: E402
+
+RESULTS = HERE / "results" / "publish.json"
+PLOT = HERE / "publish_growth.png"
+TABLE = HERE / "publish_growth.md"
+LABELS = ["cat", "dog", "bird", "fish", "horse", "cow", "sheep", "frog"]
+BOXES = ["face", "sign", "car"]
+PROJECT_ID = 910_001
+
+
+def make_task(task_id: int, rnd: random.Random, *, label: str | None = None) -> dict[str, Any]:
+    """One task as Label Studio's JSON export gives it: a Choices label, boxes on every third task."""
+    result: list[dict[str, Any]] = [
+        {
+            "id": f"c{task_id}",
+            "from_name": "label",
+            "to_name": "image",
+            "type": "choices",
+            "value": {"choices": [label or rnd.choice(LABELS)]},
+        }
+    ]
+    if task_id % 3 == 0:
+        for b in range(rnd.randint(1, 3)):
+            result.append(
+                {
+                    "id": f"b{task_id}-{b}",
+                    "from_name": "bbox",
+                    "to_name": "image",
+                    "type": "rectanglelabels",
+                    "original_width": 1024,
+                    "original_height": 768,
+                    "image_rotation": 0,
+                    "value": {
+                        "x": rnd.uniform(0, 50),
+                        "y": rnd.uniform(0, 50),
+                        "width": rnd.uniform(5, 40),
+                        "height": rnd.uniform(5, 40),
+                        "rotation": 0,
+                        "rectanglelabels": [rnd.choice(BOXES)],
+                    },
+                }
+            )
+    return {
+        "id": task_id,
+        "data": {
+            "image": f"s3://bench-images/img/{task_id % 97}/{task_id}.jpg",
+            "dataset": "train" if task_id % 2 else "test",
+        },
+        "annotations": [
+            {
+                "id": task_id * 10,
+                "result": result,
+                "was_cancelled": False,
+                "ground_truth": False,
+                "created_at": "2026-01-01T00:00:00.000000Z",
+                "updated_at": "2026-01-01T00:00:00.000000Z",
+            }
+        ],
+        "predictions": [],
+    }
+
+
+class ExportStandIn:
+    """Serves the publisher the calls it makes of Label Studio, from tasks held in memory."""
+
+    def __init__(self, tasks: dict[int, dict[str, Any]], label_config: str) -> None:
+        self.tasks = tasks
+        self.label_config = label_config
+        self.url = "http://127.0.0.1:9"  # no task is an upload to it
+
+    def project(self, project_id: int, *, fields: Sequence[str] = ()) -> dict[str, Any]:
+        return {"id": project_id, "label_config": self.label_config}
+
+    def export_tasks(
+        self, project_id: int, task_ids: Iterable[int] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        ids = sorted(self.tasks) if task_ids is None else sorted(set(task_ids) & set(self.tasks))
+        for task_id in ids:
+            yield json.loads(json.dumps(self.tasks[task_id]))  # a fresh copy, as a response would be
+
+    def predictions(self, **_: Any) -> Iterator[dict[str, Any]]:
+        return iter(())
+
+
+class PhaseClock:
+    """Wraps the publisher's steps to time them (seconds per phase of the last publish)."""
+
+    PHASES = (
+        ("export", ExportStandIn, "export_tasks"),
+        ("cache load", ProjectState, "entries"),
+        ("cache update", ProjectState, "update"),
+        ("cache rebuild", ProjectState, "replace_all"),
+        ("validate", publisher_module, "entries_summary"),
+        ("split", publisher_module, "assign"),
+        ("upload", Storage, "put_file"),
+    )
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._originals: list[tuple[Any, str, Any]] = []
+
+    def install(self) -> None:
+        for phase, owner, name in self.PHASES:
+            original = getattr(owner, name)
+            self._originals.append((owner, name, original))
+            setattr(owner, name, self._timed(phase, original))
+
+    def uninstall(self) -> None:
+        for owner, name, original in self._originals:
+            setattr(owner, name, original)
+
+    def _timed(self, phase: str, func: Any) -> Any:
+        clock = self
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            result = func(*args, **kwargs)
+            if isinstance(result, Iterator):
+                result = list(result)  # an export is consumed within the phase
+            clock.seconds[phase] = clock.seconds.get(phase, 0.0) + time.perf_counter() - started
+            return result
+
+        return timed
+
+
+def bench_size(
+    n: int, redis: Redis, storage: Storage, projects: Projects, clock: PhaseClock, changes: int, repeat: int
+) -> dict[str, Any]:
+    rnd = random.Random(n)
+    tasks = {i: make_task(i, rnd) for i in range(1, n + 1)}
+    config = build_label_config(choices=LABELS, boxes=BOXES)
+    ls = ExportStandIn(tasks, config)
+    info = ProjectInfo(PROJECT_ID, f"bench {n}", f"bench-{n}-{uuid.uuid4().hex[:6]}")
+    projects.save(info)
+    state = ProjectState(redis, PROJECT_ID)
+    state.forget()
+    # The images' facts as an earlier publish left them (a warm cache: no S3 header reads here).
+    facts = orjson.dumps([1024, 768, 1, "jpeg"])
+    pipe = redis.pipeline(transaction=False)
+    for task in tasks.values():
+        pipe.hset(IMAGE_META_KEY, task["data"]["image"], facts)
+    pipe.execute()
+    pub = Publisher(redis, storage, ls, projects)  # type: ignore[arg-type]
+    clock.seconds = {}
+    started = time.perf_counter()
+    result = pub.publish(PROJECT_ID, force=True)
+    rebuild = time.perf_counter() - started
+    assert result is not None and result.entries == {"train": n - n // 2, "test": n // 2}, result
+    rebuild_phases = dict(clock.seconds)
+    updates: list[float] = []
+    phases: list[dict[str, float]] = []
+    for round_ in range(repeat):
+        changed = rnd.sample(range(1, n + 1), changes)
+        for task_id in changed:
+            tasks[task_id] = make_task(task_id, rnd, label=LABELS[round_ % len(LABELS)])
+        state.note(dirty=changed)
+        clock.seconds = {}
+        started = time.perf_counter()
+        result = pub.publish(PROJECT_ID)
+        updates.append(time.perf_counter() - started)
+        phases.append(dict(clock.seconds))
+        assert result is not None and result.published and not result.rebuilt, result
+    state.forget()
+    for key in storage.list_keys(projects.key(info, "")):
+        storage.delete_keys([key])
+    median = statistics.median(updates)
+    at = updates.index(median) if median in updates else 0
+    return {
+        "n": n,
+        "rebuild_s": rebuild,
+        "rebuild_phases": rebuild_phases,
+        "update_median_s": median,
+        "update_max_s": max(updates),
+        "update_phases": phases[at],
+        "updates_s": updates,
+    }
+
+
+@contextlib.contextmanager
+def moto_process() -> Iterator[str]:
+    """moto's S3 server as a process of its own (not a thread of this one: it would share our GIL)."""
+    port = services.free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                services.http_get(f"{url}/moto-api/", timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit(f"bench: moto_server on {url} did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib  # noqa: PLC0415 (only for the plot)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    ns = [r["n"] for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    ax.plot(ns, [r["rebuild_s"] for r in rows], "o-", label="rebuild (every task)")
+    ax.plot(ns, [r["update_median_s"] for r in rows], "s-", label="update (one webhook's change), median")
+    ax.axhline(2.0, color="grey", linestyle=":", label="2 s (webhook -> manifest target, p95)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("entries in the project")
+    ax.set_ylabel("publish seconds")
+    ax.set_title("customlabels publish time vs dataset size (2 cores, Redis + moto S3)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="upper left", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """The figures as a Markdown table, with the growth ratios under it."""
+    phases = [p for p, _, _ in PhaseClock.PHASES if any(p in r["update_phases"] for r in rows)]
+    out = [
+        "| entries | rebuild s | rebuild ms/entry | update s (median) | update s (max) | "
+        + " | ".join(f"update: {p} s" for p in phases)
+        + " |",
+        "|---:|---:|---:|---:|---:|" + "---:|" * len(phases),
+    ]
+    for r in rows:
+        cells = " | ".join(f"{r['update_phases'].get(p, 0.0):.3f}" for p in phases)
+        out.append(
+            f"| {r['n']:,} | {r['rebuild_s']:.2f} | {r['rebuild_s'] * 1000 / r['n']:.3f} | "
+            f"{r['update_median_s']:.3f} | {r['update_max_s']:.3f} | {cells} |"
+        )
+    if len(rows) > 1:
+        first, last = rows[0], rows[-1]
+        out.append("")
+        out.append(
+            f"{last['n']:,} / {first['n']:,} entries = {last['n'] / first['n']:.0f}x: rebuild "
+            f"{last['rebuild_s'] / first['rebuild_s']:.1f}x, update "
+            f"{last['update_median_s'] / first['update_median_s']:.1f}x (linear would be "
+            f"{last['n'] / first['n']:.0f}x)."
+        )
+    out.append("")
+    out.append(
+        "rebuild: a publish from every task (reconcile, changed label config); update: a publish after one "
+        "annotation changed (one webhook's work), the median of the runs. Update phases: seconds of the "
+        "median update in each step; the rest is locking, duplicates, the split and digests. Label "
+        "Studio's export is served from memory here (its own cost: bench_sync.py)."
+    )
+    return "\n".join(out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="10000,50000,250000")
+    parser.add_argument("--changes", type=int, default=1, help="tasks changed before each update publish")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--no-plot", action="store_true")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    clock = PhaseClock()
+    clock.install()
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-publish-") as tmp, redis_db(Path(tmp)) as db:
+        redis = Redis.from_url(db.url)
+        with moto_process() as endpoint:
+            client = s3_client(endpoint)
+            bucket = f"bench-{uuid.uuid4().hex[:8]}"
+            client.create_bucket(Bucket=bucket)
+            storage = Storage(client, bucket)
+            projects = Projects(redis, storage, "bench")
+            try:
+                for n in sizes:
+                    print(f"bench: {n:,} entries ...", file=sys.stderr, flush=True)
+                    rows.append(bench_size(n, redis, storage, projects, clock, args.changes, args.repeat))
+            finally:
+                empty_and_delete_bucket(client, bucket)
+                redis.close()
+    clock.uninstall()
+    text = table(rows)
+    print(text)
+    RESULTS.parent.mkdir(exist_ok=True)
+    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg()}
+    RESULTS.write_text(
+        json.dumps({"machine": machine, "rows": rows, "changes": args.changes}, indent=1) + "\n"
+    )
+    print(f"results: {RESULTS}")
+    if not args.no_plot:
+        TABLE.write_text(
+            f"# Publish time vs dataset size\n\n`.venv/bin/python bench/bench_publish.py` on {machine['cpus']} "
+            f"cores (load average at the end {machine['load'][0]:.2f}).\n\n{text}\n\n![plot](publish_growth.png)\n"
+        )
+        plot(rows, PLOT)
+        print(f"table: {TABLE}\nplot: {PLOT}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
