@@ -424,24 +424,14 @@ def service_env(plan: Plan, secrets_: Secrets, base: Mapping[str, str] | None = 
 
 def s3_client(plan: Plan, env: Mapping[str, str] | None = None) -> Any:
     """A boto3 S3 client for the plan's store, with its credentials given explicitly."""
-    import boto3  # noqa: PLC0415 - heavy import
-    from botocore.config import Config  # noqa: PLC0415
+    from sync_service.s3 import make_client  # noqa: PLC0415 - boto3 is a heavy import
 
-    credentials = plan.s3_credentials(env)
-    kwargs: dict[str, Any] = {}
-    if credentials is not None:
-        kwargs.update(aws_access_key_id=credentials[0], aws_secret_access_key=credentials[1])
-    return boto3.client(
-        "s3",
-        endpoint_url=plan.s3_endpoint,
-        region_name=plan.region,
-        config=Config(
-            connect_timeout=3,
-            read_timeout=15,
-            retries={"max_attempts": 2, "mode": "standard"},
-            s3={"addressing_style": "path"},
-        ),
-        **kwargs,
+    return make_client(
+        plan.s3_endpoint,
+        plan.region,
+        credentials=plan.s3_credentials(env),
+        connect_timeout=3,
+        read_timeout=15,
     )
 
 

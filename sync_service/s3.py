@@ -23,16 +23,33 @@ SPOOL_BYTES = 8 * 1024 * 1024
 
 def client_for(settings: Settings) -> Any:
     """A boto3 S3 client for the configured endpoint, with short timeouts (jobs retry on failure)."""
+    return make_client(settings.s3_endpoint, settings.s3_region)
+
+
+def make_client(
+    endpoint_url: str | None,
+    region: str,
+    *,
+    credentials: tuple[str, str] | None = None,
+    connect_timeout: float = 5,
+    read_timeout: float = 30,
+) -> Any:
+    """A boto3 S3 client: path-style addressing (S3-compatible stores), two attempts, short timeouts
+    in seconds; ``credentials`` (key id, secret) given explicitly, else boto3's own lookup."""
+    keys: dict[str, str] = {}
+    if credentials is not None:
+        keys = {"aws_access_key_id": credentials[0], "aws_secret_access_key": credentials[1]}
     return boto3.client(
         "s3",
-        endpoint_url=settings.s3_endpoint,
-        region_name=settings.s3_region,
+        endpoint_url=endpoint_url,
+        region_name=region,
         config=Config(
-            connect_timeout=5,
-            read_timeout=30,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
             retries={"max_attempts": 2, "mode": "standard"},
             s3={"addressing_style": "path"},
         ),
+        **keys,
     )
 
 
