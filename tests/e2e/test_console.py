@@ -8,14 +8,13 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from plugin.services import free_port
-from tests.e2e.stack import CUSTOMLABELS, Stack, jpeg, stack_env
+from tests.e2e.conftest import StackFactory
+from tests.e2e.stack import CUSTOMLABELS, Stack, jpeg
 from tests.realparts import LabelStudioServer
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -27,21 +26,8 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture
-def stack(
-    label_studio: LabelStudioServer, redis_url: str, s3: Any, bucket: str, tmp_path: Path
-) -> Iterator[Stack]:
-    port = free_port()
-    env = stack_env(
-        ls_url=label_studio.url, ls_token=label_studio.token, redis_url=redis_url, s3_endpoint=s3.endpoint_url,
-        bucket=bucket, CUSTOMLABELS_SERVICE_URL=f"http://127.0.0.1:{port}",
-    )  # fmt: skip
-    st = Stack(env=env, workdir=tmp_path, port=port)
-    st.start_serve()
-    st.start_worker()
-    try:
-        yield st
-    finally:
-        st.stop()
+def stack(make_stack: StackFactory) -> Stack:
+    return make_stack()
 
 
 def test_import_from_s3_in_the_console_and_open_the_gallery(

@@ -15,8 +15,6 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -25,9 +23,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from plugin.services import free_port
 from tests.builders import cls_attr, det_attr, line
-from tests.e2e.stack import Stack, jpeg, stack_env
+from tests.e2e.conftest import StackFactory
+from tests.e2e.stack import Stack, jpeg
 from tests.realparts import LabelStudioServer
 
 pytestmark = pytest.mark.e2e
@@ -44,22 +42,8 @@ FACES = {CATS[0], CATS[1], DOGS[0], DOGS[1]}
 
 
 @pytest.fixture
-def stack(
-    label_studio: LabelStudioServer, redis_url: str, s3: Any, bucket: str, tmp_path: Path
-) -> Iterator[Stack]:
-    port = free_port()
-    env = stack_env(
-        ls_url=label_studio.url, ls_token=label_studio.token, redis_url=redis_url, s3_endpoint=s3.endpoint_url,
-        bucket=bucket, CUSTOMLABELS_SERVICE_URL=f"http://127.0.0.1:{port}",
-        CUSTOMLABELS_API_ACCESS_KEY_ID=KEY_ID, CUSTOMLABELS_API_SECRET_ACCESS_KEY=SECRET,
-    )  # fmt: skip
-    running = Stack(env=env, workdir=tmp_path, port=port)
-    try:
-        running.start_serve()
-        running.start_worker()
-        yield running
-    finally:
-        running.stop()
+def stack(make_stack: StackFactory) -> Stack:
+    return make_stack(CUSTOMLABELS_API_ACCESS_KEY_ID=KEY_ID, CUSTOMLABELS_API_SECRET_ACCESS_KEY=SECRET)
 
 
 def rekognition(stack: Stack, *, secret: str = SECRET) -> Any:

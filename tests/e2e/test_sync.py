@@ -10,33 +10,15 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from converters.labelconfig import build_label_config
-from plugin.services import free_port
 from tests.builders import choices, rect
-from tests.e2e.stack import SECRET, World, open_world, stack_env
-from tests.realparts import LabelStudioServer
+from tests.e2e.stack import SECRET, World
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def world(
-    label_studio: LabelStudioServer, redis_url: str, s3: Any, bucket: str, tmp_path: Path
-) -> Iterator[World]:
-    port = free_port()
-    env = stack_env(
-        ls_url=label_studio.url, ls_token=label_studio.token, redis_url=redis_url, s3_endpoint=s3.endpoint_url,
-        bucket=bucket, CUSTOMLABELS_SERVICE_URL=f"http://127.0.0.1:{port}",
-    )  # fmt: skip
-    with open_world(label_studio, s3.client, bucket, tmp_path, env, port) as w:
-        yield w
 
 
 def test_manifests_follow_label_studio(world: World) -> None:
