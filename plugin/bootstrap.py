@@ -15,10 +15,12 @@ from __future__ import annotations
 import re
 import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
@@ -26,6 +28,7 @@ from converters.codes import DEFAULT_LIMITS
 from converters.labelconfig import build_label_config, label_lists, parse_label_config
 from plugin.datasets import dataset_record
 from sync_service.config import SECRET_HEADER, Settings
+from sync_service.errors import LabelStudioError
 from sync_service.events import HANDLED
 from sync_service.projects import ProjectInfo, Projects, slugify
 from sync_service.state import ProjectState
@@ -54,6 +57,36 @@ def sdk_client(settings: Settings) -> Any:
     return LabelStudio(base_url=settings.ls_url, api_key=settings.ls_api_key, max_retries=0)  # type: ignore[no-untyped-call]
 
 
+def _detail(body: Any) -> str:
+    """Label Studio's reason for an error, on one line (its ``detail`` when it gives one)."""
+    if isinstance(body, dict) and body.get("detail"):
+        body = body["detail"]
+    text = " ".join(str(body or "no reason given").split())
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+@contextmanager
+def label_studio_errors(settings: Settings, *, probe: bool = False) -> Iterator[None]:
+    """Turn the SDK's errors into one-line :class:`LabelStudioError` messages that name Label Studio's
+    URL and what to fix. ``probe``: the first call, so a 401/403 means the API key (later, a 403 is
+    more likely Label Studio refusing a private URL: the reason it gives is quoted)."""
+    where = f"Label Studio at {settings.ls_url}"
+    try:
+        yield
+    except ApiError as exc:
+        code = exc.status_code
+        if code == 401 or (probe and code == 403):
+            raise LabelStudioError(
+                f"{where} refused the API key (HTTP {code}: {_detail(exc.body)}); "
+                "set CUSTOMLABELS_LS_API_KEY to a valid token (Label Studio: Account & Settings)"
+            ) from None
+        raise LabelStudioError(f"{where} answered HTTP {code}: {_detail(exc.body)}") from None
+    except httpx.HTTPError as exc:
+        raise LabelStudioError(
+            f"{where} does not answer ({type(exc).__name__}); is it running? (or set CUSTOMLABELS_LS_URL)"
+        ) from None
+
+
 def find_project(client: Any, title: str) -> Any | None:
     """The project titled exactly ``title``, or None."""
     for project in client.projects.list(title=title):
@@ -76,35 +109,40 @@ def create_project(
     test_fraction: float = 0.2,
     seed: int = 0,
 ) -> Created:
-    """Create (or find) the project titled ``title`` and make sure every part of it is in place."""
+    """Create (or find) the project titled ``title`` and make sure every part of it is in place.
+
+    Label Studio away, or refusing the API key: :class:`LabelStudioError` naming its URL and the setting.
+    """
     if len(title.strip()) < 3:
         raise ValueError("a project title needs at least 3 characters")
     check_names(title, [*labels, *box_labels])
     client = sdk_client(settings)
-    project = find_project(client, title)
+    with label_studio_errors(settings, probe=True):
+        project = find_project(client, title)
     created = project is None
-    if project is None:
-        config = build_label_config(template=template, choices=labels, boxes=box_labels)
-        project = client.projects.create(title=title, label_config=config)
-    pid = int(project.id)
-    existing = projects.find(pid)
-    declared = label_lists(parse_label_config(str(project.label_config or "")))
-    info = existing or ProjectInfo(
-        label_studio_project_id=pid,
-        title=title,
-        slug=_free_slug(projects, slugify(title), pid),
-        test_fraction=test_fraction,
-        seed=seed,
-        labels=declared,
-        name=name or (title if _REKOGNITION_NAME.match(title) else ""),
-        created=time.time(),
-        datasets={dataset: dataset_record() for dataset in datasets},
-    )
-    # project.json first: Label Studio refuses a storage whose prefix holds no object yet.
-    projects.save(info)
-    storage_id = _ensure_storage(client, settings, projects, info, s3_credentials)
-    webhook_id = _ensure_webhook(client, settings, pid)
-    view_ids = _ensure_tabs(client, pid)
+    with label_studio_errors(settings):
+        if project is None:
+            config = build_label_config(template=template, choices=labels, boxes=box_labels)
+            project = client.projects.create(title=title, label_config=config)
+        pid = int(project.id)
+        existing = projects.find(pid)
+        declared = label_lists(parse_label_config(str(project.label_config or "")))
+        info = existing or ProjectInfo(
+            label_studio_project_id=pid,
+            title=title,
+            slug=_free_slug(projects, slugify(title), pid),
+            test_fraction=test_fraction,
+            seed=seed,
+            labels=declared,
+            name=name or (title if _REKOGNITION_NAME.match(title) else ""),
+            created=time.time(),
+            datasets={dataset: dataset_record() for dataset in datasets},
+        )
+        # project.json first: Label Studio refuses a storage whose prefix holds no object yet.
+        projects.save(info)
+        storage_id = _ensure_storage(client, settings, projects, info, s3_credentials)
+        webhook_id = _ensure_webhook(client, settings, pid)
+        view_ids = _ensure_tabs(client, pid)
     return Created(info, created, storage_id, webhook_id, view_ids)
 
 

@@ -1,17 +1,34 @@
-"""The Flask app factory: webhooks, the REST API and health checks, with JSON errors throughout."""
+"""The Flask app factory: webhooks, the REST API and health checks, with JSON errors throughout.
+
+A request that finds Redis, S3 or Label Studio away answers 503 with a ``Retry-After`` header and logs
+one line naming what was away (never a URL's password, never a traceback): a 500 means a bug.
+"""
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from typing import Any
 
-from flask import Flask, Request, jsonify
+from flask import Flask, Request, Response, jsonify, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import HTTPException
 
 from sync_service.config import Settings, load_settings
+from sync_service.errors import LabelStudioError, StorageError
 from sync_service.jobs import queue_for
+
+RETRY_AFTER_SECONDS = 5
+"""What a 503 tells the caller to wait before trying again (``Retry-After``), seconds."""
+UNAVAILABLE: dict[type[Exception], str] = {
+    RedisConnectionError: "Redis",  # AuthenticationError and BusyLoadingError included
+    RedisTimeoutError: "Redis",
+    StorageError: "S3",
+    LabelStudioError: "Label Studio",
+}
+"""Exceptions that mean a part the service needs did not answer, and the part's name."""
 
 
 class _CookieSessions(SecureCookieSessionInterface):
@@ -55,7 +72,26 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
     app.register_blueprint(rekognition_bp)  # POST /: the Rekognition-compatible endpoint
 
     @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> Any:
-        return jsonify(error=exc.name, message=exc.description), exc.code
+    def _http_error(exc: HTTPException) -> Response:
+        response = jsonify(error=exc.name, message=exc.description)
+        response.status_code = exc.code or 500
+        # Werkzeug's own headers (Allow on a 405...), but not its text/html Content-Type.
+        response.headers.extend((k, v) for k, v in exc.get_headers() if k.lower() != "content-type")
+        return response
+
+    for kind, part in UNAVAILABLE.items():
+        app.register_error_handler(kind, functools.partial(_unavailable, app, part))
 
     return app
+
+
+def _unavailable(app: Flask, part: str, exc: Exception) -> Response:
+    """503 with Retry-After, and one log line: the route, the part and the exception's class only (its
+    text may quote a bucket key or a host; a Redis URL's password never reaches it, but say less)."""
+    app.logger.warning(
+        "%s %s: %s is unavailable (%s); answered 503", request.method, request.path, part, type(exc).__name__
+    )
+    response = jsonify(error="Service Unavailable", message=f"{part} is unavailable; try again later")
+    response.status_code = 503
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response

@@ -23,9 +23,11 @@ HANDLED = frozenset(
         "PROJECT_DELETED",
     }
 )
-_ID = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+MAX_ID = 2**63 - 1
+"""The largest id Label Studio can hand out (its ids are PostgreSQL/SQLite 64-bit signed integers)."""
+_ID = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_ID))
 MAX_IDS = 100_000
-_NEEDS = {  # the key each action must carry
+NEEDS = {  # the key each action must carry
     "TASKS_CREATED": "tasks",
     "TASKS_DELETED": "tasks",
     "ANNOTATION_CREATED": "task",
@@ -35,21 +37,35 @@ _NEEDS = {  # the key each action must carry
 }
 
 
-class _Ref(Schema):
+class ObjectRef(Schema):
+    """``{"id": n}``: how a payload names a project, task or annotation (other keys are ignored)."""
+
     class Meta:
         unknown = EXCLUDE
 
     id = _ID
 
 
+_REF_JSON: dict[str, Any] = {  # ObjectRef in JSON Schema, for the OpenAPI description of _IdOrIds
+    "type": "object",
+    "properties": {"id": {"type": "integer", "minimum": 1, "maximum": MAX_ID}},
+    "required": ["id"],
+}
+
+
 class _IdOrIds(fields.Field):  # type: ignore[type-arg]
     """An object with an id, or a list of them (ANNOTATIONS_CREATED sends lists under singular keys)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            metadata={"oneOf": [_REF_JSON, {"type": "array", "maxItems": MAX_IDS, "items": _REF_JSON}]}
+        )
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[int]:
         items = value if isinstance(value, list) else [value]
         if len(items) > MAX_IDS:
             raise ValidationError(f"more than {MAX_IDS} items")
-        loaded = _Ref(many=True).load(items)
+        loaded = ObjectRef(many=True).load(items)
         return [item["id"] for item in loaded]
 
 
@@ -59,16 +75,23 @@ class PayloadSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    action = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    project = fields.Nested(_Ref, required=True)
-    tasks = fields.List(fields.Nested(_Ref), validate=validate.Length(max=MAX_IDS))
+    action = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=64),
+        metadata={  # for the OpenAPI document: the actions acted on, and that any other is taken too
+            "description": "Label Studio's event; actions other than these are acknowledged and ignored",
+            "anyOf": [{"enum": sorted(HANDLED)}, {"not": {"enum": sorted(HANDLED)}}],
+        },
+    )
+    project = fields.Nested(ObjectRef, required=True)
+    tasks = fields.List(fields.Nested(ObjectRef), validate=validate.Length(max=MAX_IDS))
     task = _IdOrIds()
     annotation = _IdOrIds()
-    annotations = fields.List(fields.Nested(_Ref), validate=validate.Length(max=MAX_IDS))
+    annotations = fields.List(fields.Nested(ObjectRef), validate=validate.Length(max=MAX_IDS))
 
     @validates_schema
     def _fields_for_action(self, data: dict[str, Any], **kwargs: Any) -> None:
-        needs = _NEEDS.get(data.get("action", ""))
+        needs = NEEDS.get(data.get("action", ""))
         if needs and needs not in data:
             raise ValidationError(f"required for {data['action']}", field_name=needs)
 
@@ -101,7 +124,7 @@ def _ref_ids(items: Any) -> list[int] | None:
     ids = []
     for item in items:
         value = item.get("id") if type(item) is dict else None
-        if type(value) is not int or value < 1:
+        if type(value) is not int or not 1 <= value <= MAX_ID:
             return None
         ids.append(value)
     return ids
@@ -119,7 +142,7 @@ def _fast_load(body: dict[str, Any]) -> dict[str, Any] | None:
     if type(action) is not str or not 1 <= len(action) <= 64 or type(project) is not dict:
         return None
     project_id = project.get("id")
-    if type(project_id) is not int or project_id < 1:
+    if type(project_id) is not int or not 1 <= project_id <= MAX_ID:
         return None
     data: dict[str, Any] = {"action": action, "project": {"id": project_id}}
     for key in ("tasks", "annotations"):
@@ -135,7 +158,7 @@ def _fast_load(body: dict[str, Any]) -> dict[str, Any] | None:
             if ids is None:
                 return None
             data[key] = ids
-    needs = _NEEDS.get(action)
+    needs = NEEDS.get(action)
     if needs and needs not in data:
         return None
     return data

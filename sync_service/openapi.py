@@ -1,7 +1,8 @@
-"""The REST API described by OpenAPI 3, served at ``GET /api/v1/openapi.json``.
+"""The service's HTTP API described by OpenAPI 3, served at ``GET /api/v1/openapi.json``.
 
 Built with apispec from the same marshmallow schema the webhook validates with, so the description
-cannot drift from what the service accepts.
+cannot drift from what the service accepts. Every route but the console (HTML for people) is here,
+with every status it answers: ``tests/hostile/test_openapi_schemathesis.py`` holds the app to it.
 """
 
 from __future__ import annotations
@@ -13,39 +14,118 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, jsonify
 
+from sync_service.app import RETRY_AFTER_SECONDS
+from sync_service.awsjson import CONTENT_TYPE as AWS_JSON
 from sync_service.config import SECRET_HEADER
-from sync_service.events import PayloadSchema
+from sync_service.events import MAX_ID, NEEDS, ObjectRef, PayloadSchema
+from sync_service.rekognition import HANDLERS as REKOGNITION_OPERATIONS
 
 bp = Blueprint("openapi", __name__)
 
-_ERROR = {
-    "description": "error",
-    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-}
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(description: str, schema: str, **extra: Any) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}, **extra}
+
+
+_ERROR = _json("error", "Error")
+_UNAVAILABLE = _json(
+    "Redis, S3 or Label Studio did not answer: nothing was done, try again after Retry-After seconds",
+    "Error",
+    headers={
+        "Retry-After": {
+            "description": f"seconds to wait before trying again ({RETRY_AFTER_SECONDS})",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+)
 _PROJECT_ID = {
     "name": "project_id",
     "in": "path",
     "required": True,
-    "schema": {"type": "integer", "minimum": 1},
+    "description": "the Label Studio project id",
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+}
+_SCHEMAS: dict[str, dict[str, Any]] = {
+    "Error": {
+        "type": "object",
+        "properties": {
+            "error": {"type": "string"},
+            "message": {"type": "string"},
+            "fields": {"type": "object", "description": "the webhook fields that failed the schema"},
+        },
+        "required": ["error"],
+    },
+    "WebhookAccepted": {
+        "type": "object",
+        "properties": {
+            "action": {"type": "string"},
+            "status": {"type": "string", "enum": ["queued", "ignored"]},
+        },
+        "required": ["action", "status"],
+    },
+    "ProjectStatus": {
+        "type": "object",
+        "properties": {
+            "project": {"type": "integer"},
+            "title": {"type": "string"},
+            "slug": {"type": "string"},
+        },
+        "required": ["project", "title", "slug"],
+        "additionalProperties": True,
+    },
+    "Queued": {
+        "type": "object",
+        "properties": {"status": {"type": "string", "enum": ["queued"]}, "job": {"type": "string"}},
+        "required": ["status", "job"],
+    },
+    "Health": {
+        "type": "object",
+        "properties": {"status": {"type": "string", "enum": ["ok"]}},
+        "required": ["status"],
+    },
+    "Readiness": {
+        "type": "object",
+        "properties": {
+            "status": {"type": "string", "enum": ["ready", "not ready"]},
+            "checks": {
+                "type": "object",
+                "properties": {name: {"type": "boolean"} for name in ("redis", "s3", "label_studio")},
+                "required": ["redis", "s3", "label_studio"],
+            },
+        },
+        "required": ["status", "checks"],
+    },
+    "AwsError": {
+        "type": "object",
+        "properties": {"__type": {"type": "string"}, "Message": {"type": "string"}},
+        "required": ["__type", "Message"],
+    },
 }
 
 
-@functools.cache
-def spec() -> dict[str, Any]:
-    """The OpenAPI document (built once)."""
-    api = APISpec(
-        title="label-studio-custom-labels sync service",
-        version="1",
-        openapi_version="3.0.3",
-        plugins=[MarshmallowPlugin()],
-        info={"description": "Webhooks from Label Studio, project status and resync."},
-    )
-    api.components.schema("WebhookPayload", schema=PayloadSchema)
-    api.components.schema(
-        "Error",
-        {"type": "object", "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
-    )
-    api.components.security_scheme("webhookSecret", {"type": "apiKey", "in": "header", "name": SECRET_HEADER})
+def _required_for_action() -> dict[str, Any]:
+    """The payload's rule that an action carries its key (``TASKS_CREATED`` needs ``tasks``...): any
+    other action, or one of these with its key."""
+    by_key: dict[str, list[str]] = {}
+    for action, key in sorted(NEEDS.items()):
+        by_key.setdefault(key, []).append(action)
+    return {
+        "anyOf": [
+            {"properties": {"action": {"not": {"enum": sorted(NEEDS)}}}},
+            *(
+                {"properties": {"action": {"enum": actions}}, "required": [key]}
+                for key, actions in sorted(by_key.items())
+            ),
+        ]
+    }
+
+
+def _paths(api: APISpec) -> None:
     api.path(
         path="/webhooks/label-studio",
         operations={
@@ -54,15 +134,16 @@ def spec() -> dict[str, Any]:
                 "security": [{"webhookSecret": []}],
                 "requestBody": {
                     "required": True,
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/WebhookPayload"}}
-                    },
+                    "content": {"application/json": {"schema": _ref("WebhookPayload")}},
                 },
                 "responses": {
-                    "202": {"description": "queued or ignored"},
-                    "400": _ERROR,
-                    "401": _ERROR,
-                    "413": _ERROR,
+                    "202": _json(
+                        "queued, or ignored (an action the service does not act on)", "WebhookAccepted"
+                    ),
+                    "400": _json("the body is not JSON or fails the schema (nothing recorded)", "Error"),
+                    "401": _json(f"{SECRET_HEADER} missing or wrong (nothing recorded)", "Error"),
+                    "413": _json("the body is larger than CUSTOMLABELS_MAX_WEBHOOK_BYTES", "Error"),
+                    "503": _UNAVAILABLE,
                 },
             }
         },
@@ -73,7 +154,11 @@ def spec() -> dict[str, Any]:
             "get": {
                 "summary": "Last publish, entries and labels per dataset, pending events, last error",
                 "parameters": [_PROJECT_ID],
-                "responses": {"200": {"description": "the status"}, "404": _ERROR},
+                "responses": {
+                    "200": _json("the status", "ProjectStatus"),
+                    "404": _json("not a customlabels project", "Error"),
+                    "503": _UNAVAILABLE,
+                },
             }
         },
     )
@@ -83,24 +168,102 @@ def spec() -> dict[str, Any]:
             "post": {
                 "summary": "Rebuild the project's manifests from Label Studio, correcting any drift",
                 "parameters": [_PROJECT_ID],
-                "responses": {"202": {"description": "queued"}, "404": _ERROR},
+                "responses": {
+                    "202": _json("queued", "Queued"),
+                    "404": _json("not a customlabels project", "Error"),
+                    "503": _UNAVAILABLE,
+                },
+            }
+        },
+    )
+    api.path(
+        path="/api/v1/openapi.json",
+        operations={
+            "get": {
+                "summary": "This document",
+                "responses": {
+                    "200": {
+                        "description": "the OpenAPI document",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
             }
         },
     )
     api.path(
         path="/healthz",
-        operations={"get": {"summary": "The process is up", "responses": {"200": {"description": "up"}}}},
+        operations={"get": {"summary": "The process is up", "responses": {"200": _json("up", "Health")}}},
     )
     api.path(
         path="/readyz",
         operations={
             "get": {
                 "summary": "Redis, S3 and Label Studio answer",
-                "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}},
+                "responses": {
+                    "200": _json("ready", "Readiness"),
+                    "503": _json("not ready: checks names what does not answer", "Readiness"),
+                },
             }
         },
     )
+    aws_object = {AWS_JSON: {"schema": {"type": "object"}}}
+    aws_error = {AWS_JSON: {"schema": _ref("AwsError")}}
+    api.path(
+        path="/",
+        operations={
+            "post": {
+                "summary": "The Rekognition-compatible endpoint (AWS JSON 1.1)",
+                "description": (
+                    "Requests are signed with AWS Signature Version 4 (service `rekognition`) with the key "
+                    "pair CUSTOMLABELS_API_ACCESS_KEY_ID / CUSTOMLABELS_API_SECRET_ACCESS_KEY; input and "
+                    "output shapes are Rekognition's (botocore's service model). Errors are AWS's: "
+                    "`__type` names the exception class, `x-amzn-ErrorType` repeats it."
+                ),
+                "parameters": [
+                    {
+                        "name": "X-Amz-Target",
+                        "in": "header",
+                        "required": True,
+                        "schema": {
+                            "type": "string",
+                            "enum": [f"RekognitionService.{name}" for name in sorted(REKOGNITION_OPERATIONS)],
+                        },
+                    }
+                ],
+                "requestBody": {"required": True, "content": aws_object},
+                "responses": {
+                    "200": {"description": "the operation's output", "content": aws_object},
+                    "400": {
+                        "description": "a client error (AccessDeniedException if unsigned)",
+                        "content": aws_error,
+                    },
+                },
+            }
+        },
+    )
+
+
+@functools.cache
+def spec() -> dict[str, Any]:
+    """The OpenAPI document (built once)."""
+    api = APISpec(
+        title="label-studio-custom-labels sync service",
+        version="1",
+        openapi_version="3.0.3",
+        plugins=[MarshmallowPlugin()],
+        info={
+            "description": "Webhooks from Label Studio, project status and resync, health, and the "
+            "Rekognition-compatible endpoint."
+        },
+    )
+    api.components.schema("ObjectRef", schema=ObjectRef)
+    api.components.schema("WebhookPayload", schema=PayloadSchema)
+    for name, schema in _SCHEMAS.items():
+        api.components.schema(name, schema)
+    api.components.security_scheme("webhookSecret", {"type": "apiKey", "in": "header", "name": SECRET_HEADER})
+    _paths(api)
     document: dict[str, Any] = api.to_dict()
+    document["components"]["schemas"]["WebhookPayload"].update(_required_for_action())
     return document
 
 

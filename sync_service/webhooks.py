@@ -36,7 +36,8 @@ def _accepted(status: str, action: str) -> Response:
 
 @bp.post("/webhooks/label-studio")
 def receive() -> Any:
-    """Take one Label Studio webhook: 401 without the secret, 400 for a bad body, else 202."""
+    """Take one Label Studio webhook: 401 without the secret, 400 for a bad body, else 202 (503 when
+    Redis is away: see ``app``)."""
     given = request.headers.get(SECRET_HEADER, "").encode()
     if not hmac.compare_digest(given, ext.settings().webhook_secret.encode()):
         return _error(401, f"missing or wrong {SECRET_HEADER} header")
@@ -48,7 +49,9 @@ def receive() -> Any:
     try:
         hint = parse_payload(payload)
     except ValidationError as exc:
-        return _error(400, "the payload does not match the webhook schema", fields=exc.messages)
+        if isinstance(exc.messages, dict):  # per field
+            return _error(400, "the payload does not match the webhook schema", fields=exc.messages)
+        return _error(400, f"the payload does not match the webhook schema: {'; '.join(exc.messages)}")
     if not hint.handled:
         return _accepted("ignored", hint.action)
     if hint.project_deleted:

@@ -145,3 +145,44 @@ def test_the_openapi_document_describes_the_webhook(client: FlaskClient) -> None
     assert "/webhooks/label-studio" in doc["paths"]
     payload = doc["components"]["schemas"]["WebhookPayload"]
     assert set(payload["required"]) == {"action", "project"}
+
+
+def test_a_body_that_is_not_an_object_is_400_with_a_message(client: FlaskClient) -> None:
+    """Found by schemathesis: ``fields`` was a list here, where the document promises an object."""
+    response = post(client, [event(1)])
+    assert response.status_code == 400
+    assert response.get_json() == {
+        "error": "the payload does not match the webhook schema: the body must be a JSON object"
+    }
+
+
+@pytest.mark.parametrize("where", ["project", "tasks"])
+def test_an_id_past_64_bits_signed_is_400(
+    client: FlaskClient, settings: Settings, redis: Redis, where: str
+) -> None:
+    """Label Studio's ids are 64-bit signed: a larger one (orjson reads up to 2**64 - 1) is no id of its."""
+    body: dict[str, object] = {"action": "TASKS_CREATED", "project": PROJECT, "tasks": [{"id": 1}]}
+    body[where] = {"id": 2**63} if where == "project" else [{"id": 2**63}]
+    response = post(client, body)
+    assert response.status_code == 400
+    assert where in response.get_json()["fields"]
+    assert queued(settings, redis) == 0
+
+
+def test_a_wrong_method_is_405_in_json_with_allow(client: FlaskClient) -> None:
+    response = client.get("/webhooks/label-studio")
+    assert response.status_code == 405
+    assert response.is_json
+    assert "POST" in response.headers["Allow"]
+
+
+def test_the_openapi_document_describes_every_route_but_the_console(client: FlaskClient) -> None:
+    doc = client.get("/api/v1/openapi.json").get_json()
+    documented = {(path, method.upper()) for path, item in doc["paths"].items() for method in item}
+    served = {
+        (rule.rule.replace("<int:project_id>", "{project_id}"), method)
+        for rule in client.application.url_map.iter_rules()
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+        if not rule.rule.startswith(("/console", "/static"))
+    }
+    assert documented == served
