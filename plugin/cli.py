@@ -1,7 +1,9 @@
 """The ``customlabels`` command line: conversions, validation and the train/test split.
 
 Exit codes: 0 success (for ``validate``: the dataset is usable for training), 1 bad data or a dataset
-not usable for training, 2 usage errors. Outputs are replaced whole or not at all.
+not usable for training, 2 usage errors. Outputs are replaced whole or not at all. With ``--json`` a
+command prints one JSON document on standard output (``{"status": "error", "error": ...}`` when it
+fails); warnings and errors still go to standard error.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import gc
 import io
+import json
 import os
 import sys
 import tempfile
@@ -67,6 +70,25 @@ def _say(message: str) -> None:
 def _warn_all(report: Report) -> None:
     if report.items:
         _say(report.format())
+
+
+def _print_json(document: object) -> None:
+    """A command's result with ``--json``: one JSON document on standard output."""
+    print(json.dumps(document, indent=2), flush=True)
+
+
+def _issues_json(report: Report, limit: int = 20) -> list[dict[str, object]]:
+    """The first ``limit`` issues of ``report``: where (``unit`` ``line`` or ``item``), code, severity."""
+    return [
+        {
+            report.unit: number,
+            "code": issue.code,
+            "severity": issue.severity.value,
+            "field": issue.field,
+            "message": issue.message,
+        }
+        for number, issue in report.items[:limit]
+    ]
 
 
 def _load_meta(path: str | None) -> dict[str, ImageMeta]:
@@ -145,7 +167,18 @@ def cmd_ls_to_manifest(args: argparse.Namespace) -> int:
                 report = _IssueLog(source=args.input)
             count = _ls_to_manifest_stream(args.input, stream, options, report, out, rewrite=rewrite)
     _warn_all(report)
-    _say(f"wrote {count} manifest lines to {args.output}")
+    if args.json:
+        _print_json(
+            {
+                "input": args.input,
+                "output": args.output,
+                "count": count,
+                "warnings": report.total,
+                "issues": _issues_json(report),
+            }
+        )
+    else:
+        _say(f"wrote {count} manifest lines to {args.output}")
     return 0
 
 
@@ -703,7 +736,21 @@ def cmd_manifest_to_ls(args: argparse.Namespace) -> int:
     _warn_all(report)
     if args.label_config_out:
         write_text(args.label_config_out, build_label_config(choices=choices, boxes=boxes, multiple=multiple))
-    _say(f"wrote {count} tasks to {args.output}")
+    if args.json:
+        _print_json(
+            {
+                "input": args.input,
+                "output": args.output,
+                "count": count,
+                "warnings": len(report.warnings),
+                "skipped_invalid": len(report.errors),
+                "issues": _issues_json(report),
+                "label_config": args.label_config_out,
+                "labels": {"choices": list(choices), "boxes": list(boxes)},
+            }
+        )
+    else:
+        _say(f"wrote {count} tasks to {args.output}")
     return 0
 
 
@@ -756,7 +803,18 @@ def cmd_coco_to_manifest(args: argparse.Namespace) -> int:
         )
     report = Report(source=args.input, items=found, unit="item")
     _warn_all(report)
-    _say(f"wrote {count} manifest lines to {args.output}")
+    if args.json:
+        _print_json(
+            {
+                "input": args.input,
+                "output": args.output,
+                "count": count,
+                "warnings": len(found),
+                "issues": _issues_json(report),
+            }
+        )
+    else:
+        _say(f"wrote {count} manifest lines to {args.output}")
     return 0
 
 
@@ -788,7 +846,10 @@ def cmd_csv_to_manifest(args: argparse.Namespace) -> int:
                 for r in rows
             ),
         )
-    _say(f"wrote {count} manifest lines to {args.output}")
+    if args.json:
+        _print_json({"input": args.input, "output": args.output, "count": count, "warnings": 0, "issues": []})
+    else:
+        _say(f"wrote {count} manifest lines to {args.output}")
     return 0
 
 
@@ -851,6 +912,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
             document = file_error_summary(code[0], f"({path}: {code[1]})")
             write_text(os.path.join(outdir, "manifest_summary.json"), dumps(document).decode() + "\n")
             _say(f"{path}: {code[1]} [{code[0]}]")
+            if args.json:
+                _print_json(
+                    {
+                        "usable": False,
+                        "output_dir": outdir,
+                        "files": {"summary": os.path.join(outdir, "manifest_summary.json")},
+                        "errors": {code[0]: 1},
+                        "error": f"{path}: {code[1]} [{code[0]}]",
+                    }
+                )
             return 1
     results = {}
     with ExitStack() as stack:
@@ -881,7 +952,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
             raise CliError(f"{args.test}: {C.message(C.ERROR_EMPTY_MANIFEST)} [{C.ERROR_EMPTY_MANIFEST}]")
         summary = summarize(results["training"], results.get("testing"), limits=limits, seed=args.seed)
         write_text(os.path.join(outdir, "manifest_summary.json"), dumps(summary.document).decode() + "\n")
-    _print_summary(summary.document, summary.usable, outdir)
+    if args.json:
+        _print_json(_summary_json(summary.document, summary.usable, outdir, [name for name, _ in sets]))
+    else:
+        _print_summary(summary.document, summary.usable, outdir)
     return 0 if summary.usable else 1
 
 
@@ -895,6 +969,67 @@ def _file_error(path: str, limits: C.Limits) -> tuple[str, str] | None:
     if size == 0:
         return C.ERROR_EMPTY_MANIFEST, "the file is empty"
     return None
+
+
+def _summary_json(doc: dict[str, Any], usable: bool, outdir: str, sets: list[str]) -> dict[str, Any]:
+    """``validate --json``: usable or not, each dataset's counts, its dataset-level error codes and the
+    error codes on its lines (lines per code, read back from its validation manifest), the files."""
+    files = {"summary": os.path.join(outdir, "manifest_summary.json")}
+    out: dict[str, Any] = {"usable": usable, "output_dir": outdir, "files": files}
+    for name in ("training", "testing"):
+        stats = doc["statistics"].get(name) or {}
+        block: dict[str, Any] = {
+            "use_case": stats.get("use_case"),
+            "lines": stats.get("total_json_lines", 0),
+            "valid": stats.get("valid_json_lines", 0),
+            "invalid": stats.get("invalid_json_lines", 0),
+            "ignored": stats.get("ignored_json_lines", 0),
+            "lines_with_errors": len(stats.get("error_json_line_indices") or ()),
+            "errors": _code_counts(stats.get("errors") or ()),
+        }
+        if name in sets:
+            path = os.path.join(outdir, f"{name}_manifest_with_validation.json")
+            files[name] = path
+            block["line_errors"] = _line_error_codes(path)
+        else:
+            block["auto_split"] = True  # the test set is 20% of the training manifest
+        out[name] = block
+    out["errors"] = _code_counts(doc.get("errors") or ())
+    return out
+
+
+def _code_counts(errors: Iterable[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for error in errors:
+        counts[error["code"]] = counts.get(error["code"], 0) + 1
+    return counts
+
+
+def _line_error_codes(path: str) -> dict[str, int]:
+    """Lines of a validation manifest per error code (a line counted once per code it carries)."""
+    counts: dict[str, int] = {}
+    with open(path, "rb") as stream:
+        for data in stream:
+            if b'"errors"' not in data:
+                continue
+            for code in _codes_in(loads(data)):
+                counts[code] = counts.get(code, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _codes_in(value: Any) -> set[str]:
+    """The codes under every ``errors`` list in a validation line (line, attribute, annotation)."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "errors" and isinstance(item, list):
+                found.update(e["code"] for e in item if isinstance(e, dict) and "code" in e)
+            else:
+                found |= _codes_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _codes_in(item)
+    return found
 
 
 def _print_summary(doc: dict[str, object], usable: bool, outdir: str) -> None:
@@ -991,9 +1126,21 @@ def cmd_split(args: argparse.Namespace) -> int:
             outs[side].write(raw.data)
             outs[side].write(b"\n")
             counts[side] += 1
-    _say(
-        f"train: {counts['train']} entries -> {args.train_out}; test: {counts['test']} entries -> {args.test_out}"
-    )
+    if args.json:
+        _print_json(
+            {
+                "input": args.input,
+                "train": {"output": args.train_out, "count": counts["train"]},
+                "test": {"output": args.test_out, "count": counts["test"]},
+                "test_fraction": args.test_fraction,
+                "seed": args.seed,
+                "labels_short": dict(short),
+            }
+        )
+    else:
+        _say(
+            f"train: {counts['train']} entries -> {args.train_out}; test: {counts['test']} entries -> {args.test_out}"
+        )
     return 0
 
 
@@ -1024,6 +1171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-meta", metavar="META.jsonl", help="stored size and EXIF orientation per image")
     p.add_argument("--job-name", metavar="NAME", help="job-name of labels made in Label Studio")
     p.add_argument("--s3-prefix", metavar="s3://bucket/prefix/", help="maps image URLs that are not s3://")
+    _json_flag(p)
     p.set_defaults(func=cmd_ls_to_manifest)
 
     p = conv.add_parser("manifest-to-ls", help="Ground Truth manifest -> Label Studio tasks")
@@ -1037,6 +1185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-meta", metavar="META.jsonl", help="stored size and EXIF orientation per image")
     p.add_argument("--dataset", choices=("train", "test"), help="mark every task as this dataset")
     p.add_argument("--skip-invalid", action="store_true", help="convert the valid lines when some are not")
+    _json_flag(p)
     p.set_defaults(func=cmd_manifest_to_ls)
 
     p = conv.add_parser("coco-to-manifest", help="COCO object detection -> Ground Truth manifest")
@@ -1044,12 +1193,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--s3-prefix", required=True, metavar="s3://bucket/prefix/", help="where the images are")
     p.add_argument("-o", "--output", required=True, metavar="OUTPUT")
     p.add_argument("--job-name", metavar="NAME")
+    _json_flag(p)
     p.set_defaults(func=cmd_coco_to_manifest)
 
     p = conv.add_parser("csv-to-manifest", help="CSV image,label,... -> Ground Truth manifest")
     p.add_argument("input", metavar="INPUT.csv")
     p.add_argument("--s3-prefix", metavar="s3://bucket/prefix/", help="prepended to the image column")
     p.add_argument("-o", "--output", required=True, metavar="OUTPUT")
+    _json_flag(p)
     p.set_defaults(func=cmd_csv_to_manifest)
 
     p = sub.add_parser("validate", help="apply Rekognition's validation rules to train (and test) manifests")
@@ -1062,6 +1213,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--image-meta", metavar="META.jsonl", help="stored size, format and bytes per image")
     p.add_argument("--seed", type=int, default=0, help="seed of the auto-split (default 0)")
+    _json_flag(p)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("split", help="stratified, stable train/test split of a manifest")
@@ -1072,16 +1224,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="same input and seed give the same split (default 0)")
     p.add_argument("--keep-train", metavar="OLD_TRAIN.manifest", help="entries that stay in train")
     p.add_argument("--keep-test", metavar="OLD_TEST.manifest", help="entries that stay in test")
+    _json_flag(p)
     p.set_defaults(func=cmd_split)
 
     add_parsers(sub)
     return parser
 
 
+def _json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json", action="store_true", help="print the result as one JSON document on standard output"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``customlabels``; return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "json", False) and "-" in (
+        getattr(args, "output", None),
+        getattr(args, "train_out", None),
+        getattr(args, "test_out", None),
+    ):
+        parser.error("--json prints to standard output: give the output a file name, not -")
     func = getattr(args, "func", None)
     if func is None:
         if args.command in ("convert", "project", "dataset"):
@@ -1098,6 +1263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = func(args)
     except (ConversionError, CliError) as exc:
+        if getattr(args, "json", False):
+            print(json.dumps({"status": "error", "error": str(exc)}), flush=True)
         _say(f"error: {exc}")
         return 1
     except BrokenPipeError:

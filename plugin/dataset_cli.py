@@ -2,7 +2,9 @@
 
 PROJECT is a Label Studio project id, the project's S3 folder name, its title, or its Rekognition
 name. Settings come from the environment (``sync_service.config``). Every command prints a readable
-summary, or JSON with ``--json``.
+summary, or JSON with ``--json`` (standard output holds nothing else). The long ones (``create``,
+``distribute``, ``update``, ``delete``, ``snapshot PROJECT``) show their progress on standard error: a
+bar on a terminal, plain lines elsewhere and with ``--json``, nothing with ``--quiet``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from converters.labelconfig import CHOICES, RECTANGLE_LABELS
+from plugin.progress import ItemProgress
 from sync_service.config import load_settings
 
 if TYPE_CHECKING:
@@ -28,11 +31,17 @@ DATASETS = ("train", "test")
 SOURCES = ("from_s3", "from_dir", "from_manifest", "from_dataset", "from_coco", "from_csv")
 
 
-def _ops() -> Datasets:
+def _ops(progress: ItemProgress | None = None) -> Datasets:
     from plugin.datasets import Datasets  # noqa: PLC0415
     from sync_service.jobs import make_context  # noqa: PLC0415
 
-    return Datasets(make_context(load_settings()))
+    return Datasets(make_context(load_settings()), progress=progress)
+
+
+def progress_for(args: argparse.Namespace) -> ItemProgress:
+    """The progress display of a command: on standard error, a bar on a terminal; plain lines with
+    ``--json`` (whatever stderr is) or elsewhere; nothing with ``--quiet``."""
+    return ItemProgress(tty=False if args.json else None, enabled=not getattr(args, "quiet", False))
 
 
 def _error(message: str) -> Exception:
@@ -102,13 +111,14 @@ def cmd_create(args: argparse.Namespace) -> int:
         raise _error("--from-dataset takes PROJECT/train or PROJECT/test")
     if args.from_coco and not args.s3_prefix:
         raise _error("--from-coco needs --s3-prefix s3://bucket/prefix/")
-    ops = _ops()
-    info = ops.project(args.project)
-    created = not ops.has_dataset(info, args.dataset)
-    if created:
-        info = ops.create_dataset(info, args.dataset, status="CREATE_IN_PROGRESS")
-    with _tracked(ops, info, [args.dataset], created=created):
-        result = _fill(ops, info, args)
+    with progress_for(args) as progress:
+        ops = _ops(progress)
+        info = ops.project(args.project)
+        created = not ops.has_dataset(info, args.dataset)
+        if created:
+            info = ops.create_dataset(info, args.dataset, status="CREATE_IN_PROGRESS")
+        with _tracked(ops, info, [args.dataset], created=created):
+            result = _fill(ops, info, args)
     doc = {"project": info.label_studio_project_id, "dataset": args.dataset, **result.as_json()}
     text = f"{info.title} / {args.dataset}: {result.added} added, {result.updated} updated, {result.skipped} already there"
     if result.rejected:
@@ -142,10 +152,11 @@ def _fill(ops: Datasets, info: ProjectInfo, args: argparse.Namespace) -> ImportR
 
 def cmd_distribute(args: argparse.Namespace) -> int:
     """Move 20% of the training entries into the empty test dataset."""
-    ops = _ops()
-    info = ops.project(args.project)
-    with _tracked(ops, info, [d for d in DATASETS if ops.has_dataset(info, d)]):
-        counts = ops.distribute(info, fraction=args.test_fraction)
+    with progress_for(args) as progress:
+        ops = _ops(progress)
+        info = ops.project(args.project)
+        with _tracked(ops, info, [d for d in DATASETS if ops.has_dataset(info, d)]):
+            counts = ops.distribute(info, fraction=args.test_fraction)
     return _out(args, counts, f"{info.title}: train {counts['train']} entries, test {counts['test']} entries")
 
 
@@ -213,15 +224,16 @@ def cmd_labels(args: argparse.Namespace) -> int:
 
 def cmd_update(args: argparse.Namespace) -> int:
     """UpdateDatasetEntries from a file of manifest lines."""
-    ops = _ops()
-    info = ops.project(args.project)
-    try:
-        with open(args.lines, "rb") as f:
-            body = f.read()
-    except OSError as exc:
-        raise _error(f"{args.lines}: {exc.strerror}") from exc
-    with _tracked(ops, info, [args.dataset] if ops.has_dataset(info, args.dataset) else []):
-        result = ops.update_entries(info, args.dataset, body)
+    with progress_for(args) as progress:
+        ops = _ops(progress)
+        info = ops.project(args.project)
+        try:
+            with open(args.lines, "rb") as f:
+                body = f.read()
+        except OSError as exc:
+            raise _error(f"{args.lines}: {exc.strerror}") from exc
+        with _tracked(ops, info, [args.dataset] if ops.has_dataset(info, args.dataset) else []):
+            result = ops.update_entries(info, args.dataset, body)
     return _out(
         args,
         result.as_json(),
@@ -231,9 +243,10 @@ def cmd_update(args: argparse.Namespace) -> int:
 
 def cmd_delete(args: argparse.Namespace) -> int:
     """Delete a dataset and its tasks."""
-    ops = _ops()
-    info = ops.project(args.project)
-    ops.delete_dataset(info, args.dataset)
+    with progress_for(args) as progress:
+        ops = _ops(progress)
+        info = ops.project(args.project)
+        ops.delete_dataset(info, args.dataset)
     return _out(args, {"deleted": args.dataset}, f"deleted the {args.dataset} dataset of {info.title}")
 
 
@@ -262,10 +275,13 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
         ids = ops.snapshots(ops.project(words[1]))
         return _out(args, ids, "\n".join(ids) or "(no snapshots)")
     if len(words) == 1:
-        info = ops.project(words[0])
-        record = ops.snapshot(info)
+        with progress_for(args) as progress:
+            ops.progress = progress
+            info = ops.project(words[0])
+            record = ops.snapshot(info)
         folder = ops.ctx.projects.key(info, f"snapshots/{record['id']}/")
-        return _out(args, record, f"snapshot {record['id']}: s3://{ops.ctx.storage.bucket}/{folder}")
+        where = f"s3://{ops.ctx.storage.bucket}/{folder}"
+        return _out(args, {**record, "s3": where}, f"snapshot {record['id']}: {where}")
     raise _error("usage: snapshot PROJECT | snapshot list PROJECT | snapshot diff A B")
 
 
@@ -281,6 +297,7 @@ def add_parsers(sub: Any) -> None:
         if dataset_required:
             p.add_argument("--dataset", choices=DATASETS, required=True)
         p.add_argument("--json", action="store_true", help="print JSON")
+        _quiet(p)
 
     p = dsub.add_parser(
         "create", help="create a dataset from S3, a folder, a manifest, another dataset, COCO or CSV"
@@ -329,7 +346,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("names", nargs="*", metavar="NAME")
     p.add_argument("--dataset", choices=DATASETS, help="count in this dataset only")
     p.add_argument("--boxes", action="store_true", help="add a box label (default: image-level)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _quiet(p)
     p.set_defaults(func=cmd_labels)
 
     p = dsub.add_parser("update", help="UpdateDatasetEntries: add or replace entries from manifest lines")
@@ -344,5 +362,12 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("snapshot", help="freeze the manifests (snapshot PROJECT), list or diff snapshots")
     p.add_argument("words", nargs="+", metavar="PROJECT | list PROJECT | diff A B")
     p.add_argument("--project", help="project of bare snapshot ids in diff")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _quiet(p)
     p.set_defaults(func=cmd_snapshot)
+
+
+def _quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress on standard error (errors still show)"
+    )

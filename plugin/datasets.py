@@ -9,6 +9,10 @@ through Label Studio's API, then publishes, so the manifests in S3 follow at onc
 Both the ``customlabels dataset ...`` commands and the Rekognition-compatible endpoint call these
 functions; errors are :class:`DatasetError` carrying the Rekognition exception name and, where there is
 one, the Rekognition error code.
+
+Long operations report how far they are through the ``progress`` callback given to :class:`Datasets`
+(``progress(stage, done, total)``, ``total`` None when unknown); it defaults to doing nothing, and this
+module never prints.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import contextlib
 import hashlib
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,6 +61,14 @@ MAX_UPDATE_BYTES = 5 * 1024 * 1024  # UpdateDatasetEntries' GroundTruth limit
 MAX_RESULTS = 100
 LOCK_TTL = 30.0  # a dataset lock whose holder died (stopped renewing it) frees itself this much later
 LOCK_WAIT = 1800.0  # the longest an operation waits for another one on the same project
+
+ProgressCallback = Callable[[str, int, int | None], None]
+"""``progress(stage, done, total)``: ``done`` items of ``total`` (None: not known) in ``stage``, a
+phrase such as ``"uploading images"``; a new phrase starts a new stage."""
+
+
+def no_progress(stage: str, done: int, total: int | None) -> None:
+    """The default :data:`ProgressCallback`: nothing."""
 
 
 class DatasetError(ServiceError):
@@ -117,10 +129,12 @@ def dataset_record(
 
 
 class Datasets:
-    """The dataset operations over one sync-service :class:`Context`."""
+    """The dataset operations over one sync-service :class:`Context`; ``progress`` hears how far the long
+    ones are (imports, distribute, snapshot, delete)."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, *, progress: ProgressCallback | None = None) -> None:
         self.ctx = ctx
+        self.progress: ProgressCallback = progress or no_progress
 
     # ------------------------------------------------------------------------------------- projects
 
@@ -156,10 +170,12 @@ class Datasets:
             blocking_timeout=wait,
             thread_local=False,
         )
-        if not lock.acquire():
-            raise DatasetError(
-                "ResourceInUseException", "another dataset operation on the project is running"
-            )
+        if not lock.acquire(blocking=False):
+            self.progress("waiting for another dataset operation on the project", 0, None)
+            if not lock.acquire():
+                raise DatasetError(
+                    "ResourceInUseException", "another dataset operation on the project is running"
+                )
         done = threading.Event()
 
         def renew() -> None:
@@ -217,9 +233,11 @@ class Datasets:
             info = self._record(info)
             if not info.has_dataset(dataset):
                 raise not_found(f"the project has no {dataset} dataset")
+            self.progress("reading the project's entries", 0, None)
             gone = [entry.task_id for entry in self.entries(info, all_tasks=True)[dataset]]
-            for task_id in gone:
+            for number, task_id in enumerate(gone, start=1):
                 self.ctx.ls.delete_task(task_id)
+                self.progress("deleting tasks", number, len(gone))
             with self.ctx.projects.lock(pid):
                 info = self._record(info)
                 datasets = {
@@ -229,6 +247,7 @@ class Datasets:
                 }
                 info = self.save(replace(info, datasets=datasets))
             ProjectState(self.ctx.redis, pid).note(gone=gone)
+            self.progress("publishing the manifests", 0, None)
             self._publish(info)
 
     # -------------------------------------------------------------------------------------- reading
@@ -293,6 +312,7 @@ class Datasets:
     ) -> ImportResult:
         pid = info.label_studio_project_id
         result = ImportResult()
+        self.progress("reading the project's entries", 0, None)
         xml, config = self.config(info)
         choices = [label.name for e in items for label in e.labels]
         boxes = [box.label for e in items for box in e.boxes]
@@ -315,7 +335,8 @@ class Datasets:
         fresh: list[dict[str, Any]] = []
         changed: list[int] = []
         seen: set[str] = set()
-        for entry in items:
+        for number, entry in enumerate(items, start=1):
+            self.progress("checking entries", number, len(items))
             if entry.source_ref in seen:
                 result.skipped += 1
                 continue
@@ -342,12 +363,16 @@ class Datasets:
                 result.updated += 1
         made: list[int] = []
         for start in range(0, len(fresh), IMPORT_BATCH):
+            self.progress("importing tasks into Label Studio", start, len(fresh))
             made += self.ctx.ls.import_tasks(pid, fresh[start : start + IMPORT_BATCH])
+        if fresh:
+            self.progress("importing tasks into Label Studio", len(fresh), len(fresh))
         if fresh or changed:
             # Task data changes send no webhook, and the import's webhook may come late: tell the cache
             # ourselves, then publish, so that the next operation finds every task made here.
             state = ProjectState(self.ctx.redis, pid)
             state.note(dirty=[*changed, *made], full=bool(fresh) and not made)
+            self.progress("publishing the manifests", 0, None)
             self._publish(info)
         return result
 
@@ -393,6 +418,7 @@ class Datasets:
         total = invalid_kept = 0
         for raw in lines:
             total += 1
+            self.progress(f"reading {source}", total, None)
             if raw.too_long or not raw.data.strip():
                 why = "longer than 100,000 characters" if raw.too_long else "an empty line"
                 rejected.append(_rejected(raw.number, [C.ERROR_INVALID_JSON_LINE], why))
@@ -469,10 +495,12 @@ class Datasets:
         if prefix and not prefix.endswith("/"):
             prefix += "/"
         now = now_stamp()
-        entries = []
+        entries: list[Entry] = []
+        self.progress(f"listing s3://{bucket}/{prefix}", 0, None)
         for key in self.ctx.storage.list_objects(bucket, prefix):
             if not key.lower().endswith(IMAGE_SUFFIXES):
                 continue
+            self.progress(f"listing s3://{bucket}/{prefix}", len(entries) + 1, None)
             rest = key[len(prefix) :]
             label = rest.split("/", 1)[0] if labels_from_folders and "/" in rest else None
             entries.append(_image_entry(f"s3://{bucket}/{key}", label, now))
@@ -488,10 +516,13 @@ class Datasets:
             raise invalid(f"{path}: not a folder")
         now = now_stamp()
         entries = []
-        for file in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
+        self.progress(f"finding images in {path}", 0, None)
+        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        for number, file in enumerate(files, start=1):
             rel = file.relative_to(root).parts
             label = rel[0] if labels_from_folders and len(rel) > 1 else None
             entries.append(_image_entry(self.upload_image(info, file.read_bytes(), file.suffix), label, now))
+            self.progress("uploading images", number, len(files))
         return self.import_entries(info, dataset, entries, replace_existing=False)
 
     def upload_image(self, info: ProjectInfo, data: bytes, suffix: str) -> str:
@@ -510,6 +541,7 @@ class Datasets:
             raise invalid("copy a dataset from another project (within one, an image is one entry)")
         if not self.has_dataset(source, source_dataset):
             raise not_found(f"project {source.title!r} has no {source_dataset} dataset")
+        self.progress(f"reading {source.title}/{source_dataset}", 0, None)
         lines = [
             RawLine(n, e.line or b"", False, len(e.line or b""))
             for n, e in enumerate(self.entries(source)[source_dataset], start=1)
@@ -522,6 +554,7 @@ class Datasets:
     def from_coco(self, info: ProjectInfo, dataset: str, path: str, *, s3_prefix: str) -> ImportResult:
         """A COCO object-detection file, through the core's transform (an image already in the project
         has its labels replaced)."""
+        self.progress(f"reading {path}", 0, None)
         with self._open(path) as stream:
             raw = stream.read()
         try:
@@ -533,6 +566,7 @@ class Datasets:
     def from_csv(self, info: ProjectInfo, dataset: str, path: str, *, s3_prefix: str | None) -> ImportResult:
         """A CSV ``image,label,...`` file, through the core's transform; duplicate images are refused (as
         the reference script does), an image already in the project has its labels replaced."""
+        self.progress(f"reading {path}", 0, None)
         with self._open(path) as stream:
             raw = stream.read()
         try:
@@ -571,6 +605,7 @@ class Datasets:
             info = self._record(info)
             if not (self.has_dataset(info, TRAIN) and self.has_dataset(info, TEST)):
                 raise not_found("distribute needs both a training and a test dataset")
+            self.progress("reading the project's entries", 0, None)
             sets = self.entries(info)
             if sets[TEST]:
                 raise invalid(f"the test dataset is not empty ({len(sets[TEST])} entries)")
@@ -587,7 +622,8 @@ class Datasets:
             pid = info.label_studio_project_id
             by_id = {t["id"]: t for t in self.ctx.ls.export_tasks(pid, [e.task_id for e in train])}
             moved: list[int] = []
-            for entry in train:
+            for number, entry in enumerate(train, start=1):
+                self.progress("placing entries", number, len(train))
                 side = assignment[entry.source_ref]
                 task = by_id.get(entry.task_id)
                 if task is None or task.get("data", {}).get("dataset") == side:
@@ -596,6 +632,7 @@ class Datasets:
                 moved.append(entry.task_id)
             if moved:
                 ProjectState(self.ctx.redis, pid).note(dirty=moved)  # task data changes send no webhook
+                self.progress("publishing the manifests", 0, None)
                 self._publish(info)
             to_test = sum(1 for e in train if assignment[e.source_ref] == TEST)
             return {TRAIN: len(train) - to_test, TEST: to_test}
@@ -732,6 +769,7 @@ class Datasets:
 
     def snapshot(self, info: ProjectInfo) -> dict[str, Any]:
         """Freeze the current manifests and summary under ``snapshots/<id>/`` (never overwritten)."""
+        self.progress("publishing the manifests", 0, None)
         self._publish(info)
         storage, projects = self.ctx.storage, self.ctx.projects
         names = ("train.manifest", "test.manifest", "validation/manifest_summary.json")
@@ -744,7 +782,8 @@ class Datasets:
         if existing is not None:
             found: dict[str, Any] = loads(existing)
             return found  # the same files in the same second: that snapshot (a snapshot is never rewritten)
-        for name, body in bodies.items():
+        for number, (name, body) in enumerate(bodies.items(), start=1):
+            self.progress("copying files", number - 1, len(bodies) + 1)
             storage.put_bytes(projects.key(info, f"snapshots/{snap}/{name}"), body)
         record = {
             "id": snap,
@@ -755,11 +794,13 @@ class Datasets:
                 TEST: bodies["test.manifest"].count(b"\n"),
             },
         }
+        self.progress("copying files", len(bodies), len(bodies) + 1)
         storage.put_bytes(
             projects.key(info, f"snapshots/{snap}/snapshot.json"),
             dumps(record),
             content_type="application/json",
         )
+        self.progress("copying files", len(bodies) + 1, len(bodies) + 1)
         return record
 
     def snapshots(self, info: ProjectInfo) -> list[str]:

@@ -1448,7 +1448,8 @@ def _up_locked(args: argparse.Namespace, plan: Plan) -> int:
     stack = Stack(plan, detached=args.detach)
     stack.save()
     handlers = _install_stop_handlers()
-    progress = Progress(6, enabled=True)
+    # With --json, plain progress lines (stdout holds the JSON; a redrawn bar would garble captured stderr).
+    progress = Progress(6, enabled=True, tty=False if args.json else None)
     try:
         bring_up(stack, secrets_, ls_settings, demo=not args.no_demo, progress=progress)
         progress.finish(f"ready in {time.monotonic() - progress.started:.0f} s")

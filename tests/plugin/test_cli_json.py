@@ -1,0 +1,740 @@
+"""``--json`` on every command: one JSON document on standard output holding the documented fields,
+progress and warnings on standard error only; the human output without ``--json`` as it was.
+
+The dataset commands run the real :class:`plugin.datasets.Datasets` over an in-memory world (Label
+Studio, S3, Redis and the publisher faked at the context), so the progress they report is the real one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from converters import codes as C
+from converters.jsonio import dumps
+from converters.labelconfig import build_label_config
+from converters.labelstudio import ReadOptions, task_to_entry
+from converters.manifest import entry_to_line
+from plugin import dataset_cli
+from plugin import datasets as datasets_module
+from plugin.cli import main
+from plugin.datasets import Datasets, ProgressCallback
+from sync_service.projects import ProjectInfo
+from sync_service.state import CachedEntry
+from tests.builders import cls_attr, coco, coco_box, coco_image, det_attr, jsonl, line
+
+SAMPLES = Path(__file__).resolve().parents[2] / "plugin" / "samples"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def parsed(out: str) -> Any:
+    """The whole of standard output as one JSON document (fails on anything else there)."""
+    return json.loads(out)
+
+
+# ------------------------------------------------------------------------------------------ convert
+
+
+def test_ls_to_manifest_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_path = tmp_path / "out.manifest"
+    code, out, err = run(
+        capsys,
+        "convert",
+        "ls-to-manifest",
+        str(SAMPLES / "tasks.json"),
+        "-o",
+        str(out_path),
+        "--label-config",
+        str(SAMPLES / "label_config.xml"),
+        "--image-meta",
+        str(SAMPLES / "image_meta.jsonl"),
+        "--json",
+    )
+    assert code == 0
+    doc = parsed(out)
+    assert doc["output"] == str(out_path) and doc["input"] == str(SAMPLES / "tasks.json")
+    assert doc["count"] == len(out_path.read_text().splitlines()) == 4
+    assert doc["warnings"] == 3
+    assert [i["code"] for i in doc["issues"]] == [
+        "WARNING_IGNORED_RESULT",
+        "WARNING_ROTATED_BOX",
+        "WARNING_BOX_CLIPPED",
+    ]
+    assert doc["issues"][1] == {
+        "item": 2,
+        "code": "WARNING_ROTATED_BOX",
+        "severity": "warning",
+        "field": "annotations[0].result[1].value.rotation",
+        "message": doc["issues"][1]["message"],
+    }
+    assert "WARNING_ROTATED_BOX" in err  # the warnings are still said on stderr
+    assert "wrote 4 manifest lines" not in err  # the JSON says it
+
+
+def test_ls_to_manifest_without_json_is_unchanged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(
+        capsys,
+        "convert",
+        "ls-to-manifest",
+        str(SAMPLES / "tasks.json"),
+        "-o",
+        str(tmp_path / "o.manifest"),
+        "--label-config",
+        str(SAMPLES / "label_config.xml"),
+    )
+    assert code == 0
+    assert out == ""
+    assert err.rstrip().endswith(f"wrote 4 manifest lines to {tmp_path / 'o.manifest'}")
+
+
+def test_manifest_to_ls_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = tmp_path / "in.manifest"
+    manifest.write_text(
+        jsonl(
+            line("s3://b/1.jpg", cls_attr("label", "cat")),
+            line("s3://b/2.jpg", det_attr("bb", [("dog", 10, 10, 50, 50)])),
+            "{broken",
+        )
+    )
+    config = tmp_path / "config.xml"
+    code, out, _ = run(
+        capsys,
+        "convert",
+        "manifest-to-ls",
+        str(manifest),
+        "-o",
+        str(tmp_path / "tasks.json"),
+        "--label-config-out",
+        str(config),
+        "--skip-invalid",
+        "--json",
+    )
+    assert code == 0
+    doc = parsed(out)
+    assert doc["count"] == len(json.loads((tmp_path / "tasks.json").read_text())) == 2
+    assert doc["skipped_invalid"] == 1
+    assert doc["issues"][0]["line"] == 3 and doc["issues"][0]["code"] == C.ERROR_INVALID_JSON_LINE
+    assert doc["labels"] == {"choices": ["cat"], "boxes": ["dog"]}
+    assert doc["label_config"] == str(config) and config.exists()
+
+
+def test_coco_and_csv_to_manifest_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    coco_path = tmp_path / "coco.json"
+    coco_path.write_text(
+        json.dumps(
+            coco(
+                [coco_image(1, "a.jpg"), coco_image(2, "b.jpg")],
+                [coco_box(1, 1, 7, [10, 10, 20, 20]), coco_box(2, 2, 7, [5, 5, 10, 10])],
+                {7: "bolt"},
+            )
+        )
+    )
+    code, out, _ = run(
+        capsys,
+        "convert",
+        "coco-to-manifest",
+        str(coco_path),
+        "--s3-prefix",
+        "s3://b/imgs/",
+        "-o",
+        str(tmp_path / "coco.manifest"),
+        "--json",
+    )
+    assert code == 0
+    doc = parsed(out)
+    assert (doc["count"], doc["warnings"], doc["output"]) == (2, 0, str(tmp_path / "coco.manifest"))
+
+    csv_path = tmp_path / "labels.csv"
+    with csv_path.open("w", newline="") as f:
+        csv.writer(f).writerows([["s3://b/1.jpg", "cat"], ["s3://b/2.jpg", "dog"], ["s3://b/3.jpg", "cat"]])
+    code, out, _ = run(
+        capsys, "convert", "csv-to-manifest", str(csv_path), "-o", str(tmp_path / "csv.manifest"), "--json"
+    )
+    assert code == 0
+    assert parsed(out)["count"] == 3
+
+
+def test_a_failing_command_with_json_prints_an_error_document(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv_path = tmp_path / "dupes.csv"
+    csv_path.write_text("s3://b/1.jpg,cat\ns3://b/1.jpg,dog\n")
+    code, out, err = run(
+        capsys, "convert", "csv-to-manifest", str(csv_path), "-o", str(tmp_path / "o.manifest"), "--json"
+    )
+    assert code == 1  # exit codes do not change with --json
+    doc = parsed(out)
+    assert doc["status"] == "error" and "duplicate image" in doc["error"]
+    assert err.startswith("error: ") and "duplicate image" in err
+
+
+def test_json_refuses_an_output_on_standard_output(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["convert", "ls-to-manifest", str(SAMPLES / "tasks.json"), "-o", "-", "--json"])
+    assert done.value.code == 2
+    assert "--json" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------- validate, split
+
+
+def classified(first: int, count: int, labels: str = "ab") -> list[dict[str, Any]]:
+    return [line(f"s3://b/{i}.jpg", cls_attr("label", labels[i % 2])) for i in range(first, first + count)]
+
+
+def test_validate_json_usable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "train.manifest").write_text(jsonl(*classified(0, 10)))
+    (tmp_path / "test.manifest").write_text(jsonl(*classified(100, 4)))
+    outdir = tmp_path / "out"
+    code, out, _ = run(
+        capsys,
+        "validate",
+        str(tmp_path / "train.manifest"),
+        "--test",
+        str(tmp_path / "test.manifest"),
+        "--output-dir",
+        str(outdir),
+        "--json",
+    )
+    assert code == 0
+    doc = parsed(out)
+    assert doc["usable"] is True
+    assert doc["files"] == {
+        "summary": str(outdir / "manifest_summary.json"),
+        "training": str(outdir / "training_manifest_with_validation.json"),
+        "testing": str(outdir / "testing_manifest_with_validation.json"),
+    }
+    assert all(Path(p).exists() for p in doc["files"].values())
+    assert doc["training"] == {
+        "use_case": "IMAGE_LEVEL_LABELS",
+        "lines": 10,
+        "valid": 10,
+        "invalid": 0,
+        "ignored": 0,
+        "lines_with_errors": 0,
+        "errors": {},
+        "line_errors": {},
+    }
+    assert doc["testing"]["lines"] == 4 and doc["errors"] == {}
+
+
+def test_validate_json_counts_the_error_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = classified(0, 10)
+    lines[3] = line("s3://b/3.jpg", det_attr("bb", [("a", -50, 0, 20, 20)], size=(100, 100)))
+    (tmp_path / "train.manifest").write_text(jsonl(*lines, "not json", "{broken"))
+    (tmp_path / "test.manifest").write_text(jsonl(*classified(100, 4, labels="xy")))
+    code, out, err = run(
+        capsys,
+        "validate",
+        str(tmp_path / "train.manifest"),
+        "--test",
+        str(tmp_path / "test.manifest"),
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--json",
+    )
+    assert code == 1  # not usable: the exit code is as without --json
+    assert err == ""
+    doc = parsed(out)
+    assert doc["usable"] is False
+    assert doc["errors"] == {C.ERROR_INSUFFICIENT_LABEL_OVERLAP: 1}
+    training = doc["training"]
+    assert (training["lines"], training["lines_with_errors"]) == (12, 3)
+    assert training["line_errors"][C.ERROR_INVALID_JSON_LINE] == 2
+    assert sum(training["line_errors"].values()) >= 3
+
+
+def test_validate_json_of_a_file_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty.manifest").write_text("")
+    code, out, _ = run(
+        capsys, "validate", str(tmp_path / "empty.manifest"), "--output-dir", str(tmp_path / "o"), "--json"
+    )
+    assert code == 1
+    doc = parsed(out)
+    assert doc["usable"] is False and doc["errors"] == {C.ERROR_EMPTY_MANIFEST: 1}
+
+
+def test_validate_without_json_is_unchanged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "train.manifest").write_text(jsonl(*classified(0, 10)))
+    code, out, _ = run(
+        capsys, "validate", str(tmp_path / "train.manifest"), "--output-dir", str(tmp_path / "o")
+    )
+    assert code == 0
+    assert out.splitlines()[0].startswith("training: 10 lines, 10 valid")
+    assert out.splitlines()[-1] == f"usable for training; details in {tmp_path / 'o'}/"
+
+
+def test_split_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "all.manifest").write_text(jsonl(*classified(0, 20), *classified(50, 1, labels="zz")))
+    train, test = tmp_path / "train.manifest", tmp_path / "test.manifest"
+    code, out, err = run(
+        capsys,
+        "split",
+        str(tmp_path / "all.manifest"),
+        "--train-out",
+        str(train),
+        "--test-out",
+        str(test),
+        "--json",
+    )
+    assert code == 0
+    doc = parsed(out)
+    assert doc["train"] == {"output": str(train), "count": len(train.read_text().splitlines())}
+    assert doc["test"] == {"output": str(test), "count": len(test.read_text().splitlines())}
+    assert doc["train"]["count"] + doc["test"]["count"] == 21 and doc["test"]["count"] == 4
+    assert (doc["test_fraction"], doc["seed"], doc["labels_short"]) == (0.2, 0, {"z": 1})
+    assert C.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE in err  # the warning stays on stderr
+
+
+# --------------------------------------------------------------------------- the dataset commands
+
+
+class FakeLock:
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def acquire(self, blocking: bool = True) -> bool:
+        if not blocking and self.world.busy:
+            self.world.busy = False  # taken by another operation, which ends at once
+            return False
+        return True
+
+    def reacquire(self) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+    def __enter__(self) -> FakeLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+class FakeState:
+    """``ProjectState`` without Redis: notes are recorded, the publish lock is free."""
+
+    notes: ClassVar[list[dict[str, Any]]] = []
+
+    def __init__(self, redis: Any, project_id: int) -> None:
+        self.project_id = project_id
+
+    def note(self, **events: Any) -> None:
+        FakeState.notes.append(events)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class World:
+    """Label Studio, S3 and Redis of the fake context, in memory."""
+
+    records: dict[int, ProjectInfo] = field(default_factory=dict)
+    tasks: dict[int, dict[str, Any]] = field(default_factory=dict)
+    config: str = build_label_config(choices=["cat"], boxes=[], multiple=False)
+    objects: dict[str, bytes] = field(default_factory=dict)
+    listed: list[str] = field(default_factory=list)
+    uploads: list[str] = field(default_factory=list)
+    published: int = 0
+    busy: bool = False
+
+    # --- the context's parts ---
+    @property
+    def redis(self) -> World:
+        return self
+
+    @property
+    def projects(self) -> World:
+        return self
+
+    @property
+    def ls(self) -> World:
+        return self
+
+    @property
+    def publisher(self) -> World:
+        return self
+
+    @property
+    def storage(self) -> World:
+        return self
+
+    bucket = "bucket"
+
+    def lock(self, *args: Any, **kwargs: Any) -> FakeLock:
+        return FakeLock(self)
+
+    # Projects
+    def find(self, project_id: int) -> ProjectInfo | None:
+        return self.records.get(project_id)
+
+    def scan(self) -> list[ProjectInfo]:
+        return list(self.records.values())
+
+    def save(self, info: ProjectInfo) -> None:
+        self.records[info.label_studio_project_id] = info
+
+    def key(self, info: ProjectInfo, name: str) -> str:
+        return f"customlabels/{info.slug}/{name}"
+
+    # Label Studio
+    def project(self, project_id: int, fields: Any = None) -> dict[str, Any]:
+        return {"id": project_id, "label_config": self.config}
+
+    def update_project(self, project_id: int, *, label_config: str) -> None:
+        self.config = label_config
+
+    def import_tasks(self, project_id: int, tasks: list[dict[str, Any]]) -> list[int]:
+        ids = []
+        for task in tasks:
+            task_id = len(self.tasks) + 1
+            self.tasks[task_id] = {"id": task_id, "project": project_id, **task}
+            ids.append(task_id)
+        return ids
+
+    def export_tasks(self, project_id: int, ids: Any = None) -> list[dict[str, Any]]:
+        return [t for i, t in self.tasks.items() if t["project"] == project_id and (ids is None or i in ids)]
+
+    def update_task_data(self, task_id: int, data: dict[str, Any]) -> None:
+        self.tasks[task_id]["data"] = data
+
+    def delete_task(self, task_id: int) -> None:
+        del self.tasks[task_id]
+
+    # the publisher
+    def publish(self, project_id: int) -> None:
+        self.published += 1
+        info = self.records[project_id]
+        for side in ("train", "test"):
+            lines = [e.line for e in self.entries_of(project_id)[side] if e.line]
+            self.objects[self.key(info, f"{side}.manifest")] = b"".join(x + b"\n" for x in lines)
+
+    # S3 (images are not there: their size is not known) and the image facts' cache
+    def hget(self, name: str, key: str) -> None:
+        return None
+
+    def read_head(self, source_ref: str, size: int) -> None:
+        return None
+
+    def list_objects(self, bucket: str, prefix: str) -> list[str]:
+        return [k for k in self.listed if k.startswith(prefix)]
+
+    def get_bytes(self, key: str) -> bytes | None:
+        return self.objects.get(key)
+
+    def put_bytes(self, key: str, data: bytes, *, content_type: str = "") -> None:
+        self.objects[key] = data
+
+    def list_keys(self, prefix: str, *, delimiter: str | None = None) -> list[str]:
+        return sorted(
+            {prefix + k[len(prefix) :].split("/")[0] + "/" for k in self.objects if k.startswith(prefix)}
+        )
+
+    # what the entry cache would hold
+    def entries_of(self, project_id: int) -> dict[str, list[CachedEntry]]:
+        out: dict[str, list[CachedEntry]] = {"train": [], "test": []}
+        for task_id, task in self.tasks.items():
+            if task["project"] != project_id:
+                continue
+            entry = task_to_entry(task, ReadOptions(), [])
+            side = task["data"].get("dataset") or "train"
+            out[side].append(
+                CachedEntry(
+                    task_id, entry.source_ref, side, dumps(entry_to_line(entry)), tuple(entry.label_names), ()
+                )
+            )
+        return out
+
+
+class FakeDatasets(Datasets):
+    """The real operations over the world; only the entry cache and the image upload are short cuts."""
+
+    def __init__(self, world: World, progress: ProgressCallback | None) -> None:
+        super().__init__(world, progress=progress)  # type: ignore[arg-type]
+        self.world = world
+
+    def entries(self, info: ProjectInfo, *, all_tasks: bool = False) -> dict[str, list[CachedEntry]]:
+        self._publish(info)
+        return self.world.entries_of(info.label_studio_project_id)
+
+    def upload_image(self, info: ProjectInfo, data: bytes, suffix: str) -> str:
+        self.world.uploads.append(data.decode())
+        return f"s3://bucket/customlabels/{info.slug}/images/{data.decode()}{suffix}"
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch) -> World:
+    made = World()
+    made.save(ProjectInfo(label_studio_project_id=1, title="Pets", slug="pets", datasets={"train": {}}))
+    made.save(ProjectInfo(label_studio_project_id=2, title="Other", slug="other", datasets=None))
+    FakeState.notes = []
+    monkeypatch.setattr(datasets_module, "ProjectState", FakeState)
+    monkeypatch.setattr(dataset_cli, "_ops", lambda progress=None: FakeDatasets(made, progress))
+    return made
+
+
+def image_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "photos"
+    for label, names in (("cat", ["c1", "c2", "c3"]), ("dog", ["d1", "d2"])):
+        (root / label).mkdir(parents=True)
+        for name in names:
+            (root / label / f"{name}.jpg").write_text(name)
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_dataset_create_from_dir_json_on_stdout_progress_on_stderr(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(
+        capsys,
+        "dataset",
+        "create",
+        "pets",
+        "--dataset",
+        "train",
+        "--from-dir",
+        str(image_dir(tmp_path)),
+        "--labels-from-folders",
+        "--json",
+    )
+    assert code == 0
+    doc = parsed(out)
+    assert doc == {
+        "project": 1,
+        "dataset": "train",
+        "added": 5,
+        "updated": 0,
+        "skipped": 0,
+        "rejected": 0,
+        "rejected_lines": [],
+    }
+    assert sorted(world.uploads) == ["c1", "c2", "c3", "d1", "d2"]
+    progress = err.splitlines()
+    assert all(x.startswith("customlabels: ") for x in progress)
+    assert "\r" not in err
+    assert "customlabels: uploading images 0/5 (0%)" not in progress  # counting starts with the first
+    assert [x for x in progress if x.startswith("customlabels: uploading images 5/5 in ")]
+    assert [x for x in progress if x.startswith("customlabels: importing tasks into Label Studio 5/5 in ")]
+    assert [x for x in progress if x.startswith("customlabels: publishing the manifests: done in ")]
+    stages = [x.split(" ", 2)[1] for x in progress]
+    assert (
+        stages.index("finding")
+        < stages.index("uploading")
+        < stages.index("checking")
+        < stages.index("importing")
+    )
+    labels = sorted(t["data"].get("dataset") for t in world.tasks.values())
+    assert labels == ["train"] * 5
+
+
+def test_dataset_create_without_json_prints_the_summary_line(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(
+        capsys, "dataset", "create", "pets", "--dataset", "train", "--from-dir", str(image_dir(tmp_path))
+    )
+    assert code == 0
+    assert out == "Pets / train: 5 added, 0 updated, 0 already there\n"
+
+
+def test_json_keeps_plain_progress_lines_even_on_a_terminal(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    code = main(
+        ["dataset", "create", "pets", "--dataset", "train", "--from-dir", str(image_dir(tmp_path)), "--json"]
+    )
+    assert code == 0
+    assert parsed(capsys.readouterr().out)["added"] == 5
+    assert "\r" not in terminal.getvalue() and "\x1b" not in terminal.getvalue()
+    assert "customlabels: uploading images 5/5 in" in terminal.getvalue()
+
+    terminal.seek(0)
+    terminal.truncate()
+    main(["dataset", "create", "pets", "--dataset", "train", "--from-dir", str(image_dir(tmp_path / "2"))])
+    assert "\r\x1b[2K[" in terminal.getvalue()  # without --json, the bar
+
+
+def test_quiet_silences_the_progress(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(
+        capsys,
+        "dataset",
+        "create",
+        "pets",
+        "--dataset",
+        "train",
+        "--from-dir",
+        str(image_dir(tmp_path)),
+        "--json",
+        "-q",
+    )
+    assert code == 0 and parsed(out)["added"] == 5
+    assert err == ""
+
+
+@pytest.mark.parametrize("source", ["s3", "manifest", "dataset", "coco", "csv"])
+def test_every_source_reports_progress(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str], source: str
+) -> None:
+    refs = [f"s3://bucket/photos/{label}/{i}.jpg" for i, label in enumerate("ccdd")]
+    if source == "s3":
+        world.listed = [r.removeprefix("s3://bucket/") for r in refs] + ["photos/readme.txt"]
+        args = ["--from-s3", "s3://bucket/photos/", "--labels-from-folders"]
+        first = "customlabels: listing s3://bucket/photos/ 4 in "
+    elif source == "manifest":
+        path = tmp_path / "in.manifest"
+        path.write_text(jsonl(*[line(r, cls_attr("label", "cat")) for r in refs]))
+        args = ["--from-manifest", str(path)]
+        first = f"customlabels: reading {path} 4 in "
+    elif source == "dataset":
+        world.import_tasks(2, [{"data": {"image": r, "dataset": "train"}} for r in refs])
+        args = ["--from-dataset", "other/train"]
+        first = "customlabels: reading Other/train 4 in "
+    elif source == "coco":
+        path = tmp_path / "coco.json"
+        images = [coco_image(i + 1, f"{i}.jpg") for i in range(4)]
+        path.write_text(json.dumps(coco(images, [coco_box(1, 1, 1, [1, 1, 5, 5])], {1: "bolt"})))
+        args = ["--from-coco", str(path), "--s3-prefix", "s3://bucket/photos/"]
+        first = f"customlabels: reading {path}: done in "
+    else:
+        path = tmp_path / "in.csv"
+        path.write_text("".join(f"{r},cat\n" for r in refs))
+        args = ["--from-csv", str(path)]
+        first = f"customlabels: reading {path}: done in "
+    code, out, err = run(capsys, "dataset", "create", "pets", "--dataset", "train", *args, "--json")
+    assert code == 0, err
+    assert parsed(out)["added"] == 4
+    assert any(x.startswith(first) for x in err.splitlines()), err
+    assert any(x.startswith("customlabels: checking entries 4/4 in ") for x in err.splitlines())
+    assert any(
+        x.startswith("customlabels: importing tasks into Label Studio 4/4 in ") for x in err.splitlines()
+    )
+
+
+def test_waiting_for_the_project_lock_is_shown(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world.busy = True
+    code, _, err = run(
+        capsys,
+        "dataset",
+        "create",
+        "pets",
+        "--dataset",
+        "train",
+        "--from-dir",
+        str(image_dir(tmp_path)),
+        "--json",
+    )
+    assert code == 0
+    assert "customlabels: waiting for another dataset operation on the project" in err.splitlines()
+
+
+def test_distribute_json(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    # Ten labeled images in the training dataset, through a manifest import as a user would.
+    manifest = "".join(
+        json.dumps(line(f"s3://b/{i}.jpg", cls_attr("label", "ab"[i % 2]))) + "\n" for i in range(10)
+    )
+    ops = FakeDatasets(world, None)
+    ops.update_entries(world.records[2], "train", manifest.encode())
+    code, out, err = run(capsys, "dataset", "distribute", "other", "--json")
+    assert code == 0, err
+    doc = parsed(out)
+    assert doc == {"train": 8, "test": 2}
+    moved = [i for i, t in world.tasks.items() if t["data"]["dataset"] == "test"]
+    assert len(moved) == 2
+    assert FakeState.notes[-1] == {"dirty": moved}  # task data changes send no webhook: told here
+    assert any(x.startswith("customlabels: placing entries 10/10 in ") for x in err.splitlines())
+
+
+def test_snapshot_create_list_and_diff_json(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    world.import_tasks(2, [{"data": {"image": "s3://b/1.jpg", "dataset": "train"}}])
+    code, out, err = run(capsys, "snapshot", "other", "--json")
+    assert code == 0, err
+    first = parsed(out)
+    assert first["entries"] == {"train": 1, "test": 0}
+    assert first["s3"] == f"s3://bucket/customlabels/other/snapshots/{first['id']}/"
+    assert set(first["sha256"]) == {"train.manifest", "test.manifest", "validation/manifest_summary.json"}
+    assert any(x.startswith("customlabels: copying files 4/4 in ") for x in err.splitlines())
+
+    world.import_tasks(2, [{"data": {"image": "s3://b/2.jpg", "dataset": "train"}}])
+    second = parsed(run(capsys, "snapshot", "other", "--json")[1])
+    assert second["id"] != first["id"]
+
+    code, out, _ = run(capsys, "snapshot", "list", "other", "--json")
+    assert code == 0 and parsed(out) == sorted([first["id"], second["id"]])
+
+    code, out, _ = run(capsys, "snapshot", "diff", f"other/{first['id']}", f"other/{second['id']}", "--json")
+    assert code == 0
+    diff = parsed(out)
+    assert [d["source-ref"] for d in diff["added"]] == ["s3://b/2.jpg"]
+    assert diff["removed"] == [] and diff["relabelled"] == []
+
+
+def test_describe_and_labels_json(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = "".join(json.dumps(line(f"s3://b/{i}.jpg", cls_attr("label", "cat"))) + "\n" for i in range(3))
+    FakeDatasets(world, None).update_entries(world.records[1], "train", manifest.encode())
+    code, out, _ = run(capsys, "dataset", "describe", "pets", "--dataset", "train", "--json")
+    assert code == 0
+    doc = parsed(out)
+    assert doc["DatasetStats"] == {
+        "TotalEntries": 3,
+        "LabeledEntries": 3,
+        "TotalLabels": 1,
+        "ErrorEntries": 0,
+    }
+    code, out, _ = run(capsys, "dataset", "labels", "pets", "--json")
+    assert parsed(out) == [{"LabelName": "cat", "LabelStats": {"EntryCount": 3, "BoundingBoxCount": 0}}]
+
+
+def test_a_dataset_error_with_json(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "dataset", "describe", "nowhere", "--dataset", "train", "--json")
+    assert code == 1
+    assert parsed(out) == {"status": "error", "error": "no project 'nowhere'"}
+    assert err == "error: no project 'nowhere'\n"
+
+
+def test_a_configuration_error_with_json(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CUSTOMLABELS_BUCKET", raising=False)
+    code, out, err = run(capsys, "dataset", "describe", "pets", "--dataset", "train", "--json")
+    assert code == 2
+    doc = parsed(out)
+    assert doc["status"] == "error" and "CUSTOMLABELS_BUCKET" in doc["error"]
+    assert "CUSTOMLABELS_BUCKET" in err
+
+
+def test_down_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "down", "--home", str(tmp_path), "--json")
+    assert code == 0
+    assert parsed(out) == {
+        "status": "nothing is running from this home",
+        "stopped": [],
+        "home": str(tmp_path),
+    }

@@ -1,0 +1,98 @@
+"""What the dataset operations tell their progress callback: the stages in order with real counts, and
+the wait for another operation's project lock (on a real Redis)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from redis import Redis
+
+from converters.jsonio import RawLine
+from converters.model import Entry
+from plugin.datasets import DatasetError, Datasets, ImportResult, no_progress
+from sync_service.projects import ProjectInfo
+from tests.builders import cls_attr, jsonl, line
+
+INFO = ProjectInfo(label_studio_project_id=1, title="Pets", slug="pets")
+
+Call = tuple[str, int, "int | None"]
+
+
+class Heard:
+    """A progress callback that keeps every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        self.calls.append((stage, done, total))
+
+    def stages(self) -> list[str]:
+        return list(dict.fromkeys(stage for stage, _, _ in self.calls))
+
+
+class Recorder(Datasets):
+    """Datasets whose import only records what it was given."""
+
+    def __init__(self, progress: Heard) -> None:
+        super().__init__(None, progress=progress)  # type: ignore[arg-type]
+        self.imported: list[Entry] = []
+
+    def import_entries(
+        self, info: ProjectInfo, dataset: str, entries: Any, *, replace_existing: bool
+    ) -> ImportResult:
+        self.imported = list(entries)
+        return ImportResult(added=len(self.imported))
+
+
+def test_the_default_callback_is_silent_and_the_operations_still_run() -> None:
+    ops = Datasets(None)  # type: ignore[arg-type]
+    assert ops.progress is no_progress
+    assert no_progress("anything", 1, 2) is None
+
+
+def test_reading_a_manifest_counts_its_lines() -> None:
+    heard = Heard()
+    text = jsonl(*[line(f"s3://b/{i}.jpg", cls_attr("a", "cat")) for i in range(7)])
+    lines = [RawLine(n, x.encode(), False, len(x)) for n, x in enumerate(text.splitlines(), start=1)]
+    Recorder(heard).from_manifest_lines(INFO, "train", lines, source="in.manifest")
+    assert heard.calls == [("reading in.manifest", n, None) for n in range(1, 8)]
+
+
+def test_a_folder_counts_its_uploads(tmp_path: Any) -> None:
+    for name in ("a.jpg", "b.png", "c.txt", "sub/d.jpeg"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(name)
+    heard = Heard()
+    ops = Recorder(heard)
+    ops.upload_image = lambda info, data, suffix: f"s3://b/{data.decode()}"  # type: ignore[method-assign]
+    ops.from_dir(INFO, "train", str(tmp_path))
+    assert heard.calls == [
+        (f"finding images in {tmp_path}", 0, None),
+        ("uploading images", 1, 3),
+        ("uploading images", 2, 3),
+        ("uploading images", 3, 3),
+    ]
+    assert len(ops.imported) == 3
+
+
+@pytest.fixture
+def redis(redis_url: str) -> Redis:
+    return Redis.from_url(redis_url)
+
+
+def test_waiting_for_another_operations_lock_is_a_stage(redis: Redis) -> None:
+    heard = Heard()
+    ctx = SimpleNamespace(redis=redis)
+    first, second = Datasets(ctx, progress=Heard()), Datasets(ctx, progress=heard)  # type: ignore[arg-type]
+    with first.exclusive(INFO):
+        with pytest.raises(DatasetError) as refused, second.exclusive(INFO, wait=0.3):
+            pass
+        assert refused.value.exception == "ResourceInUseException"
+        assert heard.calls == [("waiting for another dataset operation on the project", 0, None)]
+    heard.calls.clear()
+    with second.exclusive(INFO):  # free now: taken at once, nothing to say
+        pass
+    assert heard.calls == []
