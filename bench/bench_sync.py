@@ -618,6 +618,7 @@ class LatencyResult:
     manifest_versions: int
     publishes: int  # status publishes counted during the run (last_publish changes seen)
     publish_seconds: list[float]  # last_publish_seconds values seen during the run
+    publish_phases: dict[str, float]  # median seconds per step of those publishes (last_publish_phases)
     first_publish_s: float | None  # the worker's initial build of the project, from the status
     worker_peak_rss_mib: float
     worker_peak_rss_total_mib: float
@@ -663,7 +664,7 @@ def bench_latency(
                 wait_for("the manifests", lambda: watcher.versions >= 1, timeout=60, interval=0.1)
                 machine = MachineLoad()
                 first_due = time.monotonic() + 0.5
-                events, api_ms, publishes, publish_seconds, failures = drive_events(
+                events, api_ms, publishes, publish_seconds, publish_phases, failures = drive_events(
                     p, project, watcher, stack.url, seconds, rate, first_due
                 )
                 say("  waiting for the last events to reach S3 ...")
@@ -696,6 +697,7 @@ def bench_latency(
         manifest_versions=versions,
         publishes=publishes,
         publish_seconds=publish_seconds,
+        publish_phases=publish_phases,
         first_publish_s=first,
         worker_peak_rss_mib=peak / MIB,
         worker_peak_rss_total_mib=peak_total / MIB,
@@ -721,7 +723,7 @@ def wait_for_publish(p: Parts, service_url: str, project_id: int, previous: str 
 def drive_events(
     p: Parts, project: Project, watcher: ManifestWatcher, service_url: str, seconds: float, rate: float,
     start: float,
-) -> tuple[list[Event], list[float], int, list[float], int]:  # fmt: skip
+) -> tuple[list[Event], list[float], int, list[float], dict[str, float], int]:  # fmt: skip
     """Make annotation events at ``rate``/s for ``seconds`` s, each due at a fixed time (open loop).
 
     Even events create an annotation on a task without one; odd events change the label of an annotation
@@ -783,6 +785,7 @@ def drive_events(
         watcher.add(event)
 
     publishes, publish_seconds, last = 0, [], None
+    phases: list[dict[str, float]] = []
     # Enough threads that a slow Label Studio delays its own answers, not the next events' start (more
     # make SQLite refuse writes: "database is locked").
     with ThreadPoolExecutor(EVENT_THREADS, thread_name_prefix="events") as pool:
@@ -795,12 +798,16 @@ def drive_events(
                     publishes += 1
                     if status.get("last_publish_seconds") is not None:
                         publish_seconds.append(float(status["last_publish_seconds"]))
+                    if isinstance(status.get("last_publish_phases"), dict):
+                        phases.append(status["last_publish_phases"])
             time.sleep(0.1)
         for future in futures:
             future.result()
     if failed:
         say(f"  {len(failed)} API calls failed, e.g. {failed[0]}")
-    return made, api_ms, max(publishes - 1, 0), publish_seconds, len(failed)
+    steps = {name for seen in phases for name in seen}
+    medians = {name: statistics.median([seen.get(name, 0.0) for seen in phases]) for name in sorted(steps)}
+    return made, api_ms, max(publishes - 1, 0), publish_seconds, medians, len(failed)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -1038,6 +1045,9 @@ def print_report(
         print(
             f"           {lat.events_failed} API calls failed; machine during the events: {describe_load(lat.machine)}"
         )
+        if lat.publish_phases:
+            steps = ", ".join(f"{name} {sec:.3f}" for name, sec in lat.publish_phases.items())
+            print(f"           publish steps, median s: {steps}")
     print("\n3. reading every task of the 10k project (Label Studio's export endpoint)")
     for way in ways:
         same = (

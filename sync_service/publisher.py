@@ -17,6 +17,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -178,6 +179,27 @@ def line_row(line: bytes, source_ref: str) -> LineRow | None:
     )
 
 
+class Phases:
+    """Seconds one publish spent in each of its steps (shown by the status endpoint, so that a slow
+    publish says whether Label Studio, the cache, the manifests or S3 took the time)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        """Add the time the block takes to step ``name``."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+
+    def rounded(self) -> dict[str, float]:
+        """The steps' seconds, to the millisecond."""
+        return {name: round(seconds, 3) for name, seconds in self.seconds.items()}
+
+
 @dataclass(slots=True)
 class PublishResult:
     """What one publish did."""
@@ -202,6 +224,7 @@ class Publisher:
         self.projects = projects
         self.debounce = debounce
         self.images = ImageMetaCache(redis, storage)
+        self.phases = Phases()
 
     def publish(self, project_id: int, *, force: bool = False) -> PublishResult | None:
         """Bring the project's manifests up to date; ``force`` rebuilds from all tasks and rewrites all.
@@ -235,7 +258,9 @@ class Publisher:
             result.seconds = time.monotonic() - started
             if result.published:  # shown by the status endpoint: how long a publish of this project takes
                 state.set_status(
-                    last_publish_seconds=round(result.seconds, 3), last_publish_rebuilt=result.rebuilt
+                    last_publish_seconds=round(result.seconds, 3),
+                    last_publish_rebuilt=result.rebuilt,
+                    last_publish_phases=self.phases.rounded(),
                 )
             return result
 
@@ -249,7 +274,9 @@ class Publisher:
     def _publish(
         self, info: ProjectInfo, state: ProjectState, batch: EventBatch, *, force: bool
     ) -> PublishResult:
-        project = self.ls.project(info.label_studio_project_id, fields=("id", "label_config"))
+        phases = self.phases = Phases()
+        with phases.timed("label_studio"):
+            project = self.ls.project(info.label_studio_project_id, fields=("id", "label_config"))
         xml = str(project.get("label_config") or "")
         digest = hashlib.sha256(xml.encode()).hexdigest()
         config = parse_label_config(xml, source=f"project {info.label_studio_project_id} label config")
@@ -274,7 +301,8 @@ class Publisher:
             tasks = self._predicted(self._adopted(self.ls.export_tasks(pid), info, config), pid)
             if renames:
                 tasks = self._renamed(tasks, renames)
-            state.replace_all(convert_task(t, options, self.images) for t in tasks)
+            with phases.timed("rebuild"):  # read, convert and cache, streamed together
+                state.replace_all(convert_task(t, options, self.images) for t in tasks)
             if labels_changed:
                 # Only now, with every renamed annotation written back, is the new label list the record.
                 # The record is read afresh: its other fields (datasets) may have changed meanwhile.
@@ -285,16 +313,21 @@ class Publisher:
             # "Deleted" is a hint too: a late TASKS_DELETED may name an id SQLite gave to a new task (or
             # a delete and a create of one id came in one burst). Read them all; what is absent is gone.
             wanted = batch.dirty | batch.gone
-            fresh = [
-                convert_task(t, options, self.images)
-                for t in self._predicted(self._adopted(self.ls.export_tasks(pid, wanted), info, config), pid)
-            ]
+            with phases.timed("label_studio"):
+                read = list(
+                    self._predicted(self._adopted(self.ls.export_tasks(pid, wanted), info, config), pid)
+                )
+            with phases.timed("convert"):
+                fresh = [convert_task(t, options, self.images) for t in read]
             missing = wanted - {e.task_id for e in fresh}
-            state.update(fresh, missing)
+            with phases.timed("cache"):
+                state.update(fresh, missing)
         state.set_config_digest(digest)
         if not (rebuilt or batch.dirty or batch.gone or force):
             return PublishResult(pid, False, {}, {}, False, 0.0)
-        entries, labels, errors = self._write(info, state.entries(), force=force, state=state)
+        with phases.timed("cache"):
+            cached = state.entries()
+        entries, labels, errors = self._write(info, cached, force=force, state=state)
         state.set_status(
             last_publish=now_stamp(),
             last_publish_monotonic_wall=time.time(),
@@ -382,35 +415,39 @@ class Publisher:
         label_sets: dict[str, set[str]] = {TRAIN: set(), TEST: set()}
         spools = {TRAIN: self.storage.spool(), TEST: self.storage.spool()}
         try:
-            lines: dict[str, list[bytes]] = {TRAIN: [], TEST: []}
-            for entry in usable:
-                side = sides[entry.source_ref]
-                assert entry.line is not None
-                lines[side].append(entry.line)
-                label_sets[side].update(entry.labels)
-            for side, chosen in lines.items():
-                counts[side] = len(chosen)
-                if chosen:
-                    spools[side].write(b"\n".join(chosen))
-                    spools[side].write(b"\n")
-            summary = entries_summary(
-                [e for e in usable if sides[e.source_ref] == TRAIN],
-                [e for e in usable if sides[e.source_ref] == TEST] if counts[TEST] else None,
-            )
-            digests = {side: _digest(spools[side]) for side in (TRAIN, TEST)}
+            with self.phases.timed("manifests"):
+                lines: dict[str, list[bytes]] = {TRAIN: [], TEST: []}
+                for entry in usable:
+                    side = sides[entry.source_ref]
+                    assert entry.line is not None
+                    lines[side].append(entry.line)
+                    label_sets[side].update(entry.labels)
+                digests = {}
+                for side, chosen in lines.items():
+                    counts[side] = len(chosen)
+                    body = b"\n".join(chosen) + b"\n" if chosen else b""
+                    spools[side].write(body)
+                    digests[side] = hashlib.sha256(body).hexdigest()
+                    del body
+            with self.phases.timed("validate"):
+                summary = entries_summary(
+                    [e for e in usable if sides[e.source_ref] == TRAIN],
+                    [e for e in usable if sides[e.source_ref] == TEST] if counts[TEST] else None,
+                )
             if not state.holds_lock():  # it expired (a stall past LOCK_TTL): another publish took over
                 raise LockLost(f"project {info.label_studio_project_id}: the publish lock expired")
             previous = state.status().get("digests") or {}
-            for side, name in ((TRAIN, "train.manifest"), (TEST, "test.manifest")):
-                if force or previous.get(side) != digests[side]:
-                    self.storage.put_file(
-                        self.projects.key(info, name), spools[side], content_type="application/x-ndjson"
-                    )
-            self.storage.put_bytes(
-                self.projects.key(info, "validation/manifest_summary.json"),
-                dumps(summary) + b"\n",
-                content_type="application/json",
-            )
+            with self.phases.timed("upload"):
+                for side, name in ((TRAIN, "train.manifest"), (TEST, "test.manifest")):
+                    if force or previous.get(side) != digests[side]:
+                        self.storage.put_file(
+                            self.projects.key(info, name), spools[side], content_type="application/x-ndjson"
+                        )
+                self.storage.put_bytes(
+                    self.projects.key(info, "validation/manifest_summary.json"),
+                    dumps(summary) + b"\n",
+                    content_type="application/json",
+                )
             state.set_status(digests=digests)
         finally:
             for spool in spools.values():
