@@ -5,16 +5,25 @@ each on its own: the secrets file's mode, the processes, Label Studio (installed
 importing it in its own environment; the settings it runs with, read from the running process or
 ``label-studio.env``: loopback webhooks and S3 allowed, legacy token on; ``/health``; the token), Redis
 (version) and an RQ worker on the queue, S3 (the store's install, the bucket), the service's
-``/readyz``, and that every project's storage and webhook point at this stack. Exit code 0 when no check
-fails, 1 otherwise; ``--json`` prints ``{"ok": ..., "checks": [{"name", "status", "detail", "fix"}]}``.
+``/readyz``, that every project's storage and webhook point at this stack, and how much Label Studio's
+``export/`` folder holds. Exit code 0 when no check fails, 1 otherwise; ``--json`` prints ``{"ok": ...,
+"checks": [{"name", "status", "detail", "fix"}]}``.
+
+``doctor --prune-exports [--older-than HOURS]`` runs no check: it deletes the files Label Studio leaves
+in ``<its data dir>/export/`` (two per export request, never read again, never deleted by it; the sync
+service asks for an export at every publish), only those named as Label Studio names them and older
+than HOURS (default 1), and says how many and how many bytes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,6 +132,8 @@ def diagnose(layout: Layout, plan: Plan, state: State | None) -> list[Check]:
     checks.append(_check_service(plan))
     if secrets_ is not None:
         checks.append(_check_links(plan, secrets_))
+    if layout.label_studio.is_dir():
+        checks.append(check_exports(export_dir(layout)))
     return checks
 
 
@@ -364,17 +375,161 @@ def _check_links(plan: Plan, secrets_: Secrets) -> Check:
     )
 
 
+# --- Label Studio's export files ---------------------------------------------------------------------------
+
+EXPORT_NAME = re.compile(
+    r"project-[0-9]+-at-[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{2}-[0-9]{2}-[0-9a-f]{8}(-info)?\.json"
+)
+"""The names Label Studio gives the two files of an export request (``data_export/models.py``:
+``project-<id>-at-<%Y-%m-%d-%H-%M>-<md5[:8]>.json`` and the same with ``-info``)."""
+EXPORTS_WARN_FILES = 1_000
+"""``doctor`` warns when the export folder holds more files than this."""
+EXPORTS_WARN_BYTES = 500 * 1000 * 1000
+"""... or more bytes than this (500 MB)."""
+DEFAULT_PRUNE_HOURS = 1.0
+"""``--prune-exports`` keeps the files younger than this (an export may still be written or read)."""
+
+
+def export_dir(layout: Layout) -> Path:
+    """Where Label Studio writes a copy of every export (``EXPORT_DIR``: its data dir's ``export/``)."""
+    return layout.label_studio / "export"
+
+
+def _files(folder: Path) -> list[tuple[str, os.stat_result]]:
+    """The regular files directly in ``folder`` (links and folders are not), with their stat."""
+    try:
+        with os.scandir(folder) as entries:
+            return [
+                (entry.name, entry.stat(follow_symlinks=False))
+                for entry in entries
+                if entry.is_file(follow_symlinks=False)
+            ]
+    except FileNotFoundError:
+        return []
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:,.1f} MB"
+
+
+def check_exports(folder: Path) -> Check:
+    """How many files and bytes the export folder holds; a warning above :data:`EXPORTS_WARN_FILES` files
+    or :data:`EXPORTS_WARN_BYTES` bytes."""
+    files = _files(folder)
+    count, size = len(files), sum(stat.st_size for _, stat in files)
+    detail = f"{folder}: {count:,} file(s), {_megabytes(size)}"
+    if count > EXPORTS_WARN_FILES or size > EXPORTS_WARN_BYTES:
+        return Check(
+            "label studio exports",
+            "warn",
+            detail
+            + " (Label Studio keeps a copy of every export; the sync service exports at every publish)",
+            f"`customlabels doctor --prune-exports` deletes Label Studio's export files older than "
+            f"{DEFAULT_PRUNE_HOURS:g} hour (--older-than HOURS); run it from cron on a long-running install",
+        )
+    return Check("label studio exports", "ok", detail)
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What :func:`prune_exports` did."""
+
+    folder: Path
+    removed: int
+    removed_bytes: int
+    kept: int  # export files younger than the limit
+    failed: tuple[str, ...]  # "<name>: <error>" for files that could not be deleted
+
+    def to_json(self) -> dict[str, Any]:
+        """As printed with ``--json``."""
+        return {
+            "folder": str(self.folder),
+            "removed": self.removed,
+            "removed_bytes": self.removed_bytes,
+            "kept": self.kept,
+            "failed": list(self.failed),
+        }
+
+
+def prune_exports(folder: Path, *, older_than_hours: float, now: float | None = None) -> Pruned:
+    """Delete Label Studio's export files (:data:`EXPORT_NAME`) in ``folder`` last modified more than
+    ``older_than_hours`` before ``now`` (default: the current time); nothing else is touched."""
+    limit = (time.time() if now is None else now) - older_than_hours * 3600
+    removed = removed_bytes = kept = 0
+    failed = []
+    for name, stat in _files(folder):
+        if EXPORT_NAME.fullmatch(name) is None:
+            continue
+        if stat.st_mtime >= limit:
+            kept += 1
+            continue
+        try:
+            (folder / name).unlink()
+        except FileNotFoundError:
+            continue  # gone meanwhile
+        except OSError as exc:
+            failed.append(f"{name}: {exc.strerror or exc}")
+            continue
+        removed += 1
+        removed_bytes += stat.st_size
+    return Pruned(folder, removed, removed_bytes, kept, tuple(failed))
+
+
+def _hours(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a number of hours, 0 or more (got {text!r})")
+    return value
+
+
+def add_doctor_flags(parser: argparse.ArgumentParser) -> None:
+    """``doctor``'s own flags (``--home``, ``--json`` and the ports are the stack's)."""
+    parser.add_argument(
+        "--prune-exports",
+        action="store_true",
+        help="check nothing; delete Label Studio's export files (project-<id>-at-<date>-<md5>[-info].json "
+        "in <home>/label-studio/export/) older than --older-than",
+    )
+    parser.add_argument(
+        "--older-than",
+        type=_hours,
+        metavar="HOURS",
+        help=f"with --prune-exports: keep the files younger than this (default {DEFAULT_PRUNE_HOURS:g})",
+    )
+
+
+def _cmd_prune_exports(layout: Layout, args: argparse.Namespace) -> int:
+    hours = DEFAULT_PRUNE_HOURS if args.older_than is None else args.older_than
+    pruned = prune_exports(export_dir(layout), older_than_hours=hours)
+    ok = not pruned.failed
+    if args.json:
+        print(json.dumps({"ok": ok, "home": str(layout.home), "older_than_hours": hours, **pruned.to_json()}))
+        return 0 if ok else 1
+    print(
+        f"removed {pruned.removed:,} export file(s), {_megabytes(pruned.removed_bytes)}, older than {hours:g} "
+        f"hour(s) from {pruned.folder}; kept {pruned.kept:,} younger"
+    )
+    for failure in pruned.failed:
+        print(f"error: could not delete {failure}", file=sys.stderr)
+    return 0 if ok else 1
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
-    """``customlabels doctor``: check each part; exit 0 when all is well, 1 otherwise."""
+    """``customlabels doctor``: check each part; exit 0 when all is well, 1 otherwise. With
+    ``--prune-exports``: delete old export files; exit 0, or 1 when one could not be deleted."""
     layout = Layout(resolve_home(args.home))
+    if args.prune_exports:
+        return _cmd_prune_exports(layout, args)
+    if args.older_than is not None:
+        return _usage_error(args, "--older-than goes with --prune-exports")
     state = read_state(layout)
     try:
         plan = make_plan(layout.home, ls_port=args.ls_port, service_port=args.port, s3_port=args.s3_port)
     except StackError as exc:
-        if args.json:
-            print(json.dumps({"ok": False, "error": str(exc)}))
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _usage_error(args, str(exc))
     if state is not None:
         plan = _plan_of_state(plan, state)
     checks = diagnose(layout, plan, state)
@@ -389,6 +544,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
                 print(f"       fix: {check.fix}")
         print("all is well" if ok else "some checks failed: see the fixes above")
     return 0 if ok else 1
+
+
+def _usage_error(args: argparse.Namespace, message: str) -> int:
+    if args.json:
+        print(json.dumps({"ok": False, "error": message}))
+    print(f"error: {message}", file=sys.stderr)
+    return 2
 
 
 def _plan_of_state(plan: Plan, state: State) -> Plan:

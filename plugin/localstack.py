@@ -1651,9 +1651,10 @@ def add_parsers(sub: Any) -> None:
     _home_flag(p)
     p.set_defaults(func=cmd_down)
 
-    from plugin.doctor import cmd_doctor  # noqa: PLC0415 - it imports this module
+    from plugin.doctor import add_doctor_flags, cmd_doctor  # noqa: PLC0415 - it imports this module
 
     p = sub.add_parser("doctor", help="check each part of the local stack and say what to fix")
     _home_flag(p)
     _port_flags(p)
+    add_doctor_flags(p)
     p.set_defaults(func=cmd_doctor)

@@ -3,8 +3,9 @@
 Requests are checked against the operation's input shape from botocore's own
 ``rekognition/*/service-2.json`` (types, required members, lengths, ranges, patterns, enums) and
 responses against its output shape, so member names and constraints are Rekognition's, never copied
-by hand. Errors are rendered as AWS does: HTTP 400 (500 for faults), ``{"__type": ..., "Message":
-...}`` and the ``x-amzn-ErrorType`` header, so that botocore raises the modeled exception class.
+by hand. Errors are rendered as AWS does: HTTP 400 (500 for faults, 503 for
+``ServiceUnavailableException``), ``{"__type": ..., "Message": ...}`` and the ``x-amzn-ErrorType``
+header, so that botocore raises the modeled exception class (and retries the 5xx ones).
 """
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ from botocore.model import OperationModel, ServiceModel, Shape
 
 SERVICE = "rekognition"
 CONTENT_TYPE = "application/x-amz-json-1.1"
-FAULTS = {"InternalServerError": 500, "ThrottlingException": 500}  # APIREF: the rest are 400
+SERVICE_UNAVAILABLE = "ServiceUnavailableException"
+"""A part the service needs (Redis, S3, Label Studio) did not answer. Not in Rekognition's model (boto3
+raises a plain ``ClientError`` with this code); the name and 503 are those of the AWS services that model
+it, and botocore retries every 503 (``TransientRetryableChecker``; ``service_unavailable`` in legacy mode)."""
+FAULTS = {"InternalServerError": 500, "ThrottlingException": 500, SERVICE_UNAVAILABLE: 503}
+"""HTTP status of the server-side errors (APIREF); every other error is a client error, 400."""
 SHOWN_VALUE_CHARS = 100  # a value quoted in a ValidationException is cut to this many characters
 
 
@@ -34,7 +40,7 @@ class AwsError(Exception):
 
     @property
     def status(self) -> int:
-        """The HTTP status: 500 for Rekognition's faults, 400 for every client error."""
+        """The HTTP status: 500 for Rekognition's faults, 503 when a part is away, 400 for client errors."""
         return FAULTS.get(self.type, 400)
 
     def body(self) -> dict[str, str]:

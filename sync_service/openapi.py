@@ -31,18 +31,19 @@ def _json(description: str, schema: str, **extra: Any) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}, **extra}
 
 
-_ERROR = _json("error", "Error")
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": f"seconds to wait before trying again ({RETRY_AFTER_SECONDS})",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
 _UNAVAILABLE = _json(
     "Redis, S3 or Label Studio did not answer: nothing was done, try again after Retry-After seconds",
     "Error",
-    headers={
-        "Retry-After": {
-            "description": f"seconds to wait before trying again ({RETRY_AFTER_SECONDS})",
-            "required": True,
-            "schema": {"type": "integer", "minimum": 1},
-        }
-    },
+    headers=_RETRY_AFTER,
 )
+_NOT_OURS = _json("not a customlabels project", "Error")
 _PROJECT_ID = {
     "name": "project_id",
     "in": "path",
@@ -125,10 +126,69 @@ def _required_for_action() -> dict[str, Any]:
     }
 
 
-def _paths(api: APISpec) -> None:
-    api.path(
-        path="/webhooks/label-studio",
-        operations={
+def _project_operation(summary: str, status: str, answer: dict[str, Any]) -> dict[str, Any]:
+    """An operation on one project of ours: its id in the path, ``answer`` when it is done, 404 for any
+    other id, 503 when a part is away."""
+    return {
+        "summary": summary,
+        "parameters": [_PROJECT_ID],
+        "responses": {status: answer, "404": _NOT_OURS, "503": _UNAVAILABLE},
+    }
+
+
+def _rekognition_operation() -> dict[str, Any]:
+    """``POST /``: AWS JSON 1.1 in and out, any operation of :data:`REKOGNITION_OPERATIONS`."""
+    aws_object = {AWS_JSON: {"schema": {"type": "object"}}}
+    aws_error = {AWS_JSON: {"schema": _ref("AwsError")}}
+    return {
+        "summary": "The Rekognition-compatible endpoint (AWS JSON 1.1)",
+        "description": (
+            "Requests are signed with AWS Signature Version 4 (service `rekognition`) with the key "
+            "pair CUSTOMLABELS_API_ACCESS_KEY_ID / CUSTOMLABELS_API_SECRET_ACCESS_KEY; input and "
+            "output shapes are Rekognition's (botocore's service model). Errors are AWS's: "
+            "`__type` names the exception class, `x-amzn-ErrorType` repeats it."
+        ),
+        "parameters": [
+            {
+                "name": "X-Amz-Target",
+                "in": "header",
+                "required": True,
+                "schema": {
+                    "type": "string",
+                    "enum": [f"RekognitionService.{name}" for name in sorted(REKOGNITION_OPERATIONS)],
+                },
+            }
+        ],
+        "requestBody": {"required": True, "content": aws_object},
+        "responses": {
+            "200": {"description": "the operation's output", "content": aws_object},
+            "400": {
+                "description": "a client error (AccessDeniedException if unsigned)",
+                "content": aws_error,
+            },
+            "503": {
+                "description": (
+                    "ServiceUnavailableException: Redis, S3 or Label Studio did not answer; "
+                    "try again after Retry-After seconds"
+                ),
+                "content": aws_error,
+                "headers": {
+                    **_RETRY_AFTER,
+                    "x-amz-retry-after": {
+                        "description": "the same wait in milliseconds (botocore's retry reads it)",
+                        "required": True,
+                        "schema": {"type": "integer", "minimum": 1000},
+                    },
+                },
+            },
+        },
+    }
+
+
+def _operations() -> dict[str, dict[str, Any]]:
+    """Every path of the API and its operations, in the document's order."""
+    return {
+        "/webhooks/label-studio": {
             "post": {
                 "summary": "Take a Label Studio webhook (a hint; the worker reads the current state)",
                 "security": [{"webhookSecret": []}],
@@ -147,38 +207,21 @@ def _paths(api: APISpec) -> None:
                 },
             }
         },
-    )
-    api.path(
-        path="/api/v1/projects/{project_id}/status",
-        operations={
-            "get": {
-                "summary": "Last publish, entries and labels per dataset, pending events, last error",
-                "parameters": [_PROJECT_ID],
-                "responses": {
-                    "200": _json("the status", "ProjectStatus"),
-                    "404": _json("not a customlabels project", "Error"),
-                    "503": _UNAVAILABLE,
-                },
-            }
+        "/api/v1/projects/{project_id}/status": {
+            "get": _project_operation(
+                "Last publish, entries and labels per dataset, pending events, last error",
+                "200",
+                _json("the status", "ProjectStatus"),
+            )
         },
-    )
-    api.path(
-        path="/api/v1/projects/{project_id}/resync",
-        operations={
-            "post": {
-                "summary": "Rebuild the project's manifests from Label Studio, correcting any drift",
-                "parameters": [_PROJECT_ID],
-                "responses": {
-                    "202": _json("queued", "Queued"),
-                    "404": _json("not a customlabels project", "Error"),
-                    "503": _UNAVAILABLE,
-                },
-            }
+        "/api/v1/projects/{project_id}/resync": {
+            "post": _project_operation(
+                "Rebuild the project's manifests from Label Studio, correcting any drift",
+                "202",
+                _json("queued", "Queued"),
+            )
         },
-    )
-    api.path(
-        path="/api/v1/openapi.json",
-        operations={
+        "/api/v1/openapi.json": {
             "get": {
                 "summary": "This document",
                 "responses": {
@@ -189,14 +232,8 @@ def _paths(api: APISpec) -> None:
                 },
             }
         },
-    )
-    api.path(
-        path="/healthz",
-        operations={"get": {"summary": "The process is up", "responses": {"200": _json("up", "Health")}}},
-    )
-    api.path(
-        path="/readyz",
-        operations={
+        "/healthz": {"get": {"summary": "The process is up", "responses": {"200": _json("up", "Health")}}},
+        "/readyz": {
             "get": {
                 "summary": "Redis, S3 and Label Studio answer",
                 "responses": {
@@ -205,42 +242,8 @@ def _paths(api: APISpec) -> None:
                 },
             }
         },
-    )
-    aws_object = {AWS_JSON: {"schema": {"type": "object"}}}
-    aws_error = {AWS_JSON: {"schema": _ref("AwsError")}}
-    api.path(
-        path="/",
-        operations={
-            "post": {
-                "summary": "The Rekognition-compatible endpoint (AWS JSON 1.1)",
-                "description": (
-                    "Requests are signed with AWS Signature Version 4 (service `rekognition`) with the key "
-                    "pair CUSTOMLABELS_API_ACCESS_KEY_ID / CUSTOMLABELS_API_SECRET_ACCESS_KEY; input and "
-                    "output shapes are Rekognition's (botocore's service model). Errors are AWS's: "
-                    "`__type` names the exception class, `x-amzn-ErrorType` repeats it."
-                ),
-                "parameters": [
-                    {
-                        "name": "X-Amz-Target",
-                        "in": "header",
-                        "required": True,
-                        "schema": {
-                            "type": "string",
-                            "enum": [f"RekognitionService.{name}" for name in sorted(REKOGNITION_OPERATIONS)],
-                        },
-                    }
-                ],
-                "requestBody": {"required": True, "content": aws_object},
-                "responses": {
-                    "200": {"description": "the operation's output", "content": aws_object},
-                    "400": {
-                        "description": "a client error (AccessDeniedException if unsigned)",
-                        "content": aws_error,
-                    },
-                },
-            }
-        },
-    )
+        "/": {"post": _rekognition_operation()},
+    }
 
 
 @functools.cache
@@ -261,7 +264,8 @@ def spec() -> dict[str, Any]:
     for name, schema in _SCHEMAS.items():
         api.components.schema(name, schema)
     api.components.security_scheme("webhookSecret", {"type": "apiKey", "in": "header", "name": SECRET_HEADER})
-    _paths(api)
+    for path, operations in _operations().items():
+        api.path(path=path, operations=operations)
     document: dict[str, Any] = api.to_dict()
     document["components"]["schemas"]["WebhookPayload"].update(_required_for_action())
     return document

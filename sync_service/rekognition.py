@@ -16,6 +16,11 @@ ARNs: ``arn:aws:rekognition:<region>:<account>:project/<ProjectName>/<ms>`` and
 region is the one the request was signed for (every region sees the same projects, each with ARNs of
 its own region), account is ``CUSTOMLABELS_API_ACCOUNT_ID`` and ``<ms>`` the project's or dataset's
 creation time in milliseconds (so a deleted and re-created dataset has a new ARN).
+
+Redis, S3 or Label Studio away (:data:`sync_service.app.UNAVAILABLE`): 503
+``ServiceUnavailableException`` with ``Retry-After`` (seconds) and ``x-amz-retry-after`` (milliseconds,
+what botocore's standard retry mode waits for), and one warning line naming the part; any other
+unexpected exception is a bug: 500 ``InternalServerError`` and its traceback in the log.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from plugin.datasets import DATASETS, DatasetError, Datasets, _make_token, _read_token, invalid, not_found
 from sync_service import awsjson, ext
+from sync_service.app import RETRY_AFTER_SECONDS, UNAVAILABLE
 from sync_service.awsjson import AwsError
 from sync_service.dataset_jobs import IN_PROGRESS, DatasetJobs
 from sync_service.projects import ProjectInfo
@@ -48,6 +54,7 @@ CUSTOM_LABELS = "CUSTOM_LABELS"
 _ARN_HEAD = r"arn:[a-z\d-]+:rekognition:(?P<region>[a-z\d-]+):(?P<account>\d{12}):project/(?P<name>[a-zA-Z0-9_.\-]{1,255})"
 PROJECT_ARN = re.compile(_ARN_HEAD + r"/(?P<ms>[0-9]+)")
 DATASET_ARN = re.compile(_ARN_HEAD + r"/dataset/(?P<dataset>train|test)/(?P<ms>[0-9]+)")
+_AWAY: tuple[type[Exception], ...] = tuple(UNAVAILABLE)  # answered 503, not 500
 
 
 @bp.post("/")
@@ -66,6 +73,8 @@ def call() -> Response:
             AwsError("ValidationException", f"The request is larger than {MAX_REQUEST_BYTES} bytes."),
             request_id,
         )
+    except _AWAY as exc:
+        return _unavailable(exc, request_id)
     except Exception:
         log.exception("%s failed (request %s)", g.rekognition_operation, request_id)
         return _error(
@@ -140,8 +149,32 @@ def _respond(status: int, document: dict[str, Any], request_id: str) -> Response
 
 def _error(exc: AwsError, request_id: str) -> Response:
     log.info("%s -> %s: %s (request %s)", g.rekognition_operation, exc.type, exc.message, request_id)
+    return _render(exc, request_id)
+
+
+def _render(exc: AwsError, request_id: str) -> Response:
     response = _respond(exc.status, exc.body(), request_id)
     response.headers["x-amzn-ErrorType"] = exc.type
+    return response
+
+
+def _unavailable(exc: Exception, request_id: str) -> Response:
+    """503 ServiceUnavailableException with the retry hints, and one warning line: the operation, the part
+    and the exception's class only (its text may quote a bucket key or a host), no traceback."""
+    part = next(name for kind, name in UNAVAILABLE.items() if isinstance(exc, kind))
+    log.warning(
+        "%s: %s is unavailable (%s); answered 503 (request %s)",
+        g.rekognition_operation,
+        part,
+        type(exc).__name__,
+        request_id,
+    )
+    error = AwsError(
+        awsjson.SERVICE_UNAVAILABLE, f"{part} is unavailable; try again later (request {request_id})."
+    )
+    response = _render(error, request_id)
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    response.headers["x-amz-retry-after"] = str(RETRY_AFTER_SECONDS * 1000)
     return response
 
 

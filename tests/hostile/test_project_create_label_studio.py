@@ -52,21 +52,34 @@ def refusing() -> Iterator[tuple[ThreadingHTTPServer, list[int]]]:
     server.server_close()
 
 
-def _run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ls_url: str, *extra: str) -> tuple[int, str, str]:  # fmt: skip
-    away = f"http://127.0.0.1:{services.free_port()}"
+def _run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ls_url: str, *extra: str
+) -> tuple[int, str, str]:
+    """``customlabels project create`` against ``ls_url``: exit code, standard output and error."""
+    away = f"127.0.0.1:{services.free_port()}"  # Redis and S3: never reached, Label Studio is first
     for name, value in {
         "CUSTOMLABELS_LS_URL": ls_url,
         "CUSTOMLABELS_LS_API_KEY": API_KEY,
         "CUSTOMLABELS_BUCKET": "bucket",
         "CUSTOMLABELS_WEBHOOK_SECRET": "a-webhook-secret-of-some-length",
-        "CUSTOMLABELS_REDIS_URL": away.replace("http", "redis")
-        + "/0",  # never reached: Label Studio is first
-        "CUSTOMLABELS_S3_ENDPOINT": away,
+        "CUSTOMLABELS_REDIS_URL": f"redis://{away}/0",
+        "CUSTOMLABELS_S3_ENDPOINT": f"http://{away}",
     }.items():
         monkeypatch.setenv(name, value)
     code = main(["project", "create", "--title", "Refused project", *extra])
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def _assert_one_error_line(code: int, out: str, err: str, *, starts: str, setting: str) -> None:
+    """Exit code 1 and one line on standard error, starting with ``starts`` and naming ``setting``;
+    no traceback and no API key anywhere."""
+    assert code == 1
+    assert err.count("\n") == 1, err
+    assert err.startswith(starts), err
+    assert setting in err
+    assert "Traceback" not in err + out
+    assert API_KEY not in err + out
 
 
 @pytest.mark.parametrize("status", [401, 403])
@@ -79,26 +92,22 @@ def test_a_refused_api_key_is_one_line_naming_the_url_and_the_setting(
     server, answer = refusing
     answer[0] = status
     url = f"http://127.0.0.1:{server.server_address[1]}"
-    code, out, err = _run(monkeypatch, capsys, url)
-    assert code == 1
-    assert err.count("\n") == 1, err
-    assert err.startswith(f"error: Label Studio at {url} refused the API key (HTTP {status}: Invalid token.)")
-    assert "CUSTOMLABELS_LS_API_KEY" in err
-    assert "Traceback" not in err + out
-    assert API_KEY not in err + out
+    _assert_one_error_line(
+        *_run(monkeypatch, capsys, url),
+        starts=f"error: Label Studio at {url} refused the API key (HTTP {status}: Invalid token.)",
+        setting="CUSTOMLABELS_LS_API_KEY",
+    )
 
 
 def test_label_studio_away_is_one_line_naming_the_url_and_the_setting(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = f"http://127.0.0.1:{services.free_port()}"  # nothing listens there
-    code, out, err = _run(monkeypatch, capsys, url)
-    assert code == 1
-    assert err.count("\n") == 1, err
-    assert err.startswith(f"error: Label Studio at {url} does not answer (ConnectError)")
-    assert "CUSTOMLABELS_LS_URL" in err
-    assert "Traceback" not in err + out
-    assert API_KEY not in err + out
+    _assert_one_error_line(
+        *_run(monkeypatch, capsys, url),
+        starts=f"error: Label Studio at {url} does not answer (ConnectError)",
+        setting="CUSTOMLABELS_LS_URL",
+    )
 
 
 def test_with_json_the_error_is_a_json_document_too(

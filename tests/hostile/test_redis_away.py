@@ -1,34 +1,47 @@
 """Redis away (a loopback port nothing listens on): every request that needs it answers 503 with a JSON
 error and ``Retry-After``, never 500, and logs one line without the Redis password or a traceback.
-Requests refused before Redis is needed (no secret, a bad body) are refused as usual."""
+Requests refused before Redis is needed (no secret, a bad body) are refused as usual. The
+Rekognition-compatible endpoint answers the same in AWS JSON 1.1 (``ServiceUnavailableException``), for
+Redis and for S3 (also a closed port here), and boto3 retries it after the hint."""
 
 from __future__ import annotations
 
 import json
 import logging
 import secrets
+import threading
+import time
+from collections.abc import Iterator
 
+import boto3
 import botocore.auth
 import pytest
 from botocore.awsrequest import AWSRequest
+from botocore.config import Config
 from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.serving import make_server
 
 from plugin import services
 from sync_service import awsjson
 from sync_service.app import RETRY_AFTER_SECONDS, create_app
-from sync_service.config import SECRET_HEADER, Settings
+from sync_service.config import DEFAULT_ACCOUNT_ID, SECRET_HEADER, Settings
 
 SECRET = "redis-away-webhook-secret-0123456789"
 KEY_ID = "AKIDREDISAWAY"
 KEY_SECRET = "redis-away-secret-access-key-0123456789"
 PASSWORD = f"rpw-{secrets.token_hex(8)}"
 TASKS_CREATED = {"action": "TASKS_CREATED", "project": {"id": 7, "token": "t"}, "tasks": [{"id": 1}]}
+REGION = "us-east-1"
+DATASET_ARN = f"arn:aws:rekognition:{REGION}:{DEFAULT_ACCOUNT_ID}:project/parts/dataset/train/1700000000000"
 
 
 @pytest.fixture
-def app() -> Flask:
+def app(monkeypatch: pytest.MonkeyPatch) -> Flask:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDS3AWAY")  # S3 is refused, not short of credentials
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3-away-secret-access-key")
     closed = services.free_port()  # bound by the OS a moment, then released: nothing listens there
     assert not services.port_in_use(closed)
     return create_app(
@@ -104,19 +117,76 @@ def test_readyz_names_redis(client: FlaskClient) -> None:
     assert response.get_json()["checks"]["redis"] is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sync_service/rekognition.py answers Redis away with 500 InternalServerError and a traceback",
-)
-def test_the_rekognition_endpoint_is_503_too(client: FlaskClient) -> None:
-    body = json.dumps({}).encode()
+def _signed(target: str, params: dict[str, str]) -> tuple[bytes, dict[str, str]]:
+    """A body and the headers boto3 would send for ``RekognitionService.<target>``."""
+    body = json.dumps(params).encode()
     request = AWSRequest(
         method="POST",
         url="http://localhost/",
         data=body,
-        headers={"X-Amz-Target": "RekognitionService.DescribeProjects", "Content-Type": awsjson.CONTENT_TYPE},
+        headers={"X-Amz-Target": f"RekognitionService.{target}", "Content-Type": awsjson.CONTENT_TYPE},
     )
-    botocore.auth.SigV4Auth(Credentials(KEY_ID, KEY_SECRET), "rekognition", "us-east-1").add_auth(request)
-    response = client.post("/", data=body, headers=dict(request.headers.items()))
+    botocore.auth.SigV4Auth(Credentials(KEY_ID, KEY_SECRET), "rekognition", REGION).add_auth(request)
+    return body, dict(request.headers.items())
+
+
+@pytest.mark.parametrize(
+    ("target", "params", "part"),
+    [
+        ("DescribeDataset", {"DatasetArn": DATASET_ARN}, "Redis"),  # the project cache comes first
+        ("DescribeProjects", {}, "S3"),  # every project.json under the prefix
+    ],
+    ids=["redis", "s3"],
+)
+def test_the_rekognition_endpoint_is_503_too(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture, target: str, params: dict[str, str], part: str
+) -> None:
+    body, headers = _signed(target, params)
+    with caplog.at_level(logging.WARNING):
+        response = client.post("/", data=body, headers=headers)
     assert response.status_code == 503
     assert response.headers["Retry-After"] == str(RETRY_AFTER_SECONDS)
+    assert response.headers["x-amz-retry-after"] == str(RETRY_AFTER_SECONDS * 1000)
+    assert response.content_type == awsjson.CONTENT_TYPE
+    assert response.headers["x-amzn-ErrorType"] == awsjson.SERVICE_UNAVAILABLE
+    error = response.get_json(force=True)
+    assert error["__type"] == awsjson.SERVICE_UNAVAILABLE
+    assert error["Message"].startswith(f"{part} is unavailable; try again later (request ")
+    assert len(caplog.records) == 1, [r.getMessage() for r in caplog.records]
+    record = caplog.records[0]
+    assert f"{target}: {part} is unavailable" in record.getMessage()
+    assert record.exc_info is None  # no traceback: nothing is broken but the connection
+    assert PASSWORD not in caplog.text
+    assert PASSWORD not in response.get_data(as_text=True)
+
+
+@pytest.fixture
+def endpoint(app: Flask) -> Iterator[str]:
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(5)
+
+
+def test_boto3_retries_the_503_after_the_hint(endpoint: str) -> None:
+    """botocore's default (standard) retry mode retries a 503 and waits ``x-amz-retry-after``; once out
+    of attempts it raises a ClientError naming ServiceUnavailableException."""
+    rekognition = boto3.client(
+        "rekognition",
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id=KEY_ID,
+        aws_secret_access_key=KEY_SECRET,
+        config=Config(retries={"mode": "standard", "total_max_attempts": 2}),
+    )
+    began = time.monotonic()
+    with pytest.raises(ClientError) as raised:
+        rekognition.describe_dataset(DatasetArn=DATASET_ARN)
+    waited = time.monotonic() - began
+    answer = raised.value.response
+    assert answer["Error"]["Code"] == awsjson.SERVICE_UNAVAILABLE
+    assert answer["ResponseMetadata"]["HTTPStatusCode"] == 503
+    assert answer["ResponseMetadata"]["RetryAttempts"] == 1
+    assert waited >= RETRY_AFTER_SECONDS
