@@ -4,7 +4,8 @@ One publish per project at a time (a Redis lock); events that arrive meanwhile w
 steps, and why they are safe to repeat:
 
 1. take the recorded events (the webhook hints) atomically; on any failure they are given back;
-2. read the label config; a changed config means a full rebuild (labels may have been renamed);
+2. read the label config (after PROJECT_UPDATED, on a rebuild, else at most every
+   ``CONFIG_RECHECK_SECONDS``); a changed config means a full rebuild (labels may have been renamed);
 3. re-read the changed tasks from Label Studio's export endpoint (or all tasks on a rebuild), convert
    each with the core (``task_to_entry`` + ``entry_to_line``, as ``customlabels convert ls-to-manifest``)
    and update the entry cache; tasks that are gone leave it;
@@ -50,6 +51,10 @@ log = logging.getLogger(__name__)
 
 HEADER_BYTES = (64 * 1024, 1024 * 1024)  # ranged reads tried in turn for an image's header
 MAX_LINE = C.DEFAULT_LIMITS.max_line_chars
+CONFIG_RECHECK_SECONDS = 30.0
+"""Seconds a label config read from Label Studio is reused by publishes of ordinary events (a
+PROJECT_UPDATED, a resync or a reconcile reads it again at once; a lost PROJECT_UPDATED is seen within
+this time)."""
 PREDICTIONS_ONE_BY_ONE = 20  # tasks whose predictions are read one request each; more: one for the project
 
 
@@ -275,9 +280,14 @@ class Publisher:
         self, info: ProjectInfo, state: ProjectState, batch: EventBatch, *, force: bool
     ) -> PublishResult:
         phases = self.phases = Phases()
-        with phases.timed("label_studio"):
-            project = self.ls.project(info.label_studio_project_id, fields=("id", "label_config"))
-        xml = str(project.get("label_config") or "")
+        # A changed config sends PROJECT_UPDATED (a full batch): between those, a config read a few
+        # seconds ago serves, sparing Label Studio a request per publish when it is busiest.
+        xml = None if batch.full or force else state.recent_label_config(CONFIG_RECHECK_SECONDS)
+        if xml is None:
+            with phases.timed("label_studio"):
+                project = self.ls.project(info.label_studio_project_id, fields=("id", "label_config"))
+            xml = str(project.get("label_config") or "")
+            state.keep_label_config(xml)
         digest = hashlib.sha256(xml.encode()).hexdigest()
         config = parse_label_config(xml, source=f"project {info.label_studio_project_id} label config")
         renames: dict[str, dict[str, str]] = {}

@@ -215,6 +215,7 @@ class ProjectState:
         self.k_lock = base + "lock"
         self.k_status = base + "status"
         self.k_config = base + "config"
+        self.k_label_config = base + "label-config"
         self.k_taken = [base + f"taken-{name}" for name in ("dirty", "gone", "gone-ann", "full")]
         self._lock_token: str | None = None
 
@@ -364,6 +365,7 @@ class ProjectState:
             self.k_ann,
             self.k_status,
             self.k_config,
+            self.k_label_config,
             *self.k_taken,
         )
 
@@ -377,6 +379,21 @@ class ProjectState:
     def set_config_digest(self, digest: str) -> None:
         """Remember the label config the cache is built with."""
         self.redis.set(self.k_config, digest)
+
+    def recent_label_config(self, max_age: float) -> str | None:
+        """The label config as Label Studio gave it at most ``max_age`` seconds ago, else None."""
+        raw = self.redis.get(self.k_label_config)
+        if raw is None:
+            return None
+        kept = orjson.loads(raw)
+        if not isinstance(kept, dict) or time.time() - float(kept.get("read_at", 0)) > max_age:
+            return None
+        xml = kept.get("xml")
+        return xml if isinstance(xml, str) else None
+
+    def keep_label_config(self, xml: str) -> None:
+        """Remember the label config just read from Label Studio, and when."""
+        self.redis.set(self.k_label_config, orjson.dumps({"xml": xml, "read_at": time.time()}))
 
     def set_status(self, **fields: Any) -> None:
         """Set status fields (JSON-encoded values)."""

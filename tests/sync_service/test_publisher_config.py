@@ -1,0 +1,89 @@
+"""The publisher reads the label config from Label Studio when it may have changed, not at every publish."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import pytest
+from redis import Redis
+
+from converters.labelconfig import build_label_config
+from sync_service import publisher as publisher_module
+from sync_service.projects import ProjectInfo, Projects
+from sync_service.publisher import Publisher
+from sync_service.s3 import Storage
+from sync_service.state import ProjectState
+from tests.builders import choices, task
+from tests.realparts import S3
+
+PID = 4242
+
+
+class CountingLabelStudio:
+    """Serves the publisher's reads from memory and counts the label config reads (a unit-test stand-in)."""
+
+    url = "http://127.0.0.1:9"
+
+    def __init__(self, config: str, tasks: list[dict[str, Any]]) -> None:
+        self.config = config
+        self.tasks = {t["id"]: t for t in tasks}
+        self.config_reads = 0
+
+    def project(self, project_id: int, *, fields: Sequence[str] = ()) -> dict[str, Any]:
+        self.config_reads += 1
+        return {"id": project_id, "label_config": self.config}
+
+    def export_tasks(
+        self, project_id: int, task_ids: Iterable[int] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        wanted = sorted(self.tasks) if task_ids is None else sorted(set(task_ids) & set(self.tasks))
+        return (copy.deepcopy(self.tasks[i]) for i in wanted)
+
+    def predictions(self, **_: Any) -> Iterator[dict[str, Any]]:
+        return iter(())
+
+
+@pytest.fixture
+def world(
+    redis_url: str, s3: S3, bucket: str
+) -> Iterator[tuple[Publisher, CountingLabelStudio, ProjectState]]:
+    redis = Redis.from_url(redis_url)
+    storage = Storage(s3.client, bucket)
+    projects = Projects(redis, storage, "unit")
+    projects.save(ProjectInfo(PID, "Config reads", "config-reads"))
+    ls = CountingLabelStudio(
+        build_label_config(choices=["cat", "dog"]),
+        [
+            task("s3://b/1.jpg", choices("cat"), tid=1, dataset="train"),
+            task("s3://b/2.jpg", tid=2, dataset="test"),
+        ],
+    )
+    state = ProjectState(redis, PID)
+    state.forget()
+    yield Publisher(redis, storage, ls, projects), ls, state  # type: ignore[arg-type]
+    state.forget()
+    projects.forget(PID)
+
+
+def test_ordinary_events_reuse_a_recent_config_and_project_updates_read_it_again(
+    world: tuple[Publisher, CountingLabelStudio, ProjectState], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pub, ls, state = world
+    assert pub.publish(PID) is not None and ls.config_reads == 1  # the first build reads it
+    state.note(dirty=[2])
+    ls.tasks[2] = task("s3://b/2.jpg", choices("dog"), tid=2, dataset="test")
+    result = pub.publish(PID)
+    assert result is not None and result.labels == {"train": 1, "test": 1}
+    assert ls.config_reads == 1  # an annotation event: the config read a moment ago serves
+
+    ls.config = build_label_config(choices=["cat", "dog", "bird"])
+    state.note(full=True)  # what PROJECT_UPDATED records
+    pub.publish(PID)
+    assert ls.config_reads == 2
+
+    monkeypatch.setattr(publisher_module, "CONFIG_RECHECK_SECONDS", 0.0)  # as if that time passed
+    state.note(dirty=[1])
+    pub.publish(PID)
+    assert ls.config_reads == 3  # a lost PROJECT_UPDATED is seen within CONFIG_RECHECK_SECONDS
