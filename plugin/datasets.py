@@ -255,6 +255,12 @@ class Datasets:
     def _publish(self, info: ProjectInfo) -> None:
         self.ctx.publisher.publish(info.label_studio_project_id)
 
+    def _set_label_config(self, info: ProjectInfo, xml: str) -> None:
+        """Change the project's label config in Label Studio and have the next publish read it (as
+        PROJECT_UPDATED would; the webhook may be slow, lost or not registered)."""
+        self.ctx.ls.update_project(info.label_studio_project_id, label_config=xml)
+        ProjectState(self.ctx.redis, info.label_studio_project_id).note(full=True)
+
     def entries(self, info: ProjectInfo, *, all_tasks: bool = False) -> dict[str, list[CachedEntry]]:
         """Each dataset's entries as of now (the cache brought up to date first), in task order.
 
@@ -319,7 +325,7 @@ class Datasets:
         multiple = any(len({label.name for label in e.labels}) > 1 for e in items)
         new_xml = add_labels(xml, choices=choices, boxes=boxes, multiple=multiple)
         if new_xml != xml:
-            self.ctx.ls.update_project(pid, label_config=new_xml)
+            self._set_label_config(info, new_xml)
             config = parse_label_config(new_xml)
         options = _write_options(config, dataset)
         existing: dict[str, CachedEntry] = {}
@@ -658,7 +664,7 @@ class Datasets:
                 boxes=[name] if kind == RECTANGLE_LABELS else [],
             )
             if new != xml:
-                self.ctx.ls.update_project(info.label_studio_project_id, label_config=new)
+                self._set_label_config(info, new)
                 self._publish(info)
 
     def rename_label(self, info: ProjectInfo, old: str, new: str) -> None:
@@ -675,8 +681,7 @@ class Datasets:
                 raise not_found(f"no label {old!r}")
             if new in declared:
                 raise invalid(f"a label {new!r} already exists")
-            self.ctx.ls.update_project(info.label_studio_project_id, label_config=rename_label(xml, old, new))
-            ProjectState(self.ctx.redis, info.label_studio_project_id).note(full=True)
+            self._set_label_config(info, rename_label(xml, old, new))
             self._publish(info)
 
     def delete_label(self, info: ProjectInfo, name: str) -> None:
@@ -691,7 +696,7 @@ class Datasets:
                     f"label {name!r} is used by {stats[name].entries} entries; remove it from them first",
                 )
             xml, _ = self.config(info)
-            self.ctx.ls.update_project(info.label_studio_project_id, label_config=remove_label(xml, name))
+            self._set_label_config(info, remove_label(xml, name))
             self._publish(info)
 
     def describe(self, info: ProjectInfo, dataset: str) -> dict[str, Any]:
