@@ -43,7 +43,29 @@ REDRAW_SECONDS = 0.25
 LINE_SECONDS = 5.0  # least time between two plain progress lines of one stage (not on a terminal)
 
 
-class Progress:
+class _Display:
+    """What both displays share: clearing the redrawn line, printing a plain line, writing safely."""
+
+    stream: TextIO
+    prefix: str
+    tty: bool
+    _drawn: bool
+
+    def _clear(self) -> None:
+        if self.tty and self._drawn:
+            self._write("\r\x1b[2K")
+            self._drawn = False
+
+    def _line(self, text: str) -> None:
+        self._write(f"{self.prefix}: {text}\n" if self.prefix else f"{text}\n")
+
+    def _write(self, text: str) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.stream.write(text)
+            self.stream.flush()
+
+
+class Progress(_Display):
     """Steps ``1..total`` of one long operation, shown on ``stream`` (default stderr)."""
 
     def __init__(
@@ -167,21 +189,8 @@ class Progress:
         self._write("\r\x1b[2K" + self.render())
         self._drawn = True
 
-    def _clear(self) -> None:
-        if self.tty and self._drawn:
-            self._write("\r\x1b[2K")
-            self._drawn = False
 
-    def _line(self, text: str) -> None:
-        self._write(f"{self.prefix}: {text}\n" if self.prefix else f"{text}\n")
-
-    def _write(self, text: str) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            self.stream.write(text)
-            self.stream.flush()
-
-
-class ItemProgress:
+class ItemProgress(_Display):
     """Counted work in named stages, shown on ``stream`` (default stderr); call it as
     ``progress(stage, done, total)`` (``total`` None when unknown, as while listing).
 
@@ -389,19 +398,6 @@ class ItemProgress:
             thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=1)
-
-    def _clear(self) -> None:
-        if self.tty and self._drawn:
-            self._write("\r\x1b[2K")
-            self._drawn = False
-
-    def _line(self, text: str) -> None:
-        self._write(f"{self.prefix}: {text}\n" if self.prefix else f"{text}\n")
-
-    def _write(self, text: str) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            self.stream.write(text)
-            self.stream.flush()
 
 
 def _seconds(value: float) -> str:

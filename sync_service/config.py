@@ -10,7 +10,7 @@
 | ``CUSTOMLABELS_BUCKET`` | (required) | bucket of the projects' manifests and images |
 | ``CUSTOMLABELS_PREFIX`` | ``customlabels`` | key prefix of all projects in the bucket |
 | ``CUSTOMLABELS_WEBHOOK_SECRET`` | (required) | shared secret Label Studio sends in ``X-Customlabels-Secret`` |
-| ``CUSTOMLABELS_DEBOUNCE_SECONDS`` | ``1.0`` | least time between two publishes of one project, seconds |
+| ``CUSTOMLABELS_DEBOUNCE_SECONDS`` | ``0.25`` | seconds a publish waits after the first event it will take (a burst is published once) |
 | ``CUSTOMLABELS_RECONCILE_SECONDS`` | ``300`` | period of the full reconcile of every project, seconds |
 | ``CUSTOMLABELS_MAX_WEBHOOK_BYTES`` | ``10485760`` | largest webhook body accepted (413 above), bytes |
 | ``CUSTOMLABELS_QUEUE`` | ``customlabels`` | RQ queue name |
@@ -53,7 +53,7 @@ class Settings:
     bucket: str
     prefix: str
     webhook_secret: str
-    debounce_seconds: float = 1.0
+    debounce_seconds: float = 0.25
     reconcile_seconds: float = 300.0
     max_webhook_bytes: int = 10 * 1024 * 1024
     queue: str = "customlabels"
@@ -170,7 +170,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         bucket=bucket,
         prefix=prefix,
         webhook_secret=secret,
-        debounce_seconds=_number(env, "CUSTOMLABELS_DEBOUNCE_SECONDS", 1.0, minimum=0.0),
+        debounce_seconds=_number(env, "CUSTOMLABELS_DEBOUNCE_SECONDS", 0.25, minimum=0.0),
         reconcile_seconds=_number(env, "CUSTOMLABELS_RECONCILE_SECONDS", 300.0, minimum=1.0),
         max_webhook_bytes=int(_number(env, "CUSTOMLABELS_MAX_WEBHOOK_BYTES", 10 * 1024 * 1024, minimum=1024)),
         queue=env.get("CUSTOMLABELS_QUEUE", "").strip() or "customlabels",

@@ -270,11 +270,13 @@ class Publisher:
             return result
 
     def _wait_debounce(self, state: ProjectState) -> None:
-        last = state.status().get("last_publish_monotonic_wall")
-        if isinstance(last, int | float) and self.debounce > 0:
-            wait = last + self.debounce - time.time()
-            if wait > 0:
-                time.sleep(min(wait, self.debounce))
+        """Wait until the first event this publish will take is ``debounce`` seconds old, so that a burst
+        is published once; events that waited through the publish before are taken at once."""
+        if self.debounce <= 0:
+            return
+        age = state.first_event_age()
+        if age is not None and age < self.debounce:
+            time.sleep(self.debounce - max(age, 0.0))
 
     def _publish(
         self, info: ProjectInfo, state: ProjectState, batch: EventBatch, *, force: bool

@@ -16,6 +16,7 @@ Studio). Keys, all under ``cl:`` so that the service never touches what it did n
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import socket
 import threading
@@ -55,8 +56,9 @@ if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[
 return 0
 """
 
-# Take the events (KEYS[1..5]: dirty, gone, gone-ann, full, pending) and keep a copy of them in the
-# taken-* keys (KEYS[6..9]) until the publish succeeds; returns {dirty, gone, gone-ann, full, pending}.
+# Take the events (KEYS[1..5]: dirty, gone, gone-ann, full, pending; KEYS[10] the first event's time) and
+# keep a copy of them in the taken-* keys (KEYS[6..9]) until the publish succeeds; returns {dirty, gone,
+# gone-ann, full, pending}.
 _TAKE = """
 local out = {}
 for i = 1, 3 do
@@ -66,7 +68,7 @@ end
 local full = redis.call('get', KEYS[4])
 if full then redis.call('set', KEYS[9], 1) end
 local pending = redis.call('get', KEYS[5])
-redis.call('del', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+redis.call('del', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[10])
 return {out[1], out[2], out[3], full and 1 or 0, tonumber(pending or 0)}
 """
 
@@ -89,8 +91,8 @@ return 0
 
 # One event, atomically and in one round trip (the webhook's whole Redis cost): add the ids (from
 # ARGV[6] on; ARGV[1..3] say how many go to the dirty / gone / gone-ann sets), set :full when ARGV[4] is
-# 1, count the event, and return 1 when it set :scheduled for ARGV[5] seconds (the caller queues a
-# publish).
+# 1, count the event (the first since the last take also stamps :first-event with Redis's clock), and
+# return 1 when it set :scheduled for ARGV[5] seconds (the caller queues a publish).
 _NOTE = """
 local counts = {tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])}
 local pos = 6
@@ -103,7 +105,10 @@ for k = 1, 3 do
   end
 end
 if ARGV[4] == '1' then redis.call('set', KEYS[4], 1) end
-redis.call('incr', KEYS[5])
+if redis.call('incr', KEYS[5]) == 1 then
+  local now = redis.call('time')
+  redis.call('set', KEYS[7], now[1] .. '.' .. string.format('%06d', now[2]))
+end
 if redis.call('set', KEYS[6], 1, 'nx', 'ex', ARGV[5]) then return 1 end
 return 0
 """
@@ -209,6 +214,7 @@ class ProjectState:
         self.k_gone_ann = base + "gone-ann"
         self.k_full = base + "full"
         self.k_pending = base + "pending"
+        self.k_first = base + "first-event"
         self.k_scheduled = base + "scheduled"
         self.k_entries = base + "entries"
         self.k_ann = base + "ann"
@@ -232,9 +238,22 @@ class ProjectState:
         """Record one event's hints; return True when the caller must queue a publish (none queued)."""
         dirty, gone, gone_annotations = list(dirty), list(gone), list(gone_annotations)
         script = self.redis.register_script(_NOTE)
-        keys = [self.k_dirty, self.k_gone, self.k_gone_ann, self.k_full, self.k_pending, self.k_scheduled]
+        keys = [
+            self.k_dirty, self.k_gone, self.k_gone_ann, self.k_full, self.k_pending, self.k_scheduled,
+            self.k_first,
+        ]  # fmt: skip
         args = [len(dirty), len(gone), len(gone_annotations), 1 if full else 0, SCHEDULED_TTL]
         return bool(script(keys=keys, args=[*args, *dirty, *gone, *gone_annotations]))
+
+    def first_event_age(self) -> float | None:
+        """Seconds since the first event not yet taken was recorded (Redis's clock), or None."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(self.k_first)
+        pipe.time()
+        stamp, (seconds, micros) = pipe.execute()
+        if stamp is None:
+            return None
+        return float(seconds) + float(micros) / 1e6 - float(stamp)
 
     def unschedule(self) -> None:
         """Let the next event queue a publish again (called as a publish starts)."""
@@ -248,7 +267,9 @@ class ProjectState:
         (:meth:`recover`).
         """
         pending_keys = [self.k_dirty, self.k_gone, self.k_gone_ann, self.k_full, self.k_pending]
-        dirty, gone, gone_ann, full, pending = self.redis.eval(_TAKE, 9, *pending_keys, *self.k_taken)
+        dirty, gone, gone_ann, full, pending = self.redis.eval(
+            _TAKE, 10, *pending_keys, *self.k_taken, self.k_first
+        )
         return EventBatch(
             dirty={int(x) for x in dirty},
             gone={int(x) for x in gone},
@@ -288,7 +309,15 @@ class ProjectState:
     def entries(self) -> list[CachedEntry]:
         """Every cached entry, in task id order (Label Studio's export order)."""
         raw = self.redis.hgetall(self.k_entries)
-        out = [CachedEntry.unpack(int(k), v) for k, v in raw.items()]
+        # Hundreds of thousands of new objects, none of them cyclic: without the collector running
+        # over the growing heap meanwhile, loading grows with the entries, not faster.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            out = [CachedEntry.unpack(int(k), v) for k, v in raw.items()]
+        finally:
+            if collecting:
+                gc.enable()
         out.sort(key=lambda e: e.task_id)
         return out
 
@@ -360,6 +389,7 @@ class ProjectState:
             self.k_gone_ann,
             self.k_full,
             self.k_pending,
+            self.k_first,
             self.k_scheduled,
             self.k_entries,
             self.k_ann,

@@ -288,3 +288,18 @@ class WebhookReceiver:
     def wait_for_action(self, action: str, timeout: float = 10.0) -> Delivery:
         """The first delivery whose body has ``action``."""
         return self.wait_for(lambda d: isinstance(d.body, dict) and d.body.get("action") == action, timeout)
+
+
+@contextmanager
+def served(app: Any) -> Iterator[str]:
+    """A WSGI ``app`` served on a free loopback port in a thread; yields its base URL."""
+    from werkzeug.serving import make_server  # noqa: PLC0415
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(5)

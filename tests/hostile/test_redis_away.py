@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import threading
 import time
 from collections.abc import Iterator
 
@@ -22,12 +21,12 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.serving import make_server
 
 from plugin import services
 from sync_service import awsjson
 from sync_service.app import RETRY_AFTER_SECONDS, create_app
 from sync_service.config import DEFAULT_ACCOUNT_ID, SECRET_HEADER, Settings
+from tests.realparts import served
 
 SECRET = "redis-away-webhook-secret-0123456789"
 KEY_ID = "AKIDREDISAWAY"
@@ -162,12 +161,8 @@ def test_the_rekognition_endpoint_is_503_too(
 
 @pytest.fixture
 def endpoint(app: Flask) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(5)
+    with served(app) as url:
+        yield url
 
 
 def test_boto3_retries_the_503_after_the_hint(endpoint: str) -> None:

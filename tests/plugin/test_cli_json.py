@@ -500,10 +500,9 @@ def image_dir(tmp_path: Path) -> Path:
     return root
 
 
-def test_dataset_create_from_dir_json_on_stdout_progress_on_stderr(
-    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, out, err = run(
+def create_pets(capsys: pytest.CaptureFixture[str], tmp_path: Path, *extra: str) -> tuple[int, str, str]:
+    """``dataset create pets --dataset train --from-dir`` a folder of five images, with ``extra``."""
+    return run(
         capsys,
         "dataset",
         "create",
@@ -512,9 +511,14 @@ def test_dataset_create_from_dir_json_on_stdout_progress_on_stderr(
         "train",
         "--from-dir",
         str(image_dir(tmp_path)),
-        "--labels-from-folders",
-        "--json",
+        *extra,
     )
+
+
+def test_dataset_create_from_dir_json_on_stdout_progress_on_stderr(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = create_pets(capsys, tmp_path, "--labels-from-folders", "--json")
     assert code == 0
     doc = parsed(out)
     assert doc == {
@@ -548,9 +552,7 @@ def test_dataset_create_from_dir_json_on_stdout_progress_on_stderr(
 def test_dataset_create_without_json_prints_the_summary_line(
     world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = run(
-        capsys, "dataset", "create", "pets", "--dataset", "train", "--from-dir", str(image_dir(tmp_path))
-    )
+    code, out, _ = create_pets(capsys, tmp_path)
     assert code == 0
     assert out == "Pets / train: 5 added, 0 updated, 0 already there\n"
 
@@ -581,18 +583,7 @@ def test_json_keeps_plain_progress_lines_even_on_a_terminal(
 def test_quiet_silences_the_progress(
     world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = run(
-        capsys,
-        "dataset",
-        "create",
-        "pets",
-        "--dataset",
-        "train",
-        "--from-dir",
-        str(image_dir(tmp_path)),
-        "--json",
-        "-q",
-    )
+    code, out, err = create_pets(capsys, tmp_path, "--json", "-q")
     assert code == 0 and parsed(out)["added"] == 5
     assert err == ""
 

@@ -26,8 +26,8 @@ INFO = ProjectInfo(label_studio_project_id=1, title="Pets", slug="pets")
 class Recorder(Datasets):
     """Datasets whose import only records what it was given."""
 
-    def __init__(self) -> None:
-        super().__init__(None)  # type: ignore[arg-type]
+    def __init__(self, **options: Any) -> None:
+        super().__init__(None, **options)  # type: ignore[arg-type]
         self.imported: list[Entry] = []
 
     def import_entries(

@@ -10,10 +10,10 @@ import pytest
 from redis import Redis
 
 from converters.jsonio import RawLine
-from converters.model import Entry
-from plugin.datasets import DatasetError, Datasets, ImportResult, no_progress
+from plugin.datasets import DatasetError, Datasets, no_progress
 from sync_service.projects import ProjectInfo
 from tests.builders import cls_attr, jsonl, line
+from tests.plugin.test_datasets import Recorder
 
 INFO = ProjectInfo(label_studio_project_id=1, title="Pets", slug="pets")
 
@@ -33,20 +33,6 @@ class Heard:
         return list(dict.fromkeys(stage for stage, _, _ in self.calls))
 
 
-class Recorder(Datasets):
-    """Datasets whose import only records what it was given."""
-
-    def __init__(self, progress: Heard) -> None:
-        super().__init__(None, progress=progress)  # type: ignore[arg-type]
-        self.imported: list[Entry] = []
-
-    def import_entries(
-        self, info: ProjectInfo, dataset: str, entries: Any, *, replace_existing: bool
-    ) -> ImportResult:
-        self.imported = list(entries)
-        return ImportResult(added=len(self.imported))
-
-
 def test_the_default_callback_is_silent_and_the_operations_still_run() -> None:
     ops = Datasets(None)  # type: ignore[arg-type]
     assert ops.progress is no_progress
@@ -57,7 +43,7 @@ def test_reading_a_manifest_counts_its_lines() -> None:
     heard = Heard()
     text = jsonl(*[line(f"s3://b/{i}.jpg", cls_attr("a", "cat")) for i in range(7)])
     lines = [RawLine(n, x.encode(), False, len(x)) for n, x in enumerate(text.splitlines(), start=1)]
-    Recorder(heard).from_manifest_lines(INFO, "train", lines, source="in.manifest")
+    Recorder(progress=heard).from_manifest_lines(INFO, "train", lines, source="in.manifest")
     assert heard.calls == [("reading in.manifest", n, None) for n in range(1, 8)]
 
 
@@ -66,7 +52,7 @@ def test_a_folder_counts_its_uploads(tmp_path: Any) -> None:
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text(name)
     heard = Heard()
-    ops = Recorder(heard)
+    ops = Recorder(progress=heard)
     ops.upload_image = lambda info, data, suffix: f"s3://b/{data.decode()}"  # type: ignore[method-assign]
     ops.from_dir(INFO, "train", str(tmp_path))
     assert heard.calls == [

@@ -21,7 +21,7 @@ def test_defaults_are_documented_values() -> None:
     assert s.redis_url == "redis://127.0.0.1:6379/0"
     assert s.s3_endpoint is None  # empty means AWS
     assert s.prefix == "customlabels"
-    assert s.debounce_seconds == 1.0
+    assert s.debounce_seconds == 0.25
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,9 @@
-"""The publisher reads the label config from Label Studio when it may have changed, not at every publish."""
+"""When the publisher reads the label config from Label Studio, and how long it waits for more events."""
 
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -87,3 +88,25 @@ def test_ordinary_events_reuse_a_recent_config_and_project_updates_read_it_again
     state.note(dirty=[1])
     pub.publish(PID)
     assert ls.config_reads == 3  # a lost PROJECT_UPDATED is seen within CONFIG_RECHECK_SECONDS
+
+
+def test_a_publish_waits_for_a_burst_from_its_first_event_not_after_the_last_publish(
+    world: tuple[Publisher, CountingLabelStudio, ProjectState],
+) -> None:
+    pub, _, state = world
+    pub.publish(PID)
+    assert state.first_event_age() is None  # nothing pending
+    pub.debounce = 0.6
+    state.note(dirty=[1])
+    age = state.first_event_age()
+    assert age is not None and 0 <= age < 0.3
+    started = time.monotonic()
+    pub.publish(PID)
+    assert time.monotonic() - started >= 0.45  # the burst's window, counted from its first event
+    assert state.first_event_age() is None  # taken
+
+    state.note(dirty=[2])
+    time.sleep(0.7)  # the event already waited longer than the window (as during a long publish)
+    started = time.monotonic()
+    pub.publish(PID)
+    assert time.monotonic() - started < 0.45

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import datetime
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,7 +28,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
 from rq import Queue
-from werkzeug.serving import make_server
 
 from plugin.datasets import dataset_record
 from sync_service import awsjson
@@ -457,12 +455,8 @@ def test_a_project_recorded_before_datasets_has_both(client: FlaskClient, projec
 
 @pytest.fixture
 def endpoint(app: Flask) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(5)
+    with realparts.served(app) as url:
+        yield url
 
 
 def rekognition(endpoint: str, *, secret: str = SECRET) -> Any:
