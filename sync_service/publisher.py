@@ -45,7 +45,15 @@ from sync_service.images import adopt_upload
 from sync_service.labelstudio import LabelStudio
 from sync_service.projects import ProjectInfo, Projects
 from sync_service.s3 import Storage
-from sync_service.state import IMAGE_META_KEY, CachedEntry, EventBatch, LineRow, LockLost, ProjectState
+from sync_service.state import (
+    IMAGE_META_KEY,
+    CachedEntry,
+    EventBatch,
+    LineRow,
+    LockLost,
+    ProjectState,
+    collector_paused,
+)
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +262,8 @@ class Publisher:
                 batch.full = True
             started = time.monotonic()
             try:
-                result = self._publish(info, state, batch, force=force)
+                with collector_paused():
+                    result = self._publish(info, state, batch, force=force)
             except Exception as exc:
                 state.give_back(batch)
                 state.set_status(last_error=f"{type(exc).__name__}: {exc}", last_error_at=now_stamp())
