@@ -212,7 +212,11 @@ def bench_size(
     for round_ in range(repeat):
         changed = rnd.sample(range(1, n + 1), changes)
         for task_id in changed:
-            tasks[task_id] = make_task(task_id, rnd, label=LABELS[round_ % len(LABELS)])
+            current = tasks[task_id]["annotations"][0]["result"][0]["value"]["choices"][0]
+            other = LABELS[(LABELS.index(current) + 1 + round_) % len(LABELS)]
+            if other == current:
+                other = LABELS[(LABELS.index(current) + 1) % len(LABELS)]
+            tasks[task_id] = make_task(task_id, rnd, label=other)  # a real change: the line differs
         state.note(dirty=changed)
         clock.seconds = {}
         started = time.perf_counter()
