@@ -355,26 +355,8 @@ class World:
     published: int = 0
     busy: bool = False
 
-    # --- the context's parts ---
-    @property
-    def redis(self) -> World:
-        return self
-
-    @property
-    def projects(self) -> World:
-        return self
-
-    @property
-    def ls(self) -> World:
-        return self
-
-    @property
-    def publisher(self) -> World:
-        return self
-
-    @property
-    def storage(self) -> World:
-        return self
+    # --- the context's parts: this one object plays them all ---
+    redis = projects = ls = publisher = storage = property(lambda self: self)
 
     bucket = "bucket"
 
