@@ -45,7 +45,6 @@ from sync_service.config import SECRET_HEADER, Settings
 from sync_service.openapi import spec
 from sync_service.projects import ProjectInfo, Projects
 from sync_service.s3 import Storage, client_for
-from sync_service.state import PROJECTS_KEY
 from tests import realparts
 
 SECRET = "schemathesis-webhook-secret-0123456789"
@@ -62,15 +61,16 @@ CHECKS = [
 
 
 @pytest.fixture(scope="module")
-def redis(redis_url: str) -> Iterator[Redis]:
-    client = Redis.from_url(redis_url)
-    before = set(client.scan_iter())
-    yield client
-    new = set(client.scan_iter()) - before  # what accepted requests recorded and queued
-    if new:
-        client.delete(*new)
-    client.hdel(PROJECTS_KEY, str(KNOWN))
-    client.close()
+def redis(redis_db: realparts.RedisDb) -> Iterator[Redis]:
+    """A database of its own, claimed empty on the session's Redis (flushed after, as ours only): the
+    workers of other tests write into the session's database, and a rejected request must change none."""
+    own = realparts.claim_redis_db(redis_db.url)
+    client = Redis.from_url(own.url)
+    try:
+        yield client
+    finally:
+        client.close()
+        realparts.release_redis_db(own)
 
 
 @pytest.fixture(scope="module")
