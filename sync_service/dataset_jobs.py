@@ -307,12 +307,10 @@ def distribute_job(project_id: int) -> dict[str, Any]:
 def delete_dataset_job(project_id: int, dataset: str, previous: list[str]) -> dict[str, Any]:
     """Job: delete the dataset's tasks and record; on failure the dataset goes back to its status from
     before (``previous``: status, message, code), with a message saying the delete failed."""
-    ops = Datasets(context())
-    jobs = DatasetJobs(ops)
-    try:
-        info = ops.project(project_id)
-    except DatasetError:
+    opened = _open(project_id)
+    if opened is None:
         return {"status": "project gone"}
+    ops, jobs, info = opened
     try:
         ops.delete_dataset(info, dataset)
     except Exception as exc:
@@ -333,12 +331,10 @@ def _run(
     message: str,
     work: Callable[[Datasets, ProjectInfo], dict[str, Any]],
 ) -> dict[str, Any]:
-    ops = Datasets(context())
-    jobs = DatasetJobs(ops)
-    try:
-        info = ops.project(project_id)
-    except DatasetError:
+    opened = _open(project_id)
+    if opened is None:
         return {"status": "project gone"}
+    ops, jobs, info = opened
     try:
         result = work(ops, info)
     except Exception as exc:
@@ -351,6 +347,15 @@ def _run(
         return {"status": failed, "message": text}
     jobs.set_status(project_id, datasets, complete, message, SUCCESS)
     return {"status": complete, **result}
+
+
+def _open(project_id: int) -> tuple[Datasets, DatasetJobs, ProjectInfo] | None:
+    """A job's dataset operations, status records and project; None when the project is gone."""
+    ops = Datasets(context())
+    try:
+        return ops, DatasetJobs(ops), ops.project(project_id)
+    except DatasetError:
+        return None
 
 
 def _code_of(exc: Exception) -> str:

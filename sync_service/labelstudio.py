@@ -225,21 +225,25 @@ class LabelStudio:
             ("download_all_tasks", "true"),
         ]
         params.extend(("ids[]", i) for i in ids)
-        path = f"/api/projects/{project_id}/export"
+        yield from self._stream_objects(
+            f"/api/projects/{project_id}/export", params, what=f"export of project {project_id}"
+        )
+
+    def _stream_objects(self, path: str, params: Any, *, what: str) -> Iterator[dict[str, Any]]:
+        """The objects of the JSON array a GET of ``path`` answers, parsed as the response streams in."""
         try:
             with self._http.stream("GET", path, params=params, headers=self._headers) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise LabelStudioError(
-                        f"Label Studio export of project {project_id} answered {response.status_code}: "
-                        f"{response.text[:300]}"
+                        f"Label Studio {what} answered {response.status_code}: {response.text[:300]}"
                     )
                 stream = io.BufferedReader(_ChunkReader(response.iter_bytes()), buffer_size=1 << 16)
                 for record in iter_json_records(stream, source=f"{self.url}{path}"):
                     if isinstance(record.value, dict):
                         yield record.value
         except httpx.HTTPError as exc:
-            raise LabelStudioError(f"Label Studio export of project {project_id} failed: {exc}") from exc
+            raise LabelStudioError(f"Label Studio {what} failed: {exc}") from exc
 
     def update_annotation(self, annotation_id: int, result: list[dict[str, Any]]) -> dict[str, Any]:
         """Replace an annotation's result; returns the annotation as it now is (a new ``updated_at``)."""
@@ -307,21 +311,7 @@ class LabelStudio:
         """The predictions of one task or of a whole project, whole (the JSON export lists a task's
         predictions by id only), streamed."""
         params = {"task": task_id} if task_id is not None else {"project": project_id}
-        try:
-            with self._http.stream(
-                "GET", "/api/predictions/", params=params, headers=self._headers
-            ) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise LabelStudioError(
-                        f"Label Studio GET /api/predictions/ answered {response.status_code}: {response.text[:300]}"
-                    )
-                stream = io.BufferedReader(_ChunkReader(response.iter_bytes()), buffer_size=1 << 16)
-                for record in iter_json_records(stream, source=f"{self.url}/api/predictions/"):
-                    if isinstance(record.value, dict):
-                        yield record.value
-        except httpx.HTTPError as exc:
-            raise LabelStudioError(f"Label Studio predictions of {params} failed: {exc}") from exc
+        yield from self._stream_objects("/api/predictions/", params, what=f"predictions of {params}")
 
     def download(self, url: str) -> bytes | None:
         """The bytes behind a file URL of Label Studio's (an uploaded image, ``/data/upload/...``), or
