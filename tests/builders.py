@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
+
+from sync_service.config import Settings
 
 CLS = "groundtruth/image-classification"
 DET = "groundtruth/object-detection"
@@ -150,3 +153,20 @@ def coco(
         "annotations": annotations,
         "categories": [{"id": i, "name": n, "supercategory": "thing"} for i, n in categories.items()],
     }
+
+
+def service_settings(**overrides: Any) -> Settings:
+    """The service's settings for a test: nothing answers at the Label Studio and S3 URLs and Redis is
+    unused unless ``overrides`` say otherwise; a queue of the test's own."""
+    fields: dict[str, Any] = {
+        "ls_url": "http://127.0.0.1:9",
+        "ls_api_key": "unused",
+        "redis_url": "redis://unused",
+        "s3_endpoint": "http://127.0.0.1:9",
+        "s3_region": "us-east-1",
+        "bucket": "bucket",
+        "prefix": "customlabels",
+        "webhook_secret": "a-webhook-secret-of-32-characters",
+        "queue": f"test-{uuid.uuid4().hex}",
+    }
+    return Settings(**{**fields, **overrides})

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,6 +19,7 @@ from rq import Queue
 from sync_service.app import create_app
 from sync_service.config import SECRET_HEADER, Settings
 from sync_service.events import HANDLED
+from tests.builders import service_settings
 
 SECRET = "hostile-webhook-secret-0123456789abcdef"
 MAX_BODY = 64 * 1024
@@ -39,18 +39,7 @@ def redis(redis_url: str) -> Iterator[Redis]:
 
 @pytest.fixture(scope="module")
 def app_settings() -> Settings:
-    return Settings(
-        ls_url="http://127.0.0.1:9",
-        ls_api_key="unused-in-these-tests",
-        redis_url="redis://unused",
-        s3_endpoint="http://127.0.0.1:9",
-        s3_region="us-east-1",
-        bucket="bucket",
-        prefix="customlabels",
-        webhook_secret=SECRET,
-        max_webhook_bytes=MAX_BODY,
-        queue=f"hostile-{uuid.uuid4().hex}",
-    )
+    return service_settings(webhook_secret=SECRET, max_webhook_bytes=MAX_BODY)
 
 
 @pytest.fixture(scope="module")

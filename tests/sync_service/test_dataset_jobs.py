@@ -14,7 +14,6 @@ from redis import Redis
 
 from plugin.datasets import Datasets, dataset_record, invalid
 from sync_service import dataset_jobs
-from sync_service.config import Settings
 from sync_service.errors import LabelStudioError, StorageError
 from sync_service.jobs import Context
 from sync_service.labelstudio import LabelStudio
@@ -22,21 +21,16 @@ from sync_service.projects import ProjectInfo, Projects
 from sync_service.s3 import Storage, client_for
 from sync_service.state import PROJECTS_KEY
 from tests import realparts
+from tests.builders import service_settings
 
 
 @pytest.fixture
 def ctx(redis_url: str, s3: realparts.S3, bucket: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Context]:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.access_key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.secret_key)
-    settings = Settings(
-        ls_url="http://127.0.0.1:9",  # nothing answers: an operation that reaches it fails
-        ls_api_key="unused",
-        redis_url=redis_url,
-        s3_endpoint=s3.endpoint_url,
-        s3_region=s3.region,
-        bucket=bucket,
-        prefix="customlabels",
-        webhook_secret="a-webhook-secret-of-32-characters",
+    # Label Studio's URL: nothing answers, so an operation that reaches it fails.
+    settings = service_settings(
+        redis_url=redis_url, s3_endpoint=s3.endpoint_url, s3_region=s3.region, bucket=bucket
     )
     redis = Redis.from_url(redis_url)
     storage = Storage(client_for(settings), bucket)

@@ -37,6 +37,7 @@ from sync_service.projects import ProjectInfo, Projects
 from sync_service.s3 import Storage, client_for
 from sync_service.state import PROJECTS_KEY
 from tests import realparts
+from tests.builders import service_settings
 
 KEY_ID = "AKIDCUSTOMLABELSTEST"
 SECRET = "a-secret-access-key-of-40-characters-xyz"
@@ -49,16 +50,11 @@ TARGET = "RekognitionService."
 def settings(redis_url: str, s3: realparts.S3, bucket: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.access_key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.secret_key)
-    return Settings(
-        ls_url="http://127.0.0.1:9",  # nothing answers: no test here may reach Label Studio
-        ls_api_key="unused",
+    return service_settings(  # Label Studio's URL: nothing answers, no test here may reach it
         redis_url=redis_url,
         s3_endpoint=s3.endpoint_url,
         s3_region=s3.region,
         bucket=bucket,
-        prefix="customlabels",
-        webhook_secret="a-webhook-secret-of-32-characters",
-        queue=f"test-{uuid.uuid4().hex}",
         api_access_key_id=KEY_ID,
         api_secret_access_key=SECRET,
         api_account_id=ACCOUNT,

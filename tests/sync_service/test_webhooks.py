@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import orjson
@@ -14,6 +13,7 @@ from rq import Queue
 from sync_service.app import create_app
 from sync_service.config import SECRET_HEADER, Settings
 from sync_service.state import ProjectState
+from tests.builders import service_settings
 
 SECRET = "a-webhook-secret-of-32-characters"
 PROJECT = {"id": 7, "title": "Cats", "token": "project-token", "label_config": "<View/>"}
@@ -21,18 +21,7 @@ PROJECT = {"id": 7, "title": "Cats", "token": "project-token", "label_config": "
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(
-        ls_url="http://127.0.0.1:9",
-        ls_api_key="unused",
-        redis_url="redis://unused",
-        s3_endpoint="http://127.0.0.1:9",
-        s3_region="us-east-1",
-        bucket="bucket",
-        prefix="customlabels",
-        webhook_secret=SECRET,
-        max_webhook_bytes=64 * 1024,
-        queue=f"test-{uuid.uuid4().hex}",
-    )
+    return service_settings(webhook_secret=SECRET, max_webhook_bytes=64 * 1024)
 
 
 @pytest.fixture
