@@ -351,7 +351,6 @@ class Publisher:
         entries, labels, errors = self._write(info, cached, force=force, state=state)
         state.set_status(
             last_publish=now_stamp(),
-            last_publish_monotonic_wall=time.time(),
             entries=entries,
             labels=labels,
             task_errors=errors[:50],
