@@ -613,17 +613,7 @@ def test_waiting_for_the_project_lock_is_shown(
     world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     world.busy = True
-    code, _, err = run(
-        capsys,
-        "dataset",
-        "create",
-        "pets",
-        "--dataset",
-        "train",
-        "--from-dir",
-        str(image_dir(tmp_path)),
-        "--json",
-    )
+    code, _, err = create_pets(capsys, tmp_path, "--json")
     assert code == 0
     assert "customlabels: waiting for another dataset operation on the project" in err.splitlines()
 
