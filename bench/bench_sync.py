@@ -116,6 +116,7 @@ class Parts:
     s3: Any
     bucket: str
     service_port: int  # where phases 2 and 3 run ``serve`` (the projects' webhooks point there)
+    export_concurrency: int = 2  # CUSTOMLABELS_LS_EXPORT_CONCURRENCY of the workers
 
     def service_env(self, **extra: Any) -> dict[str, str]:
         """The environment of phases 2 and 3 (and of ``project create``)."""
@@ -125,7 +126,8 @@ class Parts:
         """The environment of ``serve``/``worker``/``project create`` for these parts."""
         return stack_env(
             ls_url=self.ls.url, ls_token=self.ls.token, redis_url=f"{self.redis_url.rsplit('/', 1)[0]}/{db}",
-            s3_endpoint=self.s3_endpoint, bucket=self.bucket, **extra,
+            s3_endpoint=self.s3_endpoint, bucket=self.bucket,
+            CUSTOMLABELS_LS_EXPORT_CONCURRENCY=self.export_concurrency, **extra,
         )  # fmt: skip
 
     def http(self) -> httpx.Client:
@@ -136,19 +138,22 @@ class Parts:
 
 
 @contextlib.contextmanager
-def parts(workdir: Path) -> Iterator[Parts]:
-    """Label Studio, a redis-server of our own, moto's S3 server, a bucket; all stopped after."""
+def parts(workdir: Path, ls_workers: int, export_concurrency: int) -> Iterator[Parts]:
+    """Label Studio (``ls_workers`` gunicorn processes, 0: its dev server), a redis-server of our own,
+    moto's S3 server, a bucket; all stopped after."""
     with contextlib.ExitStack() as stop:
         say("starting redis-server, moto S3 and Label Studio (a fresh data dir migrates: ~35 s) ...")
         redis = services.start_redis(services.free_port(), workdir / "redis")
         stop.callback(redis.stop)
         s3 = services.start_s3_server()
         stop.callback(s3.stop)
-        ls = stop.enter_context(label_studio(workdir / "label-studio", timeout=300))
+        ls = stop.enter_context(label_studio(workdir / "label-studio", timeout=300, workers=ls_workers))
         client = s3_client(s3.endpoint_url)
         bucket = f"bench-{uuid.uuid4().hex[:10]}"
         client.create_bucket(Bucket=bucket)
-        yield Parts(workdir, ls, redis.url, s3.endpoint_url, client, bucket, services.free_port())
+        yield Parts(
+            workdir, ls, redis.url, s3.endpoint_url, client, bucket, services.free_port(), export_concurrency
+        )
 
 
 def _quiet_moto() -> None:
@@ -1113,6 +1118,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="2x4",
         help="gunicorn WORKERSxTHREADS for phase 1 (comma-separated); the first is judged",
     )
+    parser.add_argument(
+        "--ls-workers",
+        type=int,
+        default=4,
+        help="Label Studio under gunicorn with this many processes (default 4: two per core, as its "
+        "Docker image runs uWSGI); 0 for its development server (one process)",
+    )
+    parser.add_argument(
+        "--export-concurrency",
+        type=int,
+        default=3,
+        help="CUSTOMLABELS_LS_EXPORT_CONCURRENCY of the workers (default 3)",
+    )
     parser.add_argument("--phases", default="1,2,3", help="the phases to run (default all: 1,2,3)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where the JSON results go")
     return parser.parse_args(argv)
@@ -1134,7 +1152,12 @@ def main(argv: list[str] | None = None) -> int:
     latencies: list[LatencyResult] = []
     ways: list[ExportWay] = []
     resync: ResyncResult | None = None
-    with tempfile.TemporaryDirectory(prefix="bench-sync-") as tmp, parts(Path(tmp)) as p:
+    ls_mode = f"gunicorn, {args.ls_workers} processes" if args.ls_workers else "development server"
+    say(f"Label Studio: {ls_mode}; export requests in flight: {args.export_concurrency}")
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-sync-") as tmp,
+        parts(Path(tmp), args.ls_workers, args.export_concurrency) as p,
+    ):
         http = p.http()
         big = Project(0, f"Bench resync {uuid.uuid4().hex[:6]}")
         big_import = 0.0
@@ -1185,6 +1208,8 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(),
         },
         "quick": args.quick,
+        "label_studio": {"server": ls_mode, "workers": args.ls_workers},
+        "export_concurrency": args.export_concurrency,
         "phases": sorted(phases),
         "seconds": time.monotonic() - started,
         "intake": [asdict(x) for x in intake],

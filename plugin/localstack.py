@@ -66,6 +66,10 @@ S3STORE_VARIABLE = "CUSTOMLABELS_S3STORE_DIR"
 SAMPLES = Path(__file__).parent / "samples"
 S3STORE_FILES = Path(__file__).parent / "s3store"
 LS_START_TIMEOUT = 300.0
+DEFAULT_LS_WORKERS = 2
+"""Label Studio's gunicorn processes under ``up`` (``CUSTOMLABELS_LS_WORKERS``; 0 runs its development
+server): two let an annotator's save and the worker's reads run at once, on two cores (~270 MB each)."""
+MAX_LS_WORKERS = 16
 READY_TIMEOUT = 90.0
 ORDER = ("s3", "redis", "label_studio", "service", "worker")
 """Start order; ``down`` stops in the reverse order."""
@@ -293,6 +297,7 @@ class Plan:
     prefix: str = DEFAULT_PREFIX
     region: str = DEFAULT_REGION
     ls_version: str = services.DEFAULT_LS_VERSION
+    ls_workers: int = DEFAULT_LS_WORKERS
 
     @property
     def ls_url(self) -> str:
@@ -333,6 +338,18 @@ def _port(value: Any, name: str) -> int:
     return port
 
 
+def _ls_workers(raw: str) -> int:
+    if not raw:
+        return DEFAULT_LS_WORKERS
+    try:
+        workers = int(raw)
+    except ValueError:
+        raise StackError(f"CUSTOMLABELS_LS_WORKERS must be a whole number, got {raw!r}") from None
+    if not 0 <= workers <= MAX_LS_WORKERS:
+        raise StackError(f"CUSTOMLABELS_LS_WORKERS must be from 0 to {MAX_LS_WORKERS}, got {workers}")
+    return workers
+
+
 def make_plan(
     home: Path,
     *,
@@ -360,6 +377,7 @@ def make_plan(
         bucket=env.get("CUSTOMLABELS_BUCKET", "").strip() or DEFAULT_BUCKET,
         prefix=env.get("CUSTOMLABELS_PREFIX", DEFAULT_PREFIX).strip().strip("/"),
         region=env.get("CUSTOMLABELS_S3_REGION", "").strip() or DEFAULT_REGION,
+        ls_workers=_ls_workers(env.get("CUSTOMLABELS_LS_WORKERS", "").strip()),
     )
     ports = [plan.ls_port, plan.service_port] + ([plan.s3_port] if plan.embedded_s3 else [])
     if len(set(ports)) != len(ports):
@@ -1293,8 +1311,9 @@ def bring_up(
         version=plan.ls_version,
         timeout=LS_START_TIMEOUT,
         extra_env=ls_settings,
+        workers=plan.ls_workers,
     )
-    stack.add("label_studio", server_ls.process, layout.log("label_studio"), ["label-studio", "start"])
+    stack.add("label_studio", server_ls.process, layout.log("label_studio"), server_ls.command)
 
     progress.step(f"sync service on port {plan.service_port} and a worker")
     env = service_env(plan, secrets_)

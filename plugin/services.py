@@ -26,6 +26,9 @@ from typing import IO, Any, Self
 DEFAULT_LS_VERSION = "1.23.2"
 """The Label Studio server version the product is tested with."""
 
+GUNICORN_REQUIREMENT = "gunicorn>=22,<28"
+"""Installed beside Label Studio to serve it with several processes (``start_label_studio(workers=N)``)."""
+
 LS_ENV_VARIABLE = "CUSTOMLABELS_LS_ENV"
 """Environment variable naming Label Studio's virtual environment (overrides the default path)."""
 
@@ -140,6 +143,16 @@ def _stamp(env_dir: Path, version: str) -> Path:
     return env_dir / f".customlabels-installed-label-studio-{version}"
 
 
+def _installed(env_dir: Path, stamp: Path) -> bool:
+    # An environment installed before gunicorn was added to it has the stamp of an older content.
+    return (
+        stamp.exists()
+        and GUNICORN_REQUIREMENT in stamp.read_text()
+        and (env_dir / "bin" / "label-studio").exists()
+        and (env_dir / "bin" / "gunicorn").exists()
+    )
+
+
 @contextlib.contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -185,31 +198,33 @@ def ensure_label_studio_env(
     """Make sure Label Studio ``version`` is installed in its own virtual environment; returns its path.
 
     Creates the environment with ``python -m venv`` and runs ``pip install label-studio==<version>``
-    unless a stamp written after a successful install is there (an environment whose
-    ``bin/label-studio`` exists but has no stamp, e.g. an interrupted install, is completed by pip).
+    (and gunicorn, to serve it with several processes) unless a stamp written after a successful install
+    is there (an environment whose stamp is missing or older, e.g. an interrupted install or one made
+    before gunicorn was added, is completed by pip).
     A file lock next to the environment keeps two processes from installing at once. Progress goes to
     stderr; pip's output too.
     """
     env_dir = env_dir if env_dir is not None else label_studio_env(version)
     stamp = _stamp(env_dir, version)
-    if stamp.exists() and (env_dir / "bin" / "label-studio").exists():
+    if _installed(env_dir, stamp):
         return env_dir
     with _file_lock(env_dir.with_name(env_dir.name + ".lock")):
-        if stamp.exists() and (env_dir / "bin" / "label-studio").exists():
+        if _installed(env_dir, stamp):
             return env_dir  # installed by the process we waited for
         started = time.monotonic()
         if not (env_dir / "bin" / "python").exists():
             _say(f"creating Label Studio's virtual environment {env_dir} ...")
             subprocess.run([python, "-m", "venv", str(env_dir)], check=True, stdout=sys.stderr)
         _say(f"installing label-studio=={version} into {env_dir} (about 1.2 GB; takes a few minutes) ...")
-        pip = [str(env_dir / "bin" / "python"), "-m", "pip", "install", f"label-studio=={version}"]
+        requirements = [f"label-studio=={version}", GUNICORN_REQUIREMENT]
+        pip = [str(env_dir / "bin" / "python"), "-m", "pip", "install", *requirements]
         result = subprocess.run(pip, check=False, stdout=sys.stderr, stderr=sys.stderr)
         if result.returncode != 0:
-            raise ServiceError(f"pip install label-studio=={version} failed (exit {result.returncode})")
+            raise ServiceError(f"pip install {' '.join(requirements)} failed (exit {result.returncode})")
         found = installed_label_studio_version(env_dir)
         if found != version:
             raise ServiceError(f"{env_dir} holds label_studio {found!r}, expected {version}")
-        stamp.write_text(f"label-studio=={version}\n")
+        stamp.write_text(f"label-studio=={version}\n{GUNICORN_REQUIREMENT}\n")
         _say(f"Label Studio {version} ready in {time.monotonic() - started:.0f} s")
     return env_dir
 
@@ -249,6 +264,7 @@ def http_get(url: str, *, token: str | None = None, timeout: float = 5.0) -> tup
 class LabelStudioProcess:
     """A Label Studio server we started. ``stop()`` ends its process group."""
 
+    command: list[str]
     url: str
     token: str
     username: str
@@ -293,8 +309,15 @@ def start_label_studio(
     version: str = DEFAULT_LS_VERSION,
     timeout: float = 180.0,
     extra_env: Mapping[str, str] | None = None,
+    workers: int = 0,
 ) -> LabelStudioProcess:
     """Start Label Studio on ``127.0.0.1:port`` with its data in ``data_dir``; wait until it serves.
+
+    ``workers=0`` runs ``label-studio start``: Label Studio's own development server, one process whose
+    threads share one core. ``workers=N`` runs ``label-studio init`` (migrations, the admin) and then
+    Label Studio's WSGI application under gunicorn with ``N`` single-threaded processes, the way its
+    Docker image serves it under uWSGI (two processes per core there): reads and writes of several
+    clients then run on every core.
 
     The admin ``username`` (an e-mail), ``password`` and legacy API ``token`` (6 to 40 characters) are
     created at the first start of a data dir; later starts keep the first ones. The server runs from
@@ -327,17 +350,36 @@ def start_label_studio(
             **(extra_env or {}),
         }
     )
-    command = [
-        str(executable),
-        "start",
-        "--no-browser",
-        "--internal-host",
-        LOOPBACK,
-        "-p",
-        str(port),
-        "--data-dir",
-        str(data_dir),
-    ]
+    if workers > 0:
+        _init_label_studio(executable, data_dir, env, log_path, timeout)
+        command = [
+            str(env_dir / "bin" / "gunicorn"),
+            "core.wsgi:application",
+            f"--workers={workers}",
+            f"--bind={LOOPBACK}:{port}",
+            # The sync service's export windows list up to 900 ids in the query string.
+            "--limit-request-line=0",
+            "--timeout=300",
+            "--graceful-timeout=10",
+        ]
+        env.update(
+            {
+                "DJANGO_SETTINGS_MODULE": "core.settings.label_studio",
+                "PYTHONPATH": str(_label_studio_package(env_dir)),
+            }
+        )
+    else:
+        command = [
+            str(executable),
+            "start",
+            "--no-browser",
+            "--internal-host",
+            LOOPBACK,
+            "-p",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+        ]
     log = log_path.open("ab")
     try:
         process = subprocess.Popen(
@@ -353,6 +395,7 @@ def start_label_studio(
         log.close()
         raise
     server = LabelStudioProcess(
+        command=command,
         url=f"http://{LOOPBACK}:{port}",
         token=token,
         username=username,
@@ -368,6 +411,41 @@ def start_label_studio(
         server.stop()
         raise
     return server
+
+
+def _label_studio_package(env_dir: Path) -> Path:
+    found = sorted(env_dir.glob("lib/python3*/site-packages/label_studio/core/wsgi.py"))
+    if not found:
+        raise ServiceError(f"no label_studio package with core/wsgi.py under {env_dir}/lib")
+    return found[-1].parent.parent
+
+
+def _init_label_studio(
+    executable: Path, data_dir: Path, env: Mapping[str, str], log_path: Path, timeout: float
+) -> None:
+    """``label-studio init``: migrate the database and make the admin and its token (both idempotent)."""
+    with log_path.open("ab") as log:
+        try:
+            done = subprocess.run(
+                [str(executable), "init", "--no-browser", "--data-dir", str(data_dir)],
+                cwd=data_dir,
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise ServiceError(
+                f"label-studio init did not finish in {timeout:.0f} s\n--- {log_path} (end) ---\n"
+                f"{log_tail(log_path)}"
+            ) from exc
+    if done.returncode != 0:
+        raise ServiceError(
+            f"label-studio init exited with code {done.returncode}\n--- {log_path} (end) ---\n"
+            f"{log_tail(log_path)}"
+        )
 
 
 def _wait_for_label_studio(server: LabelStudioProcess, timeout: float) -> None:

@@ -12,6 +12,7 @@
 | ``CUSTOMLABELS_WEBHOOK_SECRET`` | (required) | shared secret Label Studio sends in ``X-Customlabels-Secret`` |
 | ``CUSTOMLABELS_DEBOUNCE_SECONDS`` | ``0.25`` | seconds a publish waits after the first event it will take (a burst is published once) |
 | ``CUSTOMLABELS_RECONCILE_SECONDS`` | ``300`` | period of the full reconcile of every project, seconds |
+| ``CUSTOMLABELS_LS_EXPORT_CONCURRENCY`` | ``2`` | Label Studio export requests a worker keeps in flight while it reads a project (1 to 16; more only helps a Label Studio served by several processes) |
 | ``CUSTOMLABELS_MAX_WEBHOOK_BYTES`` | ``10485760`` | largest webhook body accepted (413 above), bytes |
 | ``CUSTOMLABELS_QUEUE`` | ``customlabels`` | RQ queue name |
 | ``CUSTOMLABELS_SERVICE_URL`` | ``http://127.0.0.1:5000`` | where Label Studio reaches this service (webhooks) |
@@ -55,6 +56,7 @@ class Settings:
     webhook_secret: str
     debounce_seconds: float = 0.25
     reconcile_seconds: float = 300.0
+    ls_export_concurrency: int = 2
     max_webhook_bytes: int = 10 * 1024 * 1024
     queue: str = "customlabels"
     service_url: str = "http://127.0.0.1:5000"
@@ -144,6 +146,19 @@ def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float
     return value
 
 
+def _whole(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a whole number, got {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(name, f"must be from {minimum} to {maximum}, got {raw!r}")
+    return value
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read :class:`Settings` from ``env`` (default ``os.environ``); raise :class:`ConfigError` naming a bad one."""
     env = os.environ if env is None else env
@@ -172,6 +187,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhook_secret=secret,
         debounce_seconds=_number(env, "CUSTOMLABELS_DEBOUNCE_SECONDS", 0.25, minimum=0.0),
         reconcile_seconds=_number(env, "CUSTOMLABELS_RECONCILE_SECONDS", 300.0, minimum=1.0),
+        ls_export_concurrency=_whole(env, "CUSTOMLABELS_LS_EXPORT_CONCURRENCY", 2, 1, 16),
         max_webhook_bytes=int(_number(env, "CUSTOMLABELS_MAX_WEBHOOK_BYTES", 10 * 1024 * 1024, minimum=1024)),
         queue=env.get("CUSTOMLABELS_QUEUE", "").strip() or "customlabels",
         service_url=_url(env, "CUSTOMLABELS_SERVICE_URL", "http://127.0.0.1:5000", ("http", "https")),

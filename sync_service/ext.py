@@ -52,7 +52,11 @@ def context() -> Context:
                 settings=settings,
                 redis=connection,
                 storage=storage,
-                ls=LabelStudio(settings.ls_url, settings.ls_api_key),
+                ls=LabelStudio(
+                    settings.ls_url,
+                    settings.ls_api_key,
+                    export_concurrency=settings.ls_export_concurrency,
+                ),
                 projects=Projects(connection, storage, settings.prefix),
             )
     value: Context = ext["context"]

@@ -52,7 +52,11 @@ def make_context(settings: Settings) -> Context:
         settings=settings,
         redis=redis,
         storage=storage,
-        ls=LabelStudio(settings.ls_url, settings.ls_api_key),
+        ls=LabelStudio(
+            settings.ls_url,
+            settings.ls_api_key,
+            export_concurrency=settings.ls_export_concurrency,
+        ),
         projects=Projects(redis, storage, settings.prefix),
     )
 

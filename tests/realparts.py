@@ -57,8 +57,11 @@ class LabelStudioServer:
 
 
 @contextmanager
-def label_studio(workdir: Path, *, timeout: float = 240.0) -> Iterator[LabelStudioServer]:
-    """Install (once, if needed) and start Label Studio with its data under ``workdir``; stop it after."""
+def label_studio(workdir: Path, *, timeout: float = 240.0, workers: int = 0) -> Iterator[LabelStudioServer]:
+    """Install (once, if needed) and start Label Studio with its data under ``workdir``; stop it after.
+
+    ``workers``: 0 for Label Studio's development server, N for N gunicorn processes (see
+    ``services.start_label_studio``)."""
     env_dir = services.ensure_label_studio_env()
     password = secrets.token_urlsafe(12)
     token = secrets.token_hex(20)  # 40 characters, the most a legacy token may have
@@ -71,6 +74,7 @@ def label_studio(workdir: Path, *, timeout: float = 240.0) -> Iterator[LabelStud
         log_path=workdir / "label-studio.log",
         env_dir=env_dir,
         timeout=timeout,
+        workers=workers,
     )
     try:
         yield LabelStudioServer(process.url, token, ADMIN_EMAIL, password, process)

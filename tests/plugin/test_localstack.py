@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import redis
 from PIL import Image, ImageOps
@@ -53,6 +54,12 @@ def test_plan_defaults_env_and_flags(tmp_path: Path) -> None:
     external = L.make_plan(tmp_path, env={"CUSTOMLABELS_S3_ENDPOINT": "http://minio:9000/"})
     assert not external.embedded_s3 and external.s3_endpoint == "http://minio:9000"
     assert L.make_plan(tmp_path, s3_port=5000, env={"CUSTOMLABELS_S3_ENDPOINT": "http://m:1"}).s3_port == 5000
+    assert L.make_plan(tmp_path, env={}).ls_workers == 2
+    assert L.make_plan(tmp_path, env={"CUSTOMLABELS_LS_WORKERS": "0"}).ls_workers == 0
+    with pytest.raises(L.StackError, match="CUSTOMLABELS_LS_WORKERS"):
+        L.make_plan(tmp_path, env={"CUSTOMLABELS_LS_WORKERS": "many"})
+    with pytest.raises(L.StackError, match="CUSTOMLABELS_LS_WORKERS"):
+        L.make_plan(tmp_path, env={"CUSTOMLABELS_LS_WORKERS": "-1"})
 
 
 def test_home_is_flag_then_variable_then_working_directory(
@@ -368,6 +375,9 @@ def test_up_doctor_down_up_keeps_every_piece_of_data(tmp_path: Path) -> None:
         assert set(info["pids"]) == {"s3", "redis", "label_studio", "service", "worker"}
         assert info["redis"]["started"] and info["s3"]["embedded"]
         assert (home / "secrets.json").stat().st_mode & 0o777 == 0o600
+        ls_command = json.loads((home / "state.json").read_text())["processes"]["label_studio"]["command"]
+        assert ls_command[0].endswith("/gunicorn") and "--workers=2" in ls_command  # the default
+        assert len(psutil.Process(info["pids"]["label_studio"]).children()) == 2
         ls, token, demo = info["label_studio"]["url"], info["label_studio"]["token"], info["demo"]
         tasks = _tasks(ls, token, demo["project"])
         assert [d for _, _, d in tasks].count("train") == 5 and [d for _, _, d in tasks].count("test") == 2

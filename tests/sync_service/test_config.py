@@ -22,6 +22,8 @@ def test_defaults_are_documented_values() -> None:
     assert s.s3_endpoint is None  # empty means AWS
     assert s.prefix == "customlabels"
     assert s.debounce_seconds == 0.25
+    assert s.ls_export_concurrency == 2
+    assert load_settings({**GOOD, "CUSTOMLABELS_LS_EXPORT_CONCURRENCY": "4"}).ls_export_concurrency == 4
 
 
 @pytest.mark.parametrize(
@@ -34,6 +36,8 @@ def test_defaults_are_documented_values() -> None:
         ({"CUSTOMLABELS_REDIS_URL": "http://x"}, "CUSTOMLABELS_REDIS_URL"),
         ({"CUSTOMLABELS_S3_ENDPOINT": "not a url"}, "CUSTOMLABELS_S3_ENDPOINT"),
         ({"CUSTOMLABELS_DEBOUNCE_SECONDS": "soon"}, "CUSTOMLABELS_DEBOUNCE_SECONDS"),
+        ({"CUSTOMLABELS_LS_EXPORT_CONCURRENCY": "0"}, "CUSTOMLABELS_LS_EXPORT_CONCURRENCY"),
+        ({"CUSTOMLABELS_LS_EXPORT_CONCURRENCY": "2.5"}, "CUSTOMLABELS_LS_EXPORT_CONCURRENCY"),
         ({"CUSTOMLABELS_PREFIX": "a/../b"}, "CUSTOMLABELS_PREFIX"),
         ({"CUSTOMLABELS_API_ACCESS_KEY_ID": "AKID"}, "CUSTOMLABELS_API_SECRET_ACCESS_KEY"),
         ({"CUSTOMLABELS_API_SECRET_ACCESS_KEY": "s" * 40}, "CUSTOMLABELS_API_ACCESS_KEY_ID"),
