@@ -78,6 +78,7 @@ WEBHOOK = "/webhooks/label-studio"
 TARGET_INTAKE_RPS = 1000.0
 TARGET_INTAKE_P99_MS = 50.0
 TARGET_EVENT_P95_S = 2.0
+TARGET_EVENT_RATE = 20.0  # annotation events per second the latency target is stated under
 TARGET_RESYNC_S = 60.0
 
 MIB = 1024 * 1024
@@ -989,13 +990,22 @@ def checks(
             )
         )
     if latency is not None:
+        # The target holds under its load: a run where Label Studio took fewer events than that is no pass,
+        # whatever its p95.
+        loaded = latency.rate_made >= 0.95 * TARGET_EVENT_RATE
         found.append(
             Check(
-                f"webhook -> manifest p95 <= {TARGET_EVENT_P95_S:.0f} s ({latency.tasks:,} tasks, "
-                f"{latency.events_made:,} events at {latency.rate_made:.1f}/s)",
+                f"webhook -> manifest p95 <= {TARGET_EVENT_P95_S:.0f} s under {TARGET_EVENT_RATE:.0f} "
+                f"events/s ({latency.tasks:,} tasks, {latency.events_made:,} events at "
+                f"{latency.rate_made:.1f}/s)",
                 f"p95 {latency.p95_s:.2f} s (p50 {latency.p50_s:.2f}, max {latency.max_s:.2f}; "
-                f"{latency.unseen} never seen; debounce {latency.debounce_s} s)",
-                latency.p95_s <= TARGET_EVENT_P95_S and latency.unseen == 0,
+                f"{latency.unseen} never seen; debounce {latency.debounce_s} s)"
+                + (
+                    ""
+                    if loaded
+                    else f"; the load was not reached: Label Studio took {latency.rate_made:.1f}/s"
+                ),
+                loaded and latency.p95_s <= TARGET_EVENT_P95_S and latency.unseen == 0,
             )
         )
     if resync is not None:
