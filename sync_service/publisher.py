@@ -79,6 +79,15 @@ class ImageMetaCache:
         self.storage = storage
         self.local: dict[str, ImageMeta | None] = {}
 
+    def prefetch(self, source_refs: Iterable[str]) -> None:
+        """Read the facts Redis holds for ``source_refs`` in one round trip (a rebuild asks for many)."""
+        wanted = [ref for ref in dict.fromkeys(source_refs) if ref not in self.local]
+        if not wanted:
+            return
+        for ref, raw in zip(wanted, self.redis.hmget(IMAGE_META_KEY, wanted), strict=True):
+            if raw is not None:
+                self.local[ref] = _unpack_meta(raw)
+
     def get(self, source_ref: str) -> ImageMeta | None:
         """The image's facts, or None when the object is missing or not an image."""
         if source_ref in self.local:
@@ -133,6 +142,41 @@ def _has_boxes(task: dict[str, Any], config: LabelConfig | None) -> bool:
     return False
 
 
+def _box_image_ref(task: dict[str, Any], options: ReadOptions) -> str | None:
+    """The ``s3://`` image of a task with boxes (whose geometry needs the image's stored size)."""
+    if not _has_boxes(task, options.label_config):
+        return None
+    data = task.get("data")
+    ref = (
+        data.get(options.label_config.image_key if options.label_config else "image")
+        if isinstance(data, dict)
+        else None
+    )
+    return ref if isinstance(ref, str) and ref.startswith("s3://") else None
+
+
+def convert_tasks(
+    tasks: Iterable[dict[str, Any]], options: ReadOptions, images: ImageMetaCache | None, *, chunk: int = 500
+) -> Iterator[CachedEntry]:
+    """:func:`convert_task` over a stream, the image facts of each ``chunk`` of tasks read at once."""
+    pending: list[dict[str, Any]] = []
+    for task in tasks:
+        pending.append(task)
+        if len(pending) >= chunk:
+            yield from _convert_chunk(pending, options, images)
+            pending = []
+    yield from _convert_chunk(pending, options, images)
+
+
+def _convert_chunk(
+    tasks: list[dict[str, Any]], options: ReadOptions, images: ImageMetaCache | None
+) -> Iterator[CachedEntry]:
+    if images is not None:
+        images.prefetch(ref for ref in (_box_image_ref(t, options) for t in tasks) if ref is not None)
+    for task in tasks:
+        yield convert_task(task, options, images)
+
+
 def convert_task(task: dict[str, Any], options: ReadOptions, images: ImageMetaCache | None) -> CachedEntry:
     """One Label Studio task (export shape) -> its cache record, with the manifest line or the error."""
     task_id = int(task.get("id", 0))
@@ -143,10 +187,10 @@ def convert_task(task: dict[str, Any], options: ReadOptions, images: ImageMetaCa
     data = data if isinstance(data, dict) else {}
     dataset = data.get("dataset")
     dataset = dataset if dataset in (TRAIN, TEST) else None
-    if images is not None and _has_boxes(task, options.label_config):
-        ref = data.get(options.label_config.image_key if options.label_config else "image")
-        meta = images.get(ref) if isinstance(ref, str) and ref.startswith("s3://") else None
-        if meta is not None and isinstance(ref, str):
+    ref = _box_image_ref(task, options) if images is not None else None
+    if ref is not None and images is not None:
+        meta = images.get(ref)
+        if meta is not None:
             options = replace(options, image_meta={ref: meta})
     try:
         entry = task_to_entry(task, options)
@@ -323,7 +367,7 @@ class Publisher:
             if renames:
                 tasks = self._renamed(tasks, renames)
             with phases.timed("rebuild"):  # read, convert and cache, streamed together
-                state.replace_all(convert_task(t, options, self.images) for t in tasks)
+                cached = state.replace_all(convert_tasks(tasks, options, self.images))
             if labels_changed:
                 # Only now, with every renamed annotation written back, is the new label list the record.
                 # The record is read afresh: its other fields (datasets) may have changed meanwhile.
@@ -339,15 +383,16 @@ class Publisher:
                     self._predicted(self._adopted(self.ls.export_tasks(pid, wanted), info, config), pid)
                 )
             with phases.timed("convert"):
-                fresh = [convert_task(t, options, self.images) for t in read]
+                fresh = list(convert_tasks(read, options, self.images))
             missing = wanted - {e.task_id for e in fresh}
             with phases.timed("cache"):
                 state.update(fresh, missing)
         state.set_config_digest(digest)
         if not (rebuilt or batch.dirty or batch.gone or force):
             return PublishResult(pid, False, {}, {}, False, 0.0)
-        with phases.timed("cache"):
-            cached = state.entries()
+        if not rebuilt:  # a rebuild has what the cache holds already
+            with phases.timed("cache"):
+                cached = state.entries()
         entries, labels, errors = self._write(info, cached, force=force, state=state)
         state.set_status(
             last_publish=now_stamp(),

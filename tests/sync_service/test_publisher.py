@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
+import pytest
+from redis import Redis
+
+from converters.imagemeta import ImageMeta
 from converters.labelconfig import build_label_config, parse_label_config
 from converters.labelstudio import ReadOptions
-from sync_service.publisher import assign, convert_task, dedupe, entries_summary, validation_summary
-from sync_service.state import CachedEntry
+from sync_service.publisher import (
+    ImageMetaCache,
+    _pack_meta,
+    assign,
+    convert_task,
+    convert_tasks,
+    dedupe,
+    entries_summary,
+    validation_summary,
+)
+from sync_service.state import IMAGE_META_KEY, CachedEntry
 from tests.builders import choices, rect, task
 
 CONFIG = parse_label_config(build_label_config(choices=["indoor"], boxes=["cat"]))
@@ -85,3 +100,57 @@ def test_the_summary_from_cached_validation_equals_validating_the_manifests() ->
     stale = [replace(e, check=None) for e in train]  # entries cached by an older version
     assert entries_summary(stale, test) == expected
     assert entries_summary(train, None) == validation_summary(stream(train), None)
+
+
+class HeadReads:
+    """A stand-in for the S3 storage: counts header reads; every object is a 640 x 480 JPEG's facts."""
+
+    def __init__(self) -> None:
+        self.reads: list[str] = []
+
+    def read_head(self, ref: str, size: int) -> bytes | None:
+        self.reads.append(ref)
+        return None  # as if the object were missing
+
+
+@pytest.fixture
+def meta_redis(redis_url: str) -> Iterator[Redis]:
+    redis = Redis.from_url(redis_url)
+    refs = [f"s3://b/pre{i}.jpg" for i in range(3)]
+    yield redis
+    redis.hdel(IMAGE_META_KEY, *refs)
+    redis.close()
+
+
+def test_image_facts_of_a_chunk_are_read_from_redis_in_one_round_trip(meta_redis: Redis) -> None:
+    known = ImageMeta(4032, 3024, 6, "JPEG")
+    meta_redis.hset(IMAGE_META_KEY, "s3://b/pre0.jpg", _pack_meta(known))
+    meta_redis.hset(IMAGE_META_KEY, "s3://b/pre1.jpg", _pack_meta(known))
+    storage: Any = HeadReads()
+    images = ImageMetaCache(meta_redis, storage)
+    images.prefetch(["s3://b/pre0.jpg", "s3://b/pre1.jpg", "s3://b/pre2.jpg", "s3://b/pre0.jpg"])
+    meta_redis.hdel(IMAGE_META_KEY, "s3://b/pre0.jpg", "s3://b/pre1.jpg")  # from now on only the local copy
+    assert images.get("s3://b/pre0.jpg") == known and images.get("s3://b/pre1.jpg") == known
+    assert storage.reads == []
+    assert images.get("s3://b/pre2.jpg") is None  # not in Redis: its header is read (missing here)
+    assert storage.reads == ["s3://b/pre2.jpg"]
+
+
+def test_converting_a_stream_in_chunks_equals_converting_each_task(meta_redis: Redis) -> None:
+    tasks = [
+        task(
+            f"s3://b/pre{i % 3}.jpg",
+            choices("indoor"),
+            *([rect("cat", 10, 10, 20, 20)] if i % 2 else []),
+            tid=i,
+        )
+        for i in range(1, 12)
+    ]
+    meta_redis.hset(IMAGE_META_KEY, "s3://b/pre1.jpg", _pack_meta(ImageMeta(480, 640, 6, "JPEG")))
+    options = ReadOptions(label_config=CONFIG)
+    storage: Any = HeadReads()
+    one_by_one = [convert_task(t, options, ImageMetaCache(meta_redis, storage)) for t in tasks]
+    chunked = list(convert_tasks(tasks, options, ImageMetaCache(meta_redis, storage), chunk=4))
+    assert chunked == one_by_one
+    # Task 1 has boxes on pre1.jpg, whose facts (EXIF orientation 6) came from Redis and moved its box.
+    assert chunked[0].line != convert_task(tasks[0], options, None).line

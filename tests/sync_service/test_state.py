@@ -11,7 +11,14 @@ import orjson
 import pytest
 from redis import Redis
 
-from sync_service.state import REBUILD_KEYS_TTL, SCHEDULED_TTL, CachedEntry, LockLost, ProjectState
+from sync_service.state import (
+    REBUILD_CHUNK,
+    REBUILD_KEYS_TTL,
+    SCHEDULED_TTL,
+    CachedEntry,
+    LockLost,
+    ProjectState,
+)
 
 
 @pytest.fixture
@@ -44,6 +51,17 @@ def test_cache_rebuild_and_update(state: ProjectState) -> None:
     state.update([entry(3, 30)], removed=[1])
     assert [e.task_id for e in state.entries()] == [2, 3]
     assert state.tasks_of_annotations([10]) == (set(), True)  # the removed task's annotations went too
+
+
+def test_a_rebuild_returns_what_the_cache_reads_back_over_several_chunks(state: ProjectState) -> None:
+    n = 2 * REBUILD_CHUNK + 7
+    given = [entry(i, i * 10, i * 10 + 1) for i in range(n, 0, -1)]  # out of order
+    given.append(replace(entry(5, 99), labels=("dog",)))  # a task given twice: the last one counts
+    returned = state.replace_all(given)
+    assert returned == state.entries()
+    assert len(returned) == n and returned[4].labels == ("dog",)
+    assert [e.task_id for e in returned] == list(range(1, n + 1))
+    assert state.tasks_of_annotations([10, 11, n * 10 + 1, 99]) == ({1, n, 5}, False)
 
 
 def test_entries_keep_their_line_bytes_and_validation_and_read_the_older_json_form(
