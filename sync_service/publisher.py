@@ -194,7 +194,8 @@ def convert_task(task: dict[str, Any], options: ReadOptions, images: ImageMetaCa
             options = replace(options, image_meta={ref: meta})
     try:
         entry = task_to_entry(task, options)
-        line = dumps(entry_to_line(entry))
+        # orjson's bytes keep their 4 KB output buffer; a rebuild holds every line: copy to the line's size.
+        line = bytes(memoryview(dumps(entry_to_line(entry))))
     except ConversionError as exc:
         ref = data.get("image")
         return CachedEntry(task_id, str(ref or ""), dataset, None, (), annotations, error=str(exc))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import tracemalloc
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -154,3 +155,17 @@ def test_converting_a_stream_in_chunks_equals_converting_each_task(meta_redis: R
     assert chunked == one_by_one
     # Task 1 has boxes on pre1.jpg, whose facts (EXIF orientation 6) came from Redis and moved its box.
     assert chunked[0].line != convert_task(tasks[0], options, None).line
+
+
+def test_a_converted_entry_holds_its_line_at_its_size() -> None:
+    # A rebuild keeps every entry in memory until the manifests are written: 100,000 of them.
+    options = ReadOptions(label_config=CONFIG)
+    made = (task(f"s3://b/i{i:06d}.jpg", choices("indoor"), tid=i) for i in range(1, 2001))
+    tracemalloc.start()
+    try:
+        entries = [convert_task(t, options, None) for t in made]
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert all(e.line is not None for e in entries)
+    assert held / len(entries) < 1500  # bytes an entry; orjson's own bytes would add 4 KB each
