@@ -359,7 +359,9 @@ def start_label_studio(
             f"--bind={LOOPBACK}:{port}",
             # The sync service's export windows list up to 900 ids in the query string.
             "--limit-request-line=0",
-            "--timeout=300",
+            # No worker timeout, as with the development server: a whole-project export of a big
+            # project (ids too sparse for windows) may serialize for minutes.
+            "--timeout=0",
             "--graceful-timeout=10",
         ]
         env.update(
