@@ -328,26 +328,24 @@ class Plan:
         return (key, secret) if key and secret else None
 
 
-def _port(value: Any, name: str) -> int:
+def _whole(value: Any, name: str, low: int, high: int, what: str) -> int:
     try:
-        port = int(value)
+        number = int(value)
     except (TypeError, ValueError):
-        raise StackError(f"{name} must be a port number, got {value!r}") from None
-    if not 1 <= port <= 65535:
-        raise StackError(f"{name} must be a port number (1-65535), got {port}")
-    return port
+        raise StackError(f"{name} must be {what}, got {value!r}") from None
+    if not low <= number <= high:
+        raise StackError(f"{name} must be {what} ({low}-{high}), got {number}")
+    return number
+
+
+def _port(value: Any, name: str) -> int:
+    return _whole(value, name, 1, 65535, "a port number")
 
 
 def _ls_workers(raw: str) -> int:
     if not raw:
         return DEFAULT_LS_WORKERS
-    try:
-        workers = int(raw)
-    except ValueError:
-        raise StackError(f"CUSTOMLABELS_LS_WORKERS must be a whole number, got {raw!r}") from None
-    if not 0 <= workers <= MAX_LS_WORKERS:
-        raise StackError(f"CUSTOMLABELS_LS_WORKERS must be from 0 to {MAX_LS_WORKERS}, got {workers}")
-    return workers
+    return _whole(raw, "CUSTOMLABELS_LS_WORKERS", 0, MAX_LS_WORKERS, "a whole number")
 
 
 def make_plan(

@@ -439,15 +439,14 @@ def _init_label_studio(
                 check=False,
             )
         except subprocess.TimeoutExpired as exc:
-            raise ServiceError(
-                f"label-studio init did not finish in {timeout:.0f} s\n--- {log_path} (end) ---\n"
-                f"{log_tail(log_path)}"
-            ) from exc
+            raise _failed(f"label-studio init did not finish in {timeout:.0f} s", log_path) from exc
     if done.returncode != 0:
-        raise ServiceError(
-            f"label-studio init exited with code {done.returncode}\n--- {log_path} (end) ---\n"
-            f"{log_tail(log_path)}"
-        )
+        raise _failed(f"label-studio init exited with code {done.returncode}", log_path)
+
+
+def _failed(reason: str, log_path: Path) -> ServiceError:
+    """A start that failed, with the end of its log."""
+    return ServiceError(f"{reason}\n--- {log_path} (end) ---\n{log_tail(log_path)}")
 
 
 def _wait_for_label_studio(server: LabelStudioProcess, timeout: float) -> None:
@@ -458,9 +457,7 @@ def _wait_for_label_studio(server: LabelStudioProcess, timeout: float) -> None:
     moved = f"Port {port} is in use"
 
     def fail(reason: str) -> ServiceError:
-        return ServiceError(
-            f"Label Studio at {server.url}: {reason}\n--- {server.log_path} (end) ---\n{server.log_tail()}"
-        )
+        return _failed(f"Label Studio at {server.url}: {reason}", server.log_path)
 
     while time.monotonic() < deadline:
         if not server.alive:

@@ -133,29 +133,25 @@ def check_prefix(value: str, variable: str = "CUSTOMLABELS_PREFIX") -> str:
     return prefix
 
 
-def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
+def _number(
+    env: Mapping[str, str],
+    name: str,
+    default: float,
+    *,
+    minimum: float,
+    maximum: float | None = None,
+    whole: bool = False,
+) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = float(raw)
+        value = int(raw) if whole else float(raw)
     except ValueError:
-        raise ConfigError(name, f"must be a number, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(name, f"must be at least {minimum}, got {raw!r}")
-    return value
-
-
-def _whole(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(name, f"must be a whole number, got {raw!r}") from None
-    if not minimum <= value <= maximum:
-        raise ConfigError(name, f"must be from {minimum} to {maximum}, got {raw!r}")
+        raise ConfigError(name, f"must be a {'whole ' if whole else ''}number, got {raw!r}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"at least {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        raise ConfigError(name, f"must be {bounds}, got {raw!r}")
     return value
 
 
@@ -187,7 +183,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhook_secret=secret,
         debounce_seconds=_number(env, "CUSTOMLABELS_DEBOUNCE_SECONDS", 0.25, minimum=0.0),
         reconcile_seconds=_number(env, "CUSTOMLABELS_RECONCILE_SECONDS", 300.0, minimum=1.0),
-        ls_export_concurrency=_whole(env, "CUSTOMLABELS_LS_EXPORT_CONCURRENCY", 2, 1, 16),
+        ls_export_concurrency=int(
+            _number(env, "CUSTOMLABELS_LS_EXPORT_CONCURRENCY", 2, minimum=1, maximum=16, whole=True)
+        ),
         max_webhook_bytes=int(_number(env, "CUSTOMLABELS_MAX_WEBHOOK_BYTES", 10 * 1024 * 1024, minimum=1024)),
         queue=env.get("CUSTOMLABELS_QUEUE", "").strip() or "customlabels",
         service_url=_url(env, "CUSTOMLABELS_SERVICE_URL", "http://127.0.0.1:5000", ("http", "https")),

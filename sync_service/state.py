@@ -356,9 +356,8 @@ class ProjectState:
         def flush() -> None:
             # One multi-field HSET a thousand entries: far fewer commands to build than one per entry.
             pipe = self.redis.pipeline(transaction=False)
-            if packed:
-                pipe.hset(tmp, mapping=packed)
-                pipe.expire(tmp, REBUILD_KEYS_TTL)  # a rebuild killed half-way: its hashes expire
+            pipe.hset(tmp, mapping=packed)
+            pipe.expire(tmp, REBUILD_KEYS_TTL)  # a rebuild killed half-way: its hashes expire
             if owners:
                 pipe.hset(tmp_ann, mapping=owners)
                 pipe.expire(tmp_ann, REBUILD_KEYS_TTL)
@@ -373,7 +372,7 @@ class ProjectState:
                 owners[str(ann)] = entry.task_id
             if len(packed) >= REBUILD_CHUNK:
                 flush()
-        if packed or owners:
+        if packed:
             flush()
         swap = self.redis.pipeline(transaction=True)
         swap.delete(self.k_entries, self.k_ann)
