@@ -5,7 +5,7 @@ Run from the repository root::
     .venv/bin/python bench/bench_publish.py [--sizes 10000,50000,250000] [--changes 1] [--repeat 5]
 
 For each N it builds a project of N tasks (a Choices label on each, boxes on a third of them, half train,
-half test), then measures the worker's :class:`~sync_service.publisher.Publisher` against a real Redis (a
+half test), then measures the worker's :class:`~sync_service.domain.publisher.Publisher` against a real Redis (a
 claimed, empty database; or a ``redis-server`` of its own) and moto's S3 server (a real HTTP endpoint):
 
 * **rebuild**: a full publish from every task (what a reconcile or a changed label config costs),
@@ -51,10 +51,10 @@ from redis import Redis  # noqa: E402
 from converters.labelconfig import build_label_config  # noqa: E402
 from plugin import services  # noqa: E402
 from sync_service import publisher as publisher_module  # noqa: E402
-from sync_service.projects import ProjectInfo, Projects  # noqa: E402
-from sync_service.publisher import Publisher  # noqa: E402
-from sync_service.s3 import Storage  # noqa: E402
-from sync_service.state import IMAGE_META_KEY, ProjectState  # noqa: E402
+from sync_service.domain.projects import ProjectInfo, Projects  # noqa: E402
+from sync_service.domain.publisher import Publisher  # noqa: E402
+from sync_service.edges.s3 import Storage  # noqa: E402
+from sync_service.edges.state import IMAGE_META_KEY, ProjectState  # noqa: E402
 from tests.realparts import empty_and_delete_bucket, redis_db, s3_client  # noqa: E402
 
 RESULTS = HERE / "results" / "publish.json"

@@ -66,7 +66,7 @@ import psutil  # noqa: E402
 
 from converters.labelconfig import build_label_config  # noqa: E402
 from plugin import services  # noqa: E402
-from sync_service.labelstudio import LabelStudio  # noqa: E402
+from sync_service.edges.labelstudio import LabelStudio  # noqa: E402
 from tests.e2e.stack import CUSTOMLABELS, SECRET, Stack, stack_env  # noqa: E402
 from tests.realparts import LabelStudioServer, WebhookReceiver, label_studio, s3_client  # noqa: E402
 

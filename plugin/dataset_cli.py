@@ -21,8 +21,8 @@ from plugin.progress import ItemProgress
 from sync_service.config import load_settings
 
 if TYPE_CHECKING:
-    from plugin.datasets import Datasets, ImportResult
-    from sync_service.projects import ProjectInfo
+    from sync_service.domain.datasets import Datasets, ImportResult
+    from sync_service.domain.projects import ProjectInfo
 
 # The dataset module pulls in the whole service (boto3, rq, httpx): imported when a command runs, so
 # that ``customlabels convert ...`` starts fast.
@@ -32,8 +32,8 @@ SOURCES = ("from_s3", "from_dir", "from_manifest", "from_dataset", "from_coco", 
 
 
 def _ops(progress: ItemProgress | None = None) -> Datasets:
-    from plugin.datasets import Datasets  # noqa: PLC0415
-    from sync_service.jobs import make_context  # noqa: PLC0415
+    from sync_service.domain.datasets import Datasets  # noqa: PLC0415
+    from sync_service.jobs.publish import make_context  # noqa: PLC0415
 
     return Datasets(make_context(load_settings()), progress=progress)
 
@@ -45,7 +45,7 @@ def progress_for(args: argparse.Namespace) -> ItemProgress:
 
 
 def _error(message: str) -> Exception:
-    from plugin.datasets import invalid  # noqa: PLC0415
+    from sync_service.domain.datasets import invalid  # noqa: PLC0415
 
     return invalid(message)
 
@@ -58,7 +58,7 @@ def _tracked(
     then ``*_COMPLETE``, or ``*_FAILED`` with the error (``CLIENT_ERROR`` for an input Rekognition
     refuses with an error code, ``SERVICE_ERROR`` for a failure of ours). An operation refused before it
     started (a missing dataset, a test dataset that is not empty...) leaves the status as it was."""
-    from plugin.datasets import DatasetError  # noqa: PLC0415
+    from sync_service.domain.datasets import DatasetError  # noqa: PLC0415
 
     verb = "CREATE" if created else "UPDATE"
     before = {name: dict((info.datasets or {}).get(name) or {}) for name in datasets}
@@ -144,7 +144,7 @@ def _fill(ops: Datasets, info: ProjectInfo, args: argparse.Namespace) -> ImportR
     elif args.from_csv:
         result = ops.from_csv(info, args.dataset, args.from_csv, s3_prefix=args.s3_prefix)
     else:
-        from plugin.datasets import ImportResult as Empty  # noqa: PLC0415
+        from sync_service.domain.datasets import ImportResult as Empty  # noqa: PLC0415
 
         result = Empty()  # an empty dataset
     return result

@@ -340,7 +340,7 @@ def _check_service(plan: Plan) -> Check:
 
 
 def _check_links(plan: Plan, secrets_: Secrets) -> Check:
-    from plugin.bootstrap import WEBHOOK_PATH  # noqa: PLC0415
+    from sync_service.domain.bootstrap import WEBHOOK_PATH  # noqa: PLC0415
 
     webhook = plan.service_url + WEBHOOK_PATH
     try:

@@ -440,7 +440,7 @@ def service_env(plan: Plan, secrets_: Secrets, base: Mapping[str, str] | None = 
 
 def s3_client(plan: Plan, env: Mapping[str, str] | None = None) -> Any:
     """A boto3 S3 client for the plan's store, with its credentials given explicitly."""
-    from sync_service.s3 import make_client  # noqa: PLC0415 - boto3 is a heavy import
+    from sync_service.edges.s3 import make_client  # noqa: PLC0415 - boto3 is a heavy import
 
     return make_client(
         plan.s3_endpoint,
@@ -1047,9 +1047,9 @@ def ensure_demo(plan: Plan, secrets_: Secrets, settings: Any) -> dict[str, Any]:
 
     Later runs find it through ``demo.json`` and make nothing (a demo the user deleted stays deleted).
     """
-    from plugin.bootstrap import create_project  # noqa: PLC0415 - label-studio-sdk is heavy
-    from sync_service.projects import Projects  # noqa: PLC0415
-    from sync_service.s3 import Storage  # noqa: PLC0415
+    from sync_service.domain.bootstrap import create_project  # noqa: PLC0415 - label-studio-sdk is heavy
+    from sync_service.domain.projects import Projects  # noqa: PLC0415
+    from sync_service.edges.s3 import Storage  # noqa: PLC0415
 
     layout = plan.layout
     if layout.demo.exists():
@@ -1128,7 +1128,7 @@ def our_projects(plan: Plan) -> list[dict[str, Any]]:
 
 def project_links(plan: Plan, secrets_: Secrets) -> list[dict[str, Any]]:
     """For each project of ours: its S3 storages' endpoints and its webhooks' URLs in Label Studio."""
-    from plugin.bootstrap import WEBHOOK_PATH  # noqa: PLC0415
+    from sync_service.domain.bootstrap import WEBHOOK_PATH  # noqa: PLC0415
 
     out = []
     for info in our_projects(plan):
@@ -1162,7 +1162,7 @@ def repoint_projects(plan: Plan, secrets_: Secrets) -> int:
     Label Studio keeps the endpoint and the webhook URL it was given; a stack started on other ports
     would leave them pointing at nothing. Returns how many were changed.
     """
-    from plugin.bootstrap import WEBHOOK_PATH  # noqa: PLC0415
+    from sync_service.domain.bootstrap import WEBHOOK_PATH  # noqa: PLC0415
 
     webhook = plan.service_url + WEBHOOK_PATH
     changed = 0

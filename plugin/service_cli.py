@@ -38,7 +38,7 @@ def _settings() -> Settings:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the Flask app under gunicorn."""
-    from sync_service.server import serve  # noqa: PLC0415 (gunicorn only for this command)
+    from sync_service.web.server import serve  # noqa: PLC0415 (gunicorn only for this command)
 
     serve(_settings(), host=args.host, port=args.port, workers=args.workers, threads=args.threads)
     return 0
@@ -46,7 +46,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Run an RQ worker (with the scheduler and the periodic reconcile)."""
-    from sync_service.worker import run_worker  # noqa: PLC0415
+    from sync_service.jobs.worker import run_worker  # noqa: PLC0415
 
     run_worker(_settings(), burst=args.burst)
     return 0
@@ -54,8 +54,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_project_create(args: argparse.Namespace) -> int:
     """Create (or find) a Label Studio project with storage, webhook, tabs and ``project.json``."""
-    from plugin.bootstrap import create_project  # noqa: PLC0415
-    from sync_service.jobs import make_context  # noqa: PLC0415
+    from sync_service.domain.bootstrap import create_project  # noqa: PLC0415
+    from sync_service.jobs.publish import make_context  # noqa: PLC0415
 
     settings = _settings()
     if args.bucket:

@@ -15,15 +15,15 @@ from redis import Redis
 from rq import Queue
 
 from converters.labelconfig import build_label_config
-from plugin.bootstrap import create_project
 from plugin.services import free_port
 from sync_service.config import Settings
+from sync_service.domain.bootstrap import create_project
+from sync_service.domain.publisher import Publisher
+from sync_service.edges.labelstudio import LabelStudio
+from sync_service.edges.s3 import Storage
+from sync_service.edges.state import ProjectState
 from sync_service.errors import LabelStudioError, StorageError
-from sync_service.jobs import Context, enqueue_publish, make_context
-from sync_service.labelstudio import LabelStudio
-from sync_service.publisher import Publisher
-from sync_service.s3 import Storage
-from sync_service.state import ProjectState
+from sync_service.jobs.publish import Context, enqueue_publish, make_context
 from tests.builders import choices
 from tests.realparts import LabelStudioServer
 
@@ -104,7 +104,7 @@ def test_s3_away_then_back(ctx: Context, label_studio: LabelStudioServer) -> Non
     ProjectState(ctx.redis, pid).note(dirty=[task_id])
 
     dead = replace(ctx.settings, s3_endpoint=f"http://127.0.0.1:{free_port()}")
-    from sync_service.s3 import client_for  # noqa: PLC0415
+    from sync_service.edges.s3 import client_for  # noqa: PLC0415
 
     away = Publisher(ctx.redis, Storage(client_for(dead), ctx.settings.bucket), ctx.ls, ctx.projects)
     with pytest.raises(StorageError):

@@ -26,9 +26,9 @@ from converters import codes as C
 from converters.imagemeta import ImageMeta, image_meta_from_header
 from converters.jsonio import RawLine
 from converters.validation import check_line
-from sync_service.publisher import HEADER_BYTES, ImageMetaCache
-from sync_service.s3 import Storage
-from sync_service.state import IMAGE_META_KEY
+from sync_service.domain.publisher import HEADER_BYTES, ImageMetaCache
+from sync_service.edges.s3 import Storage
+from sync_service.edges.state import IMAGE_META_KEY
 from tests.realparts import S3
 
 pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # expected here
@@ -83,7 +83,7 @@ HOSTILE: dict[str, bytes] = {
 _PROBE = """
 import resource, sys
 from converters.imagemeta import image_meta_from_header
-from sync_service.publisher import HEADER_BYTES
+from sync_service.domain.publisher import HEADER_BYTES
 data = sys.stdin.buffer.read()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 results = [image_meta_from_header(data[:size]) for size in HEADER_BYTES]

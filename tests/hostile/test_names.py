@@ -16,12 +16,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis import Redis
 
-from plugin import bootstrap
 from plugin.cli import main
 from sync_service.config import Settings, load_settings
+from sync_service.domain import bootstrap
+from sync_service.domain.projects import MAX_SLUG, ProjectInfo, Projects, slugify
+from sync_service.edges.s3 import Storage
 from sync_service.errors import ConfigError
-from sync_service.projects import MAX_SLUG, ProjectInfo, Projects, slugify
-from sync_service.s3 import Storage
 from tests.realparts import S3
 
 SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")

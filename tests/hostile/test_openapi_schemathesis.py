@@ -39,12 +39,12 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from plugin import services
-from sync_service import awsjson
-from sync_service.app import create_app
 from sync_service.config import SECRET_HEADER, Settings
-from sync_service.openapi import spec
-from sync_service.projects import ProjectInfo, Projects
-from sync_service.s3 import Storage, client_for
+from sync_service.domain.projects import ProjectInfo, Projects
+from sync_service.edges.s3 import Storage, client_for
+from sync_service.web import awsjson
+from sync_service.web.app import create_app
+from sync_service.web.openapi import spec
 from tests import realparts
 
 SECRET = "schemathesis-webhook-secret-0123456789"

@@ -18,9 +18,9 @@ import pytest
 from label_studio_sdk.core.api_error import ApiError
 
 from plugin import services
-from plugin.bootstrap import label_studio_errors
 from plugin.cli import main
 from sync_service.config import load_settings
+from sync_service.domain.bootstrap import label_studio_errors
 from sync_service.errors import LabelStudioError
 
 API_KEY = f"lskey-{secrets.token_hex(12)}"

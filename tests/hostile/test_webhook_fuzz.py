@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from redis import Redis
 from rq import Queue
 
-from sync_service.app import create_app
 from sync_service.config import SECRET_HEADER, Settings
-from sync_service.events import HANDLED
+from sync_service.domain.events import HANDLED
+from sync_service.web.app import create_app
 from tests.builders import service_settings
 
 SECRET = "hostile-webhook-secret-0123456789abcdef"

@@ -1,7 +1,7 @@
 """``--json`` on every command: one JSON document on standard output holding the documented fields,
 progress and warnings on standard error only; the human output without ``--json`` as it was.
 
-The dataset commands run the real :class:`plugin.datasets.Datasets` over an in-memory world (Label
+The dataset commands run the real :class:`sync_service.domain.datasets.Datasets` over an in-memory world (Label
 Studio, S3, Redis and the publisher faked at the context), so the progress they report is the real one.
 """
 
@@ -25,11 +25,11 @@ from converters.labelconfig import build_label_config
 from converters.labelstudio import ReadOptions, task_to_entry
 from converters.manifest import entry_to_line
 from plugin import dataset_cli
-from plugin import datasets as datasets_module
 from plugin.cli import main
-from plugin.datasets import Datasets, ProgressCallback
-from sync_service.projects import ProjectInfo
-from sync_service.state import CachedEntry
+from sync_service.domain import datasets as datasets_module
+from sync_service.domain.datasets import Datasets, ProgressCallback
+from sync_service.domain.projects import ProjectInfo
+from sync_service.edges.state import CachedEntry
 from tests.builders import cls_attr, coco, coco_box, coco_image, det_attr, jsonl, line
 
 SAMPLES = Path(__file__).resolve().parents[2] / "plugin" / "samples"

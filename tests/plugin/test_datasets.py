@@ -10,14 +10,14 @@ import pytest
 from converters import codes as C
 from converters.jsonio import RawLine
 from converters.model import Entry
-from plugin.datasets import (
+from sync_service.domain.datasets import (
     DatasetError,
     Datasets,
     ImportResult,
     _make_token,
     _read_token,
 )
-from sync_service.projects import ProjectInfo
+from sync_service.domain.projects import ProjectInfo
 from tests.builders import cls_attr, det_attr, jsonl, line
 
 INFO = ProjectInfo(label_studio_project_id=1, title="Pets", slug="pets")

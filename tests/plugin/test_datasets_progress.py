@@ -10,8 +10,8 @@ import pytest
 from redis import Redis
 
 from converters.jsonio import RawLine
-from plugin.datasets import DatasetError, Datasets, no_progress
-from sync_service.projects import ProjectInfo
+from sync_service.domain.datasets import DatasetError, Datasets, no_progress
+from sync_service.domain.projects import ProjectInfo
 from tests.builders import cls_attr, jsonl, line
 from tests.plugin.test_datasets import Recorder
 

@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from plugin.datasets import Datasets, dataset_record, invalid
-from sync_service import dataset_jobs
+from sync_service.domain.datasets import Datasets, dataset_record, invalid
+from sync_service.domain.projects import ProjectInfo, Projects
+from sync_service.edges.labelstudio import LabelStudio
+from sync_service.edges.s3 import Storage, client_for
+from sync_service.edges.state import PROJECTS_KEY
 from sync_service.errors import LabelStudioError, StorageError
-from sync_service.jobs import Context
-from sync_service.labelstudio import LabelStudio
-from sync_service.projects import ProjectInfo, Projects
-from sync_service.s3 import Storage, client_for
-from sync_service.state import PROJECTS_KEY
+from sync_service.jobs.publish import Context
+from sync_service.jobs.publish import datasets as dataset_jobs
 from tests import realparts
 from tests.builders import service_settings
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from marshmallow import ValidationError
 
-from sync_service.events import parse_payload
+from sync_service.domain.events import parse_payload
 
 PROJECT = {"id": 7, "title": "x", "token": "secret-token", "label_config": "<View/>"}
 

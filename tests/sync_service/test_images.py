@@ -6,9 +6,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from sync_service.images import adopt_upload, image_suffix, is_upload_url, store_image
-from sync_service.projects import ProjectInfo
-from sync_service.publisher import PREDICTIONS_ONE_BY_ONE, Publisher, _needs_predictions
+from sync_service.domain.images import adopt_upload, image_suffix, is_upload_url, store_image
+from sync_service.domain.projects import ProjectInfo
+from sync_service.domain.publisher import PREDICTIONS_ONE_BY_ONE, Publisher, _needs_predictions
 from tests.builders import choices
 from tests.e2e.stack import jpeg
 

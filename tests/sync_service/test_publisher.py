@@ -14,7 +14,7 @@ from redis import Redis
 from converters.imagemeta import ImageMeta
 from converters.labelconfig import build_label_config, parse_label_config
 from converters.labelstudio import ReadOptions
-from sync_service.publisher import (
+from sync_service.domain.publisher import (
     ImageMetaCache,
     _pack_meta,
     assign,
@@ -24,7 +24,7 @@ from sync_service.publisher import (
     entries_summary,
     validation_summary,
 )
-from sync_service.state import IMAGE_META_KEY, CachedEntry
+from sync_service.edges.state import IMAGE_META_KEY, CachedEntry
 from tests.builders import choices, rect, task
 
 CONFIG = parse_label_config(build_label_config(choices=["indoor"], boxes=["cat"]))

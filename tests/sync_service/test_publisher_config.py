@@ -11,11 +11,11 @@ import pytest
 from redis import Redis
 
 from converters.labelconfig import build_label_config
-from sync_service import publisher as publisher_module
-from sync_service.projects import ProjectInfo, Projects
-from sync_service.publisher import Publisher
-from sync_service.s3 import Storage
-from sync_service.state import ProjectState
+from sync_service.domain import publisher as publisher_module
+from sync_service.domain.projects import ProjectInfo, Projects
+from sync_service.domain.publisher import Publisher
+from sync_service.edges.s3 import Storage
+from sync_service.edges.state import ProjectState
 from tests.builders import choices, task
 from tests.realparts import S3
 

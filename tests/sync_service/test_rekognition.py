@@ -29,13 +29,13 @@ from flask.testing import FlaskClient
 from redis import Redis
 from rq import Queue
 
-from plugin.datasets import dataset_record
-from sync_service import awsjson
-from sync_service.app import create_app
 from sync_service.config import Settings
-from sync_service.projects import ProjectInfo, Projects
-from sync_service.s3 import Storage, client_for
-from sync_service.state import PROJECTS_KEY
+from sync_service.domain.datasets import dataset_record
+from sync_service.domain.projects import ProjectInfo, Projects
+from sync_service.edges.s3 import Storage, client_for
+from sync_service.edges.state import PROJECTS_KEY
+from sync_service.web import awsjson
+from sync_service.web.app import create_app
 from tests import realparts
 from tests.builders import service_settings
 
@@ -395,7 +395,7 @@ def test_long_operations_answer_in_progress_and_queue_a_job(
     assert status == 200
     arn = body["DatasetArn"]
     queue = Queue(settings.queue, connection=redis)
-    assert [job.func_name for job in queue.jobs] == ["sync_service.dataset_jobs.create_dataset_job"]
+    assert [job.func_name for job in queue.jobs] == ["sync_service.jobs.datasets.create_dataset_job"]
     status, described = post(client, "DescribeDataset", {"DatasetArn": arn})
     assert status == 200
     description = described["DatasetDescription"]

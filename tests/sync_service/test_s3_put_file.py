@@ -6,7 +6,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from sync_service.s3 import Storage
+from sync_service.edges.s3 import Storage
 
 
 @pytest.mark.parametrize("size", [20, 9 * 1024 * 1024])  # one PutObject, and a spooled file on disk

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from redis import Redis
 
-from sync_service.state import (
+from sync_service.edges.state import (
     REBUILD_CHUNK,
     REBUILD_KEYS_TTL,
     SCHEDULED_TTL,

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from redis import Redis
 
-from sync_service.state import ProjectState
+from sync_service.edges.state import ProjectState
 
 
 @pytest.fixture

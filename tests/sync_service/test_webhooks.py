@@ -10,9 +10,9 @@ from flask.testing import FlaskClient
 from redis import Redis
 from rq import Queue
 
-from sync_service.app import create_app
 from sync_service.config import SECRET_HEADER, Settings
-from sync_service.state import ProjectState
+from sync_service.edges.state import ProjectState
+from sync_service.web.app import create_app
 from tests.builders import service_settings
 
 SECRET = "a-webhook-secret-of-32-characters"

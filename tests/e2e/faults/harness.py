@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 from rq import Queue
 
 from plugin import services
-from sync_service.state import ProjectState
+from sync_service.edges.state import ProjectState
 from tests.e2e.faults.hookproxy import HookProxy
 from tests.e2e.faults.s3proxy import S3Proxy
 from tests.e2e.faults.stream import ChangeStream

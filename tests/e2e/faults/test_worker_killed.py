@@ -19,7 +19,7 @@ import pytest
 from redis import Redis
 from rq import Queue, Worker
 
-from sync_service.state import LOCK_TTL
+from sync_service.edges.state import LOCK_TTL
 from tests.builders import choices
 from tests.e2e.faults.harness import FaultWorld, fault_world
 from tests.realparts import LabelStudioServer

@@ -7,9 +7,9 @@ from typing import Any
 from flask import Blueprint, jsonify
 from redis.exceptions import RedisError
 
-from sync_service import ext
-from sync_service.labelstudio import reachable
-from sync_service.s3 import Storage, client_for
+from sync_service.edges.labelstudio import reachable
+from sync_service.edges.s3 import Storage, client_for
+from sync_service.web import ext
 
 bp = Blueprint("health", __name__)
 

@@ -41,11 +41,11 @@ from converters.labelstudio import ReadOptions, labels_in, rename_labels, task_t
 from converters.manifest import entry_to_line
 from converters.split import TEST, TRAIN, SplitItem, split
 from converters.validation import ManifestValidator, Row, check_line, summarize
-from sync_service.images import adopt_upload
-from sync_service.labelstudio import LabelStudio
-from sync_service.projects import ProjectInfo, Projects
-from sync_service.s3 import Storage
-from sync_service.state import (
+from sync_service.domain.images import adopt_upload
+from sync_service.domain.projects import ProjectInfo, Projects
+from sync_service.edges.labelstudio import LabelStudio
+from sync_service.edges.s3 import Storage
+from sync_service.edges.state import (
     IMAGE_META_KEY,
     CachedEntry,
     EventBatch,
@@ -409,7 +409,7 @@ class Publisher:
         self, tasks: Iterable[dict[str, Any]], info: ProjectInfo, config: LabelConfig
     ) -> Iterator[dict[str, Any]]:
         """Tasks whose image was uploaded into Label Studio (``/data/upload/...``) pointed at a copy in
-        the project's S3 folder first (see :func:`sync_service.images.adopt_upload`), so that their
+        the project's S3 folder first (see :func:`sync_service.domain.images.adopt_upload`), so that their
         manifest lines name a real object; other tasks pass through untouched."""
         for task in tasks:
             adopt_upload(

@@ -5,11 +5,11 @@ RekognitionService.<Operation>``, so that boto3's ``rekognition`` client and ``a
 Operations: CreateProject, DescribeProjects, DeleteProject, CreateDataset, DescribeDataset,
 ListDatasetEntries, ListDatasetLabels, UpdateDatasetEntries, DistributeDatasetEntries, DeleteDataset.
 
-This module parses, checks and renders only: the SigV4 signature (:mod:`sync_service.sigv4`) with the
+This module parses, checks and renders only: the SigV4 signature (:mod:`sync_service.web.sigv4`) with the
 one key pair configured (``CUSTOMLABELS_API_ACCESS_KEY_ID`` / ``..._SECRET_ACCESS_KEY``; none
-configured: every request is refused), the request and response shapes (:mod:`sync_service.awsjson`,
-from botocore's service model), and ARNs. The work is :class:`plugin.datasets.Datasets`, and for the
-asynchronous operations :mod:`sync_service.dataset_jobs`.
+configured: every request is refused), the request and response shapes (:mod:`sync_service.web.awsjson`,
+from botocore's service model), and ARNs. The work is :class:`sync_service.domain.datasets.Datasets`, and for the
+asynchronous operations :mod:`sync_service.jobs.datasets`.
 
 ARNs: ``arn:aws:rekognition:<region>:<account>:project/<ProjectName>/<ms>`` and
 ``arn:aws:rekognition:<region>:<account>:project/<ProjectName>/dataset/(train|test)/<ms>``, where
@@ -17,7 +17,7 @@ region is the one the request was signed for (every region sees the same project
 its own region), account is ``CUSTOMLABELS_API_ACCOUNT_ID`` and ``<ms>`` the project's or dataset's
 creation time in milliseconds (so a deleted and re-created dataset has a new ARN).
 
-Redis, S3 or Label Studio away (:data:`sync_service.app.UNAVAILABLE`): 503
+Redis, S3 or Label Studio away (:data:`sync_service.web.app.UNAVAILABLE`): 503
 ``ServiceUnavailableException`` with ``Retry-After`` (seconds) and ``x-amz-retry-after`` (milliseconds,
 what botocore's standard retry mode waits for), and one warning line naming the part; any other
 unexpected exception is a bug: 500 ``InternalServerError`` and its traceback in the log.
@@ -36,13 +36,21 @@ import orjson
 from flask import Blueprint, Response, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from plugin.datasets import DATASETS, DatasetError, Datasets, _make_token, _read_token, invalid, not_found
-from sync_service import awsjson, ext
-from sync_service.app import RETRY_AFTER_SECONDS, UNAVAILABLE
-from sync_service.awsjson import AwsError
-from sync_service.dataset_jobs import IN_PROGRESS, DatasetJobs
-from sync_service.projects import ProjectInfo
-from sync_service.sigv4 import SignatureError, Signer, verify
+from sync_service.domain.datasets import (
+    DATASETS,
+    DatasetError,
+    Datasets,
+    _make_token,
+    _read_token,
+    invalid,
+    not_found,
+)
+from sync_service.domain.projects import ProjectInfo
+from sync_service.jobs.datasets import IN_PROGRESS, DatasetJobs
+from sync_service.web import awsjson, ext
+from sync_service.web.app import RETRY_AFTER_SECONDS, UNAVAILABLE
+from sync_service.web.awsjson import AwsError
+from sync_service.web.sigv4 import SignatureError, Signer, verify
 
 log = logging.getLogger(__name__)
 bp = Blueprint("rekognition", __name__)
@@ -246,7 +254,7 @@ class Api:
 
     def create_project(self, params: dict[str, Any]) -> dict[str, Any]:
         """CreateProject: a Label Studio project titled ``ProjectName``, with no dataset yet."""
-        from plugin.bootstrap import create_project, find_project, sdk_client  # noqa: PLC0415
+        from sync_service.domain.bootstrap import create_project, find_project, sdk_client  # noqa: PLC0415
 
         name = params["ProjectName"]
         if params.get("Feature", CUSTOM_LABELS) != CUSTOM_LABELS:
@@ -312,7 +320,7 @@ class Api:
     def delete_project(self, params: dict[str, Any]) -> dict[str, Any]:
         """DeleteProject: the Label Studio project and our records (images and snapshots stay in S3);
         ResourceInUseException while one of its datasets is in progress."""
-        from plugin.bootstrap import delete_project  # noqa: PLC0415
+        from sync_service.domain.bootstrap import delete_project  # noqa: PLC0415
 
         info = self.project(params["ProjectArn"])
         pid = info.label_studio_project_id

@@ -15,8 +15,8 @@ import orjson
 from redis import Redis
 from redis.lock import Lock
 
-from sync_service.s3 import Storage
-from sync_service.state import PROJECTS_KEY
+from sync_service.edges.s3 import Storage
+from sync_service.edges.state import PROJECTS_KEY
 
 _SLUG_DROP = re.compile(r"[^a-z0-9]+")
 MAX_SLUG = 60

@@ -21,9 +21,9 @@ from redis import Redis
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from sync_service import ext
-from sync_service.jobs import JOB_TIMEOUT, Context, make_context, reconcile_job
-from sync_service.projects import ProjectInfo
+from sync_service.domain.projects import ProjectInfo
+from sync_service.jobs.publish import JOB_TIMEOUT, Context, make_context, reconcile_job
+from sync_service.web import ext
 
 bp = Blueprint("console", __name__, url_prefix="/console", template_folder="templates")
 ACTIONS = ("from_s3", "from_manifest", "from_dataset", "distribute", "snapshot", "resync")
@@ -67,7 +67,7 @@ def index() -> Any:
 @bp.get("/projects/<int:project_id>")
 def project(project_id: int) -> Any:
     """The dataset page of one project."""
-    from plugin.datasets import DATASETS, Datasets  # noqa: PLC0415 (the service's optional half)
+    from sync_service.domain.datasets import DATASETS, Datasets  # noqa: PLC0415 (the service's optional half)
 
     info = _info(project_id)
     ops = Datasets(_ctx())
@@ -82,7 +82,7 @@ def project(project_id: int) -> Any:
         lines, _ = ops.list_entries(info, name, has_errors=True, max_results=50)
         for line in lines:
             errors.append({"dataset": name, **_errors_of(line)})
-    from sync_service.state import ProjectState  # noqa: PLC0415
+    from sync_service.edges.state import ProjectState  # noqa: PLC0415
 
     return render_template(
         "console/project.html",
@@ -112,7 +112,7 @@ def _tab_links(info: ProjectInfo) -> dict[str, str]:
     base = f"{settings.ls_url}/projects/{info.label_studio_project_id}/data"
     links = {"all": base}
     try:
-        from plugin.bootstrap import TABS, sdk_client  # noqa: PLC0415
+        from sync_service.domain.bootstrap import TABS, sdk_client  # noqa: PLC0415
 
         views = sdk_client(settings).views.list(project=info.label_studio_project_id)
         by_title = {(v.data or {}).get("title"): v.id for v in views if isinstance(v.data, dict)}
@@ -170,8 +170,8 @@ def act(project_id: int, action: str) -> Any:
 
 def console_job(project_id: int, action: str, params: dict[str, str]) -> dict[str, Any]:
     """Job: run one console action with the dataset operations."""
-    from plugin.datasets import Datasets, invalid  # noqa: PLC0415
-    from sync_service.jobs import context  # noqa: PLC0415
+    from sync_service.domain.datasets import Datasets, invalid  # noqa: PLC0415
+    from sync_service.jobs.publish import context  # noqa: PLC0415
 
     ops = Datasets(context())
     info = ops.project(project_id)

@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 
 from sync_service.config import Settings, load_settings
 from sync_service.errors import LabelStudioError, StorageError
-from sync_service.jobs import queue_for
+from sync_service.jobs.publish import queue_for
 
 RETRY_AFTER_SECONDS = 5
 """What a 503 tells the caller to wait before trying again (``Retry-After``), seconds."""
@@ -57,12 +57,12 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
         "queue": queue_for(settings, connection),
     }
 
-    from sync_service.api import bp as api_bp  # noqa: PLC0415 (blueprints import the app's helpers)
-    from sync_service.console import bp as console_bp  # noqa: PLC0415
-    from sync_service.health import bp as health_bp  # noqa: PLC0415
-    from sync_service.openapi import bp as openapi_bp  # noqa: PLC0415
-    from sync_service.rekognition import bp as rekognition_bp  # noqa: PLC0415
-    from sync_service.webhooks import bp as webhooks_bp  # noqa: PLC0415
+    from sync_service.web.api import bp as api_bp  # noqa: PLC0415 (blueprints import the app's helpers)
+    from sync_service.web.console import bp as console_bp  # noqa: PLC0415
+    from sync_service.web.health import bp as health_bp  # noqa: PLC0415
+    from sync_service.web.openapi import bp as openapi_bp  # noqa: PLC0415
+    from sync_service.web.rekognition import bp as rekognition_bp  # noqa: PLC0415
+    from sync_service.web.webhooks import bp as webhooks_bp  # noqa: PLC0415
 
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(api_bp)

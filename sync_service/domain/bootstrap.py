@@ -26,12 +26,12 @@ from label_studio_sdk.core.api_error import ApiError
 
 from converters.codes import DEFAULT_LIMITS
 from converters.labelconfig import build_label_config, label_lists, parse_label_config
-from plugin.datasets import dataset_record
 from sync_service.config import SECRET_HEADER, Settings
+from sync_service.domain.datasets import dataset_record
+from sync_service.domain.events import HANDLED
+from sync_service.domain.projects import ProjectInfo, Projects, slugify
+from sync_service.edges.state import ProjectState
 from sync_service.errors import LabelStudioError
-from sync_service.events import HANDLED
-from sync_service.projects import ProjectInfo, Projects, slugify
-from sync_service.state import ProjectState
 
 WEBHOOK_PATH = "/webhooks/label-studio"
 MAX_TITLE = 50  # Label Studio's PROJECT_TITLE_MAX_LEN

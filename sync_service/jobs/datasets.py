@@ -2,7 +2,7 @@
 
 CreateDataset from a manifest or from another dataset, UpdateDatasetEntries, DistributeDatasetEntries
 and DeleteDataset answer at once: :class:`DatasetJobs` checks the dataset's status, records
-``*_IN_PROGRESS`` and queues a job. The job does the work with :class:`plugin.datasets.Datasets` and
+``*_IN_PROGRESS`` and queues a job. The job does the work with :class:`sync_service.domain.datasets.Datasets` and
 records ``*_COMPLETE``, or ``*_FAILED`` with a ``StatusMessage`` and a ``StatusMessageCode``:
 ``CLIENT_ERROR`` when the input was wrong (a :class:`DatasetError`, e.g. a manifest with more than 20%
 invalid lines, or one that cannot be read) and ``SERVICE_ERROR`` otherwise (Label Studio or S3
@@ -33,9 +33,9 @@ from rq import Queue
 
 from converters import codes as C
 from converters.jsonio import iter_lines
-from plugin.datasets import DATASETS, DatasetError, Datasets, ImportResult, invalid, not_found
-from sync_service.jobs import JOB_TIMEOUT, context
-from sync_service.projects import ProjectInfo
+from sync_service.domain.datasets import DATASETS, DatasetError, Datasets, ImportResult, invalid, not_found
+from sync_service.domain.projects import ProjectInfo
+from sync_service.jobs.publish import JOB_TIMEOUT, context
 
 log = logging.getLogger(__name__)
 

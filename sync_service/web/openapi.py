@@ -14,11 +14,11 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, jsonify
 
-from sync_service.app import RETRY_AFTER_SECONDS
-from sync_service.awsjson import CONTENT_TYPE as AWS_JSON
 from sync_service.config import SECRET_HEADER
-from sync_service.events import MAX_ID, NEEDS, ObjectRef, PayloadSchema
-from sync_service.rekognition import HANDLERS as REKOGNITION_OPERATIONS
+from sync_service.domain.events import MAX_ID, NEEDS, ObjectRef, PayloadSchema
+from sync_service.web.app import RETRY_AFTER_SECONDS
+from sync_service.web.awsjson import CONTENT_TYPE as AWS_JSON
+from sync_service.web.rekognition import HANDLERS as REKOGNITION_OPERATIONS
 
 bp = Blueprint("openapi", __name__)
 

@@ -14,11 +14,11 @@ from redis import Redis
 from rq import Queue, Retry
 
 from sync_service.config import Settings, load_settings
-from sync_service.labelstudio import LabelStudio
-from sync_service.projects import Projects
-from sync_service.publisher import Publisher
-from sync_service.s3 import Storage, client_for
-from sync_service.state import ProjectState
+from sync_service.domain.projects import Projects
+from sync_service.domain.publisher import Publisher
+from sync_service.edges.labelstudio import LabelStudio
+from sync_service.edges.s3 import Storage, client_for
+from sync_service.edges.state import ProjectState
 
 log = logging.getLogger(__name__)
 

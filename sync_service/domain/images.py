@@ -15,9 +15,9 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from converters.imagemeta import image_meta_from_header
-from sync_service.labelstudio import LabelStudio
-from sync_service.projects import ProjectInfo, Projects
-from sync_service.s3 import Storage
+from sync_service.domain.projects import ProjectInfo, Projects
+from sync_service.edges.labelstudio import LabelStudio
+from sync_service.edges.s3 import Storage
 
 log = logging.getLogger(__name__)
 

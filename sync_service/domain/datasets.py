@@ -47,13 +47,13 @@ from converters.manifest import entry_to_line, parse_line
 from converters.model import Entry, ImageLabel, Provenance
 from converters.split import TEST, TRAIN, SplitItem, labels_short_of, split
 from converters.validation import dataset_entry, line_issues
+from sync_service.domain.images import IMAGE_SUFFIXES, store_image
+from sync_service.domain.projects import ProjectInfo
+from sync_service.domain.publisher import dedupe, now_stamp
+from sync_service.edges.s3 import split_s3_url
+from sync_service.edges.state import CachedEntry, ProjectState
 from sync_service.errors import ServiceError
-from sync_service.images import IMAGE_SUFFIXES, store_image
-from sync_service.jobs import Context
-from sync_service.projects import ProjectInfo
-from sync_service.publisher import dedupe, now_stamp
-from sync_service.s3 import split_s3_url
-from sync_service.state import CachedEntry, ProjectState
+from sync_service.jobs.publish import Context
 
 DATASETS = (TRAIN, TEST)
 IMPORT_BATCH = 500  # tasks per Label Studio import request
@@ -281,8 +281,8 @@ class Datasets:
         return out
 
     def sides(self, info: ProjectInfo, usable: list[CachedEntry]) -> dict[str, str]:
-        """Each entry's dataset (see :func:`sync_service.publisher.assign`)."""
-        from sync_service.publisher import assign  # noqa: PLC0415 (one definition of the policy)
+        """Each entry's dataset (see :func:`sync_service.domain.publisher.assign`)."""
+        from sync_service.domain.publisher import assign  # noqa: PLC0415 (one definition of the policy)
 
         return assign(
             usable, test_fraction=info.test_fraction, seed=info.seed, has_test=self.has_dataset(info, TEST)
@@ -335,7 +335,7 @@ class Datasets:
                 if cached.source_ref not in existing or cached.task_id < existing[cached.source_ref].task_id:
                     existing[cached.source_ref] = cached  # the first task of an image is its entry
                     sides[cached.source_ref] = side
-        from sync_service.publisher import ImageMetaCache  # noqa: PLC0415
+        from sync_service.domain.publisher import ImageMetaCache  # noqa: PLC0415
 
         images = ImageMetaCache(self.ctx.redis, self.ctx.storage)
         fresh: list[dict[str, Any]] = []

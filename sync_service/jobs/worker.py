@@ -14,7 +14,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Worker
 
 from sync_service.config import Settings
-from sync_service.jobs import JOB_TIMEOUT, context, queue_for, reconcile_all_job
+from sync_service.jobs.publish import JOB_TIMEOUT, context, queue_for, reconcile_all_job
 
 log = logging.getLogger(__name__)
 RECONCILE_GUARD = "cl:reconcile-guard"

@@ -7,8 +7,8 @@ from typing import Any
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from sync_service.app import create_app
 from sync_service.config import Settings
+from sync_service.web.app import create_app
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]

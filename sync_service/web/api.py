@@ -6,11 +6,11 @@ from typing import Any
 
 from flask import Blueprint, abort, jsonify
 
-from sync_service import ext
-from sync_service.jobs import JOB_TIMEOUT, RETRY, reconcile_job
-from sync_service.projects import Projects
-from sync_service.s3 import Storage, client_for
-from sync_service.state import ProjectState
+from sync_service.domain.projects import Projects
+from sync_service.edges.s3 import Storage, client_for
+from sync_service.edges.state import ProjectState
+from sync_service.jobs.publish import JOB_TIMEOUT, RETRY, reconcile_job
+from sync_service.web import ext
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 

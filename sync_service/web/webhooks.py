@@ -14,11 +14,11 @@ import orjson
 from flask import Blueprint, Response, jsonify, request
 from marshmallow import ValidationError
 
-from sync_service import ext
 from sync_service.config import SECRET_HEADER
-from sync_service.events import parse_payload
-from sync_service.jobs import enqueue_publish, forget_project_job
-from sync_service.state import ProjectState
+from sync_service.domain.events import parse_payload
+from sync_service.edges.state import ProjectState
+from sync_service.jobs.publish import enqueue_publish, forget_project_job
+from sync_service.web import ext
 
 bp = Blueprint("webhooks", __name__)
 
