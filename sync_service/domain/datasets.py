@@ -45,15 +45,16 @@ from converters.labelconfig import (
 from converters.labelstudio import WriteOptions, entry_to_task
 from converters.manifest import entry_to_line, parse_line
 from converters.model import Entry, ImageLabel, Provenance
+from converters.screening import screen_lines
 from converters.split import TEST, TRAIN, SplitItem, labels_short_of, split
 from converters.validation import dataset_entry, line_issues
+from sync_service.domain.context import Context
 from sync_service.domain.images import IMAGE_SUFFIXES, store_image
 from sync_service.domain.projects import ProjectInfo
 from sync_service.domain.publisher import dedupe, now_stamp
 from sync_service.edges.s3 import split_s3_url
 from sync_service.edges.state import CachedEntry, ProjectState
 from sync_service.errors import ServiceError
-from sync_service.jobs.publish import Context
 
 DATASETS = (TRAIN, TEST)
 IMPORT_BATCH = 500  # tasks per Label Studio import request
@@ -410,54 +411,22 @@ class Datasets:
     ) -> ImportResult:
         """Import manifest lines (every form the core reads, the SageMaker multi-label job form too).
 
-        A line that cannot be an entry (not JSON, over 100,000 characters, no or a bad ``source-ref``, no
-        label attribute Rekognition reads...) or that repeats an earlier line's ``source-ref`` is
-        rejected with its codes, and does not stop the others. A line that is an entry but breaks a rule
-        of its content (a box off the frame...) is imported as it is, its errors shown by
-        :meth:`list_entries` (``HasErrors``), as Rekognition keeps such lines. When more than 20% of the
-        lines are rejected or invalid, the whole import fails
-        (``ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST``) and nothing is imported.
+        The lines are screened by :func:`converters.screening.screen_lines`: rejected lines are listed
+        with their codes; entries with errors of their content are imported as they are, their errors
+        shown by :meth:`list_entries` (``HasErrors``). When the screening refuses the import (empty, or
+        more than 20% of the lines invalid) nothing is imported.
         """
-        entries: list[Entry] = []
-        rejected: list[dict[str, Any]] = []
-        seen: set[str] = set()
-        total = invalid_kept = 0
-        for raw in lines:
-            total += 1
-            self.progress(f"reading {source}", total, None)
-            if raw.too_long or not raw.data.strip():
-                why = "longer than 100,000 characters" if raw.too_long else "an empty line"
-                rejected.append(_rejected(raw.number, [C.ERROR_INVALID_JSON_LINE], why))
-                continue
-            try:
-                obj = loads(raw.data)
-            except ValueError:
-                rejected.append(_rejected(raw.number, [C.ERROR_INVALID_JSON_LINE]))
-                continue
-            parsed = parse_line(obj)
-            entry = parsed.entry
-            if entry is None:
-                codes = [i.code for i in parsed.issues if i.severity is Severity.ERROR]
-                rejected.append(_rejected(raw.number, codes or [C.ERROR_INVALID_JSON_LINE]))
-                continue
-            if entry.source_ref in seen:
-                rejected.append(_rejected(raw.number, [C.DUPLICATE_SOURCE_REF], entry.source_ref))
-                continue
-            seen.add(entry.source_ref)
-            if entry.box_groups and line_issues(obj)[0] is None:
-                invalid_kept += 1  # imported with its errors, but counts as an invalid row
-            entries.append(entry)
-        if total == 0:
-            raise invalid(f"{source}: {C.message(C.ERROR_EMPTY_MANIFEST)}", code=C.ERROR_EMPTY_MANIFEST)
-        bad = len(rejected) + invalid_kept
-        if bad / total > C.DEFAULT_LIMITS.invalid_row_fraction:
+        screened = screen_lines(lines, on_line=lambda count: self.progress(f"reading {source}", count, None))
+        code = screened.refusal()
+        if code == C.ERROR_EMPTY_MANIFEST:
+            raise invalid(f"{source}: {C.message(code)}", code=code)
+        if code is not None:
             raise invalid(
-                f"{source}: {bad} of {total} lines are invalid; "
-                f"{C.message(C.ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST)}",
-                code=C.ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST,
+                f"{source}: {screened.invalid} of {screened.total} lines are invalid; {C.message(code)}",
+                code=code,
             )
-        result = self.import_entries(info, dataset, entries, replace_existing=replace_existing)
-        result.rejected = rejected
+        result = self.import_entries(info, dataset, screened.entries, replace_existing=replace_existing)
+        result.rejected = [line.as_json() for line in screened.rejected]
         return result
 
     def from_manifest(self, info: ProjectInfo, dataset: str, location: str) -> ImportResult:
@@ -882,13 +851,6 @@ def _image_entry(source_ref: str, label: str | None, now: str) -> Entry:
     if label:
         entry.labels.append(ImageLabel(label, provenance=Provenance(human_annotated=True, creation_date=now)))
     return entry
-
-
-def _rejected(number: int, codes: list[str], detail: str = "") -> dict[str, Any]:
-    item: dict[str, Any] = {"line": number, "code": codes[0], "codes": codes, "message": C.message(codes[0])}
-    if detail:
-        item["detail"] = detail
-    return item
 
 
 def _is_labeled(obj: Any) -> bool:

@@ -1,30 +1,17 @@
-"""Rekognition's asynchronous dataset operations: the status machine, and the RQ jobs doing the work.
+"""Rekognition's asynchronous dataset operations: starting them, and the RQ jobs doing the work.
 
 CreateDataset from a manifest or from another dataset, UpdateDatasetEntries, DistributeDatasetEntries
 and DeleteDataset answer at once: :class:`DatasetJobs` checks the dataset's status, records
-``*_IN_PROGRESS`` and queues a job. The job does the work with :class:`sync_service.domain.datasets.Datasets` and
-records ``*_COMPLETE``, or ``*_FAILED`` with a ``StatusMessage`` and a ``StatusMessageCode``:
-``CLIENT_ERROR`` when the input was wrong (a :class:`DatasetError`, e.g. a manifest with more than 20%
-invalid lines, or one that cannot be read) and ``SERVICE_ERROR`` otherwise (Label Studio or S3
-failed). Jobs are not retried: as with Rekognition, a failed operation is the caller's to repeat, and a
-distribute stopped half-way must not run again over its own result.
-
-Status machine (spec §3.9)::
-
-    (none) --create--> CREATE_IN_PROGRESS --> CREATE_COMPLETE | CREATE_FAILED   (empty: CREATE_COMPLETE)
-    not *_IN_PROGRESS --update/distribute--> UPDATE_IN_PROGRESS --> UPDATE_COMPLETE | UPDATE_FAILED
-    not *_IN_PROGRESS --delete--> DELETE_IN_PROGRESS --> gone (on failure: back to the status before)
-
-Record writes (read, change, save ``project.json``) hold the project's record lock
-(:meth:`Projects.lock`), never the long dataset lock the operations themselves take, so a request
-never waits for a running import.
+``*_IN_PROGRESS`` and queues a job. The job does the work with
+:class:`sync_service.domain.datasets.Datasets` and finishes the status as
+:mod:`sync_service.domain.status` says. Jobs are not retried: as with Rekognition, a failed operation is
+the caller's to repeat, and a distribute stopped half-way must not run again over its own result.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -33,26 +20,30 @@ from rq import Queue
 
 from converters import codes as C
 from converters.jsonio import iter_lines
-from sync_service.domain.datasets import DATASETS, DatasetError, Datasets, ImportResult, invalid, not_found
+from sync_service.domain.datasets import DATASETS, DatasetError, Datasets, ImportResult, invalid
 from sync_service.domain.projects import ProjectInfo
+from sync_service.domain.status import (
+    CREATE_COMPLETE,
+    CREATE_FAILED,
+    CREATE_IN_PROGRESS,
+    CREATED_EMPTY,
+    CREATED_FROM_DATASET,
+    CREATED_FROM_MANIFEST,
+    DELETE_IN_PROGRESS,
+    IN_PROGRESS,
+    NOT_QUEUED,
+    SERVICE_ERROR,
+    SUCCESS,
+    UPDATE_FAILED,
+    UPDATE_IN_PROGRESS,
+    UPDATED,
+    DatasetStatus,
+    failure,
+)
 from sync_service.jobs.publish import JOB_TIMEOUT, context
 
 log = logging.getLogger(__name__)
 
-CREATE_IN_PROGRESS = "CREATE_IN_PROGRESS"
-CREATE_COMPLETE = "CREATE_COMPLETE"
-CREATE_FAILED = "CREATE_FAILED"
-UPDATE_IN_PROGRESS = "UPDATE_IN_PROGRESS"
-UPDATE_COMPLETE = "UPDATE_COMPLETE"
-UPDATE_FAILED = "UPDATE_FAILED"
-DELETE_IN_PROGRESS = "DELETE_IN_PROGRESS"
-IN_PROGRESS = frozenset({CREATE_IN_PROGRESS, UPDATE_IN_PROGRESS, DELETE_IN_PROGRESS})
-SUCCESS, CLIENT_ERROR, SERVICE_ERROR = "SUCCESS", "CLIENT_ERROR", "SERVICE_ERROR"
-
-CREATED_EMPTY = "The dataset was successfully created."
-CREATED_FROM_MANIFEST = "The dataset was successfully created from the manifest file."
-CREATED_FROM_DATASET = "The dataset was successfully created from the source dataset."
-UPDATED = "The dataset was successfully updated."
 ZERO_STATS = {"LabeledEntries": 0, "TotalEntries": 0, "TotalLabels": 0, "ErrorEntries": 0}
 
 
@@ -67,61 +58,7 @@ class DatasetJobs:
     def __init__(self, ops: Datasets, queue: Queue | None = None) -> None:
         self.ops = ops
         self.queue = queue
-
-    # ------------------------------------------------------------------------------------ records
-
-    @staticmethod
-    def record(info: ProjectInfo, dataset: str) -> dict[str, Any] | None:
-        """The dataset's record (Rekognition's status fields, Unix times), or None if it has none.
-
-        A project recorded before datasets existed has both, complete since the project's creation.
-        """
-        if info.datasets is None:
-            return {
-                "created": info.created,
-                "updated": info.created,
-                "status": CREATE_COMPLETE,
-                "status_message": "",
-                "status_code": SUCCESS,
-            }
-        return info.datasets.get(dataset)
-
-    def fresh(self, project_id: int) -> ProjectInfo:
-        """The project's record as stored now (hold :meth:`Projects.lock` to change it); a record from
-        before datasets gets both made explicit first, so that a status change keeps the other one."""
-        info = self.ops.ctx.projects.find(project_id)
-        if info is None:
-            raise not_found(f"The project {project_id} does not exist.")
-        if info.datasets is None:
-            both = {dataset: dict(self.record(info, dataset) or {}) for dataset in DATASETS}
-            info = self.ops.save(replace(info, datasets=both))
-        return info
-
-    def set_status(
-        self,
-        project_id: int,
-        datasets: Sequence[str],
-        status: str,
-        message: str = "",
-        code: str = SUCCESS,
-    ) -> None:
-        """Record ``status`` for these datasets of the project (one gone meanwhile is left gone)."""
-        with self.ops.ctx.projects.lock(project_id):
-            try:
-                info = self.fresh(project_id)
-            except DatasetError:
-                return  # the project was deleted meanwhile
-            for dataset in datasets:
-                if dataset in (info.datasets or {}):
-                    info = self.ops.set_status(info, dataset, status, message, code)
-
-    def _busy(self, info: ProjectInfo, dataset: str, exception: str) -> dict[str, Any]:
-        record = self.record(info, dataset)
-        if record is None:
-            raise not_found(f"The project has no {dataset.upper()} dataset.")
-        if record["status"] in IN_PROGRESS:
-            raise DatasetError(exception, f"The {dataset.upper()} dataset is {record['status']}.")
-        return record
+        self.status = DatasetStatus(ops)
 
     # --------------------------------------------------------------------------------- operations
 
@@ -147,10 +84,10 @@ class DatasetJobs:
                     "A dataset can be copied only from another project; "
                     "use DistributeDatasetEntries to split a project's training dataset."
                 )
-            self._busy(other, other_dataset, "InvalidParameterException")
+            self.status.busy(other, other_dataset, "InvalidParameterException")
             source = {"dataset": [other.label_studio_project_id, other_dataset]}
         with self.ops.ctx.projects.lock(pid):
-            info = self.fresh(pid)
+            info = self.status.fresh(pid)
             if info.has_dataset(dataset):
                 raise DatasetError(
                     "ResourceAlreadyExistsException", f"The project already has a {dataset.upper()} dataset."
@@ -165,9 +102,7 @@ class DatasetJobs:
                 create_dataset_job,
                 (pid, dataset, source),
                 f"CreateDataset {dataset} of project {pid}",
-                undo=lambda: self.set_status(
-                    pid, [dataset], CREATE_FAILED, "The operation could not be queued.", SERVICE_ERROR
-                ),
+                undo=lambda: self.status.set(pid, [dataset], CREATE_FAILED, NOT_QUEUED, SERVICE_ERROR),
             )
         return record
 
@@ -175,16 +110,14 @@ class DatasetJobs:
         """UpdateDatasetEntries: queued; ResourceInUseException while the dataset is in progress."""
         pid = info.label_studio_project_id
         with self.ops.ctx.projects.lock(pid):
-            info = self.fresh(pid)
-            self._busy(info, dataset, "ResourceInUseException")
+            info = self.status.fresh(pid)
+            self.status.busy(info, dataset, "ResourceInUseException")
             self.ops.set_status(info, dataset, UPDATE_IN_PROGRESS)
         self._enqueue(
             update_entries_job,
             (pid, dataset, ground_truth),
             f"UpdateDatasetEntries {dataset} of project {pid}",
-            undo=lambda: self.set_status(
-                pid, [dataset], UPDATE_FAILED, "The operation could not be queued.", SERVICE_ERROR
-            ),
+            undo=lambda: self.status.set(pid, [dataset], UPDATE_FAILED, NOT_QUEUED, SERVICE_ERROR),
         )
 
     def distribute(self, info: ProjectInfo) -> None:
@@ -192,33 +125,31 @@ class DatasetJobs:
         ResourceNotReadyException while either is in progress."""
         pid = info.label_studio_project_id
         with self.ops.ctx.projects.lock(pid):
-            info = self.fresh(pid)
+            info = self.status.fresh(pid)
             for dataset in DATASETS:
-                self._busy(info, dataset, "ResourceNotReadyException")
+                self.status.busy(info, dataset, "ResourceNotReadyException")
             for dataset in DATASETS:
                 info = self.ops.set_status(info, dataset, UPDATE_IN_PROGRESS)
         self._enqueue(
             distribute_job,
             (pid,),
             f"DistributeDatasetEntries of project {pid}",
-            undo=lambda: self.set_status(
-                pid, DATASETS, UPDATE_FAILED, "The operation could not be queued.", SERVICE_ERROR
-            ),
+            undo=lambda: self.status.set(pid, DATASETS, UPDATE_FAILED, NOT_QUEUED, SERVICE_ERROR),
         )
 
     def delete(self, info: ProjectInfo, dataset: str) -> None:
         """DeleteDataset: DELETE_IN_PROGRESS, queued; ResourceInUseException while in progress."""
         pid = info.label_studio_project_id
         with self.ops.ctx.projects.lock(pid):
-            info = self.fresh(pid)
-            before = self._busy(info, dataset, "ResourceInUseException")
+            info = self.status.fresh(pid)
+            before = self.status.busy(info, dataset, "ResourceInUseException")
             self.ops.set_status(info, dataset, DELETE_IN_PROGRESS)
         previous = [before["status"], before.get("status_message", ""), before.get("status_code", SUCCESS)]
         self._enqueue(
             delete_dataset_job,
             (pid, dataset, previous),
             f"DeleteDataset {dataset} of project {pid}",
-            undo=lambda: self.set_status(pid, [dataset], *previous),
+            undo=lambda: self.status.set(pid, [dataset], *previous),
         )
 
     def _enqueue(
@@ -276,7 +207,7 @@ def create_dataset_job(project_id: int, dataset: str, source: dict[str, Any]) ->
         return ops.from_dataset(info, dataset, ops.project(int(other_id)), other_dataset).as_json()
 
     done = CREATED_FROM_MANIFEST if "manifest" in source else CREATED_FROM_DATASET
-    return _run(project_id, [dataset], CREATE_COMPLETE, CREATE_FAILED, done, work)
+    return _run(project_id, [dataset], "CREATE", done, work)
 
 
 def update_entries_job(project_id: int, dataset: str, ground_truth: bytes) -> dict[str, Any]:
@@ -284,8 +215,7 @@ def update_entries_job(project_id: int, dataset: str, ground_truth: bytes) -> di
     return _run(
         project_id,
         [dataset],
-        UPDATE_COMPLETE,
-        UPDATE_FAILED,
+        "UPDATE",
         UPDATED,
         lambda ops, info: ops.update_entries(info, dataset, ground_truth).as_json(),
     )
@@ -297,8 +227,7 @@ def distribute_job(project_id: int) -> dict[str, Any]:
     return _run(
         project_id,
         DATASETS,
-        UPDATE_COMPLETE,
-        UPDATE_FAILED,
+        "UPDATE",
         UPDATED,
         lambda ops, info: dict(ops.distribute(info)),
     )
@@ -314,8 +243,8 @@ def delete_dataset_job(project_id: int, dataset: str, previous: list[str]) -> di
     try:
         ops.delete_dataset(info, dataset)
     except Exception as exc:
-        code = _code_of(exc)
-        jobs.set_status(project_id, [dataset], previous[0], f"The dataset could not be deleted: {exc}", code)
+        code, _ = failure(exc)
+        jobs.status.set(project_id, [dataset], previous[0], f"The dataset could not be deleted: {exc}", code)
         if code == SERVICE_ERROR:
             raise
         return {"status": previous[0], "message": str(exc)}
@@ -326,8 +255,7 @@ def delete_dataset_job(project_id: int, dataset: str, previous: list[str]) -> di
 def _run(
     project_id: int,
     datasets: Sequence[str],
-    complete: str,
-    failed: str,
+    verb: str,
     message: str,
     work: Callable[[Datasets, ProjectInfo], dict[str, Any]],
 ) -> dict[str, Any]:
@@ -336,17 +264,15 @@ def _run(
         return {"status": "project gone"}
     ops, jobs, info = opened
     try:
-        result = work(ops, info)
+        with jobs.status.finishing(project_id, datasets, verb, message):
+            result = work(ops, info)
     except Exception as exc:
-        code = _code_of(exc)
-        text = str(exc) if code == CLIENT_ERROR else f"An internal error stopped the operation: {exc}"
-        jobs.set_status(project_id, datasets, failed, text, code)
+        code, text = failure(exc)
         if code == SERVICE_ERROR:
             raise  # the worker logs it and keeps the job in RQ's failed registry
-        log.info("project %s %s: %s", project_id, failed, exc)
-        return {"status": failed, "message": text}
-    jobs.set_status(project_id, datasets, complete, message, SUCCESS)
-    return {"status": complete, **result}
+        log.info("project %s %s_FAILED: %s", project_id, verb, exc)
+        return {"status": f"{verb}_FAILED", "message": text}
+    return {"status": f"{verb}_COMPLETE", **result}
 
 
 def _open(project_id: int) -> tuple[Datasets, DatasetJobs, ProjectInfo] | None:
@@ -356,13 +282,6 @@ def _open(project_id: int) -> tuple[Datasets, DatasetJobs, ProjectInfo] | None:
         return ops, DatasetJobs(ops), ops.project(project_id)
     except DatasetError:
         return None
-
-
-def _code_of(exc: Exception) -> str:
-    # A DatasetError is the input's fault, except a dataset lock another operation would not give up.
-    if isinstance(exc, DatasetError) and exc.exception != "ResourceInUseException":
-        return CLIENT_ERROR
-    return SERVICE_ERROR
 
 
 def _import_manifest(

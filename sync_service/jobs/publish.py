@@ -8,57 +8,18 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
 
 from redis import Redis
 from rq import Queue, Retry
 
 from sync_service.config import Settings, load_settings
-from sync_service.domain.projects import Projects
-from sync_service.domain.publisher import Publisher
-from sync_service.edges.labelstudio import LabelStudio
-from sync_service.edges.s3 import Storage, client_for
+from sync_service.domain.context import Context, make_context
 from sync_service.edges.state import ProjectState
 
 log = logging.getLogger(__name__)
 
 RETRY = Retry(max=12, interval=[1, 2, 4, 8, 15, 30, 60, 60, 60, 120, 120, 300])
 JOB_TIMEOUT = 1800  # seconds: a full rebuild of 250,000 tasks fits well inside
-
-
-@dataclass(slots=True)
-class Context:
-    """Connections a worker process holds for its jobs."""
-
-    settings: Settings
-    redis: Redis
-    storage: Storage
-    ls: LabelStudio
-    projects: Projects
-
-    @property
-    def publisher(self) -> Publisher:
-        """A publisher over these connections."""
-        return Publisher(
-            self.redis, self.storage, self.ls, self.projects, debounce=self.settings.debounce_seconds
-        )
-
-
-def make_context(settings: Settings) -> Context:
-    """Open the connections for ``settings`` (Label Studio is contacted lazily on first use)."""
-    redis = Redis.from_url(settings.redis_url)
-    storage = Storage(client_for(settings), settings.bucket)
-    return Context(
-        settings=settings,
-        redis=redis,
-        storage=storage,
-        ls=LabelStudio(
-            settings.ls_url,
-            settings.ls_api_key,
-            export_concurrency=settings.ls_export_concurrency,
-        ),
-        projects=Projects(redis, storage, settings.prefix),
-    )
 
 
 @functools.cache

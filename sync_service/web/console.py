@@ -21,8 +21,9 @@ from redis import Redis
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
+from sync_service.domain.context import Context, make_context
 from sync_service.domain.projects import ProjectInfo
-from sync_service.jobs.publish import JOB_TIMEOUT, Context, make_context, reconcile_job
+from sync_service.jobs.publish import JOB_TIMEOUT, reconcile_job
 from sync_service.web import ext
 
 bp = Blueprint("console", __name__, url_prefix="/console", template_folder="templates")

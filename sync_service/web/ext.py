@@ -10,10 +10,10 @@ from redis import Redis
 from rq import Queue
 
 from sync_service.config import Settings
+from sync_service.domain.context import Context
 from sync_service.domain.projects import Projects
 from sync_service.edges.labelstudio import LabelStudio
 from sync_service.edges.s3 import Storage, client_for
-from sync_service.jobs.publish import Context
 
 _CONTEXT_LOCK = threading.Lock()
 

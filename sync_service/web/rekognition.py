@@ -46,7 +46,8 @@ from sync_service.domain.datasets import (
     not_found,
 )
 from sync_service.domain.projects import ProjectInfo
-from sync_service.jobs.datasets import IN_PROGRESS, DatasetJobs
+from sync_service.domain.status import IN_PROGRESS
+from sync_service.jobs.datasets import DatasetJobs
 from sync_service.web import awsjson, ext
 from sync_service.web.app import RETRY_AFTER_SECONDS, UNAVAILABLE
 from sync_service.web.awsjson import AwsError
@@ -245,7 +246,7 @@ class Api:
         match = self._ours(DATASET_ARN.fullmatch(arn), arn)
         dataset = match["dataset"]
         for info in self.ctx.projects.named(match["name"]):
-            record = self.jobs.record(info, dataset)
+            record = self.jobs.status.record(info, dataset)
             if record is not None and _ms(record["created"]) == int(match["ms"]):
                 return info, dataset, record
         raise not_found(f"The dataset {arn} cannot be found.")
@@ -296,7 +297,7 @@ class Api:
     def _describe_project(self, info: ProjectInfo) -> dict[str, Any]:
         datasets = []
         for dataset in DATASETS:
-            record = self.jobs.record(info, dataset)
+            record = self.jobs.status.record(info, dataset)
             if record is None:
                 continue
             metadata = {
@@ -325,9 +326,9 @@ class Api:
         info = self.project(params["ProjectArn"])
         pid = info.label_studio_project_id
         with self.ctx.projects.lock(pid):
-            info = self.jobs.fresh(pid)
+            info = self.jobs.status.fresh(pid)
             for dataset in DATASETS:
-                record = self.jobs.record(info, dataset)
+                record = self.jobs.status.record(info, dataset)
                 if record is not None and record["status"] in IN_PROGRESS:
                     raise DatasetError(
                         "ResourceInUseException", f"The {dataset.upper()} dataset is {record['status']}."

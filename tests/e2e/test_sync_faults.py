@@ -18,12 +18,13 @@ from converters.labelconfig import build_label_config
 from plugin.services import free_port
 from sync_service.config import Settings
 from sync_service.domain.bootstrap import create_project
+from sync_service.domain.context import Context, make_context
 from sync_service.domain.publisher import Publisher
 from sync_service.edges.labelstudio import LabelStudio
 from sync_service.edges.s3 import Storage
 from sync_service.edges.state import ProjectState
 from sync_service.errors import LabelStudioError, StorageError
-from sync_service.jobs.publish import Context, enqueue_publish, make_context
+from sync_service.jobs.publish import enqueue_publish
 from tests.builders import choices
 from tests.realparts import LabelStudioServer
 

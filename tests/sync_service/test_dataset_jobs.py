@@ -12,14 +12,15 @@ from typing import Any
 import pytest
 from redis import Redis
 
+from sync_service.domain.context import Context
 from sync_service.domain.datasets import Datasets, dataset_record, invalid
 from sync_service.domain.projects import ProjectInfo, Projects
+from sync_service.domain.status import UPDATED
 from sync_service.edges.labelstudio import LabelStudio
 from sync_service.edges.s3 import Storage, client_for
 from sync_service.edges.state import PROJECTS_KEY
 from sync_service.errors import LabelStudioError, StorageError
-from sync_service.jobs.publish import Context
-from sync_service.jobs.publish import datasets as dataset_jobs
+from sync_service.jobs import datasets as dataset_jobs
 from tests import realparts
 from tests.builders import service_settings
 
@@ -70,9 +71,8 @@ def run(info: ProjectInfo, work: Any) -> dict[str, Any]:
     return dataset_jobs._run(
         info.label_studio_project_id,
         ["train", "test"],
-        dataset_jobs.UPDATE_COMPLETE,
-        dataset_jobs.UPDATE_FAILED,
-        dataset_jobs.UPDATED,
+        "UPDATE",
+        UPDATED,
         work,
     )
 
