@@ -49,19 +49,6 @@ class ConversionError(Exception):
         code = f" [{self.code}]" if self.code else ""
         return f"{head}: {self.message}{code}" if head else f"{self.message}{code}"
 
-    def located(
-        self, *, source: str | None = None, line: int | None = None, unit: str | None = None
-    ) -> ConversionError:
-        """Return the same error with the file and line (or array item) filled in where unknown."""
-        if source is not None and self.source is None:
-            self.source = source
-        if line is not None and self.line is None:
-            self.line = line
-            if unit is not None:
-                self.unit = unit
-        self.args = (self.__str__(),)
-        return self
-
 
 class InputFormatError(ConversionError):
     """The input is not the format it claims to be (broken JSON, a pretty-printed manifest, ...)."""
@@ -69,10 +56,6 @@ class InputFormatError(ConversionError):
 
 class TaskError(ConversionError):
     """A Label Studio task cannot be turned into a manifest line (no image, unknown result type, ...)."""
-
-
-class ManifestError(ConversionError):
-    """A manifest line cannot be read into an entry; ``code`` is Rekognition's error code."""
 
 
 class LabelConfigError(ConversionError):

@@ -57,11 +57,6 @@ def displayed_size(width: int, height: int, orientation: int) -> tuple[int, int]
     return (height, width) if swaps_axes(orientation) else (width, height)
 
 
-def stored_size(displayed_width: int, displayed_height: int, orientation: int) -> tuple[int, int]:
-    """Stored pixel size of an image shown as ``displayed_width`` x ``displayed_height``."""
-    return displayed_size(displayed_width, displayed_height, orientation)
-
-
 def stored_to_displayed_point(
     x: float, y: float, width: int, height: int, orientation: int
 ) -> tuple[float, float]:

@@ -164,18 +164,6 @@ def write_json_lines(out: IO[bytes], objects: Iterable[Any]) -> int:
     return count
 
 
-def write_json_array(out: IO[bytes], objects: Iterable[Any]) -> int:
-    """Write ``objects`` as a JSON array, one item a line, streaming; return how many were written."""
-    count = 0
-    out.write(b"[")
-    for obj in objects:
-        out.write(b"\n" if count == 0 else b",\n")
-        out.write(orjson.dumps(obj))
-        count += 1
-    out.write(b"\n]\n")
-    return count
-
-
 def iter_range_lines(
     stream: IO[bytes], start: int, end: int, *, max_chars: int | None = None
 ) -> Iterator[RawLine]:

@@ -10,10 +10,8 @@ bar on a terminal, plain lines elsewhere and with ``--json``, nothing with ``--q
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from converters.labelconfig import CHOICES, RECTANGLE_LABELS
@@ -23,6 +21,7 @@ from sync_service.config import load_settings
 if TYPE_CHECKING:
     from sync_service.domain.datasets import Datasets, ImportResult
     from sync_service.domain.projects import ProjectInfo
+    from sync_service.domain.status import DatasetStatus
 
 # The dataset module pulls in the whole service (boto3, rq, httpx): imported when a command runs, so
 # that ``customlabels convert ...`` starts fast.
@@ -31,9 +30,10 @@ DATASETS = ("train", "test")
 SOURCES = ("from_s3", "from_dir", "from_manifest", "from_dataset", "from_coco", "from_csv")
 
 
-def _ops(progress: ItemProgress | None = None) -> Datasets:
-    from sync_service.domain.datasets import Datasets  # noqa: PLC0415
-    from sync_service.jobs.publish import make_context  # noqa: PLC0415
+def open_datasets(progress: ItemProgress | None = None) -> Datasets:
+    """The dataset operations over connections made from the settings (the environment)."""
+    from sync_service.domain.context import make_context  # noqa: PLC0415 - the service costs start-up time
+    from sync_service.domain.datasets import Datasets  # noqa: PLC0415 - the service costs start-up time
 
     return Datasets(make_context(load_settings()), progress=progress)
 
@@ -45,55 +45,29 @@ def progress_for(args: argparse.Namespace) -> ItemProgress:
 
 
 def _error(message: str) -> Exception:
-    from sync_service.domain.datasets import invalid  # noqa: PLC0415
+    from sync_service.domain.datasets import invalid  # noqa: PLC0415 - the service costs start-up time
 
     return invalid(message)
 
 
-@contextlib.contextmanager
-def _tracked(
-    ops: Datasets, info: ProjectInfo, datasets: list[str], *, created: bool = False
-) -> Iterator[None]:
-    """Record the datasets' status as Rekognition shows it: ``*_IN_PROGRESS`` while the operation runs,
-    then ``*_COMPLETE``, or ``*_FAILED`` with the error (``CLIENT_ERROR`` for an input Rekognition
-    refuses with an error code, ``SERVICE_ERROR`` for a failure of ours). An operation refused before it
-    started (a missing dataset, a test dataset that is not empty...) leaves the status as it was."""
-    from sync_service.domain.datasets import DatasetError  # noqa: PLC0415
+def _status(ops: Datasets) -> DatasetStatus:
+    from sync_service.domain.status import DatasetStatus  # noqa: PLC0415 - the service costs start-up time
 
-    verb = "CREATE" if created else "UPDATE"
-    before = {name: dict((info.datasets or {}).get(name) or {}) for name in datasets}
-
-    def mark(status: str | None, message: str = "", code: str = "SUCCESS") -> None:
-        with ops.ctx.projects.lock(info.label_studio_project_id):  # the service writes the record too
-            for name in datasets:
-                if status is None:  # back to what it was
-                    was = before[name]
-                    ops.set_status(
-                        info,
-                        name,
-                        was.get("status", "CREATE_COMPLETE"),
-                        was.get("status_message", ""),
-                        was.get("status_code", "SUCCESS"),
-                    )
-                else:
-                    ops.set_status(info, name, status, message, code)
-
-    mark(f"{verb}_IN_PROGRESS")
-    try:
-        yield
-    except DatasetError as exc:
-        if exc.code is None and not created:
-            mark(None)
-        else:
-            mark(f"{verb}_FAILED", str(exc), "CLIENT_ERROR")
-        raise
-    except Exception as exc:
-        mark(f"{verb}_FAILED", f"{type(exc).__name__}: {exc}", "SERVICE_ERROR")
-        raise
-    mark(f"{verb}_COMPLETE")
+    return DatasetStatus(ops)
 
 
-def _out(args: argparse.Namespace, document: Any, text: str) -> int:
+def _created_message(args: argparse.Namespace) -> str | None:
+    """Rekognition's StatusMessage for a dataset created from the source given (None: its default)."""
+    from sync_service.domain import status  # noqa: PLC0415 - the service costs start-up time
+
+    if args.from_manifest:
+        return status.CREATED_FROM_MANIFEST
+    if args.from_dataset:
+        return status.CREATED_FROM_DATASET
+    return None
+
+
+def _emit(args: argparse.Namespace, document: Any, text: str) -> int:
     print(json.dumps(document, indent=2) if args.json else text)
     return 0
 
@@ -112,23 +86,24 @@ def cmd_create(args: argparse.Namespace) -> int:
     if args.from_coco and not args.s3_prefix:
         raise _error("--from-coco needs --s3-prefix s3://bucket/prefix/")
     with progress_for(args) as progress:
-        ops = _ops(progress)
+        ops = open_datasets(progress)
         info = ops.project(args.project)
         created = not ops.has_dataset(info, args.dataset)
         if created:
             info = ops.create_dataset(info, args.dataset, status="CREATE_IN_PROGRESS")
-        with _tracked(ops, info, [args.dataset], created=created):
-            result = _fill(ops, info, args)
+        message = _created_message(args) if created else None
+        with _status(ops).running(info, [args.dataset], created=created, message=message):
+            result = _import_source(ops, info, args)
     doc = {"project": info.label_studio_project_id, "dataset": args.dataset, **result.as_json()}
     text = f"{info.title} / {args.dataset}: {result.added} added, {result.updated} updated, {result.skipped} already there"
     if result.rejected:
         text += f", {len(result.rejected)} lines rejected:"
         for item in result.rejected[:20]:
             text += f"\n  line {item['line']}: {item['code']}"
-    return _out(args, doc, text)
+    return _emit(args, doc, text)
 
 
-def _fill(ops: Datasets, info: ProjectInfo, args: argparse.Namespace) -> ImportResult:
+def _import_source(ops: Datasets, info: ProjectInfo, args: argparse.Namespace) -> ImportResult:
     """Fill the dataset from the one source given (nothing: an empty dataset)."""
     if args.from_s3:
         result = ops.from_s3(info, args.dataset, args.from_s3, labels_from_folders=args.labels_from_folders)
@@ -144,7 +119,7 @@ def _fill(ops: Datasets, info: ProjectInfo, args: argparse.Namespace) -> ImportR
     elif args.from_csv:
         result = ops.from_csv(info, args.dataset, args.from_csv, s3_prefix=args.s3_prefix)
     else:
-        from sync_service.domain.datasets import ImportResult as Empty  # noqa: PLC0415
+        from sync_service.domain.datasets import ImportResult as Empty  # noqa: PLC0415 - the service costs start-up time
 
         result = Empty()  # an empty dataset
     return result
@@ -153,27 +128,29 @@ def _fill(ops: Datasets, info: ProjectInfo, args: argparse.Namespace) -> ImportR
 def cmd_distribute(args: argparse.Namespace) -> int:
     """Move 20% of the training entries into the empty test dataset."""
     with progress_for(args) as progress:
-        ops = _ops(progress)
+        ops = open_datasets(progress)
         info = ops.project(args.project)
-        with _tracked(ops, info, [d for d in DATASETS if ops.has_dataset(info, d)]):
+        with _status(ops).running(info, [d for d in DATASETS if ops.has_dataset(info, d)]):
             counts = ops.distribute(info, fraction=args.test_fraction)
-    return _out(args, counts, f"{info.title}: train {counts['train']} entries, test {counts['test']} entries")
+    return _emit(
+        args, counts, f"{info.title}: train {counts['train']} entries, test {counts['test']} entries"
+    )
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
     """DescribeDataset's numbers."""
-    ops = _ops()
+    ops = open_datasets()
     info = ops.project(args.project)
     stats = ops.describe(info, args.dataset)
     record = (info.datasets or {}).get(args.dataset, {})
     doc = {"DatasetStats": stats, "Status": record.get("status", "CREATE_COMPLETE")}
     text = "\n".join(f"{k}: {v}" for k, v in stats.items())
-    return _out(args, doc, text)
+    return _emit(args, doc, text)
 
 
 def cmd_entries(args: argparse.Namespace) -> int:
     """ListDatasetEntries, with its filters and pagination."""
-    ops = _ops()
+    ops = open_datasets()
     info = ops.project(args.project)
     lines, token = ops.list_entries(
         info,
@@ -197,7 +174,7 @@ def cmd_entries(args: argparse.Namespace) -> int:
 
 def cmd_labels(args: argparse.Namespace) -> int:
     """List labels with counts, or add, rename or delete one."""
-    ops = _ops()
+    ops = open_datasets()
     info = ops.project(args.project)
     action = args.action or "list"
     if action == "list":
@@ -207,7 +184,7 @@ def cmd_labels(args: argparse.Namespace) -> int:
             for s in stats
         ]
         text = "\n".join(f"{s.name}: {s.entries} entries, {s.boxes} boxes" for s in stats) or "(no labels)"
-        return _out(args, doc, text)
+        return _emit(args, doc, text)
     names = args.names
     if action == "add" and len(names) == 1:
         ops.add_label(info, names[0], kind=RECTANGLE_LABELS if args.boxes else CHOICES)
@@ -219,22 +196,22 @@ def cmd_labels(args: argparse.Namespace) -> int:
         raise _error(
             f"usage: labels PROJECT {action} " + ("OLD NEW" if action == "rename" else "NAME"),
         )
-    return _out(args, {"action": action, "labels": names}, f"{action}: {' -> '.join(names)}")
+    return _emit(args, {"action": action, "labels": names}, f"{action}: {' -> '.join(names)}")
 
 
 def cmd_update(args: argparse.Namespace) -> int:
     """UpdateDatasetEntries from a file of manifest lines."""
     with progress_for(args) as progress:
-        ops = _ops(progress)
+        ops = open_datasets(progress)
         info = ops.project(args.project)
         try:
             with open(args.lines, "rb") as f:
                 body = f.read()
         except OSError as exc:
             raise _error(f"{args.lines}: {exc.strerror}") from exc
-        with _tracked(ops, info, [args.dataset] if ops.has_dataset(info, args.dataset) else []):
+        with _status(ops).running(info, [args.dataset] if ops.has_dataset(info, args.dataset) else []):
             result = ops.update_entries(info, args.dataset, body)
-    return _out(
+    return _emit(
         args,
         result.as_json(),
         f"{result.added} added, {result.updated} replaced, {len(result.rejected)} rejected",
@@ -244,15 +221,15 @@ def cmd_update(args: argparse.Namespace) -> int:
 def cmd_delete(args: argparse.Namespace) -> int:
     """Delete a dataset and its tasks."""
     with progress_for(args) as progress:
-        ops = _ops(progress)
+        ops = open_datasets(progress)
         info = ops.project(args.project)
         ops.delete_dataset(info, args.dataset)
-    return _out(args, {"deleted": args.dataset}, f"deleted the {args.dataset} dataset of {info.title}")
+    return _emit(args, {"deleted": args.dataset}, f"deleted the {args.dataset} dataset of {info.title}")
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
     """``snapshot PROJECT`` freezes; ``snapshot list PROJECT``; ``snapshot diff PROJECT/A PROJECT/B``."""
-    ops = _ops()
+    ops = open_datasets()
     words = args.words
     if words and words[0] == "diff" and len(words) == 3:
         project_a, _, a = words[1].rpartition("/")
@@ -270,10 +247,10 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
                 for d in diff["relabelled"]
             ]
         )
-        return _out(args, diff, text or "no differences")
+        return _emit(args, diff, text or "no differences")
     if words and words[0] == "list" and len(words) == 2:
         ids = ops.snapshots(ops.project(words[1]))
-        return _out(args, ids, "\n".join(ids) or "(no snapshots)")
+        return _emit(args, ids, "\n".join(ids) or "(no snapshots)")
     if len(words) == 1:
         with progress_for(args) as progress:
             ops.progress = progress
@@ -281,7 +258,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
             record = ops.snapshot(info)
         folder = ops.ctx.projects.key(info, f"snapshots/{record['id']}/")
         where = f"s3://{ops.ctx.storage.bucket}/{folder}"
-        return _out(args, {**record, "s3": where}, f"snapshot {record['id']}: {where}")
+        return _emit(args, {**record, "s3": where}, f"snapshot {record['id']}: {where}")
     raise _error("usage: snapshot PROJECT | snapshot list PROJECT | snapshot diff A B")
 
 

@@ -24,7 +24,7 @@ import os
 import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -37,10 +37,12 @@ from plugin.localstack import (
     Secrets,
     StackError,
     State,
+    home_flag,
     load_ls_env,
     load_secrets,
     make_plan,
     node_binary,
+    port_flags,
     project_links,
     read_state,
     redis_owner,
@@ -283,7 +285,7 @@ def _check_redis(plan: Plan, state: State | None) -> list[Check]:
 
 
 def _check_s3(plan: Plan) -> list[Check]:
-    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 - botocore costs start-up time
 
     checks = []
     if plan.embedded_s3:
@@ -340,7 +342,7 @@ def _check_service(plan: Plan) -> Check:
 
 
 def _check_links(plan: Plan, secrets_: Secrets) -> Check:
-    from sync_service.domain.bootstrap import WEBHOOK_PATH  # noqa: PLC0415
+    from sync_service.domain.bootstrap import WEBHOOK_PATH  # noqa: PLC0415 - label-studio-sdk costs start-up time
 
     webhook = plan.service_url + WEBHOOK_PATH
     try:
@@ -485,8 +487,11 @@ def _hours(text: str) -> float:
     return value
 
 
-def add_doctor_flags(parser: argparse.ArgumentParser) -> None:
-    """``doctor``'s own flags (``--home``, ``--json`` and the ports are the stack's)."""
+def add_parser(sub: Any) -> None:
+    """Add ``doctor`` to ``customlabels``' subparsers (``--home``, ``--json`` and the ports as ``up``'s)."""
+    parser = sub.add_parser("doctor", help="check each part of the local stack and say what to fix")
+    home_flag(parser)
+    port_flags(parser)
     parser.add_argument(
         "--prune-exports",
         action="store_true",
@@ -499,6 +504,7 @@ def add_doctor_flags(parser: argparse.ArgumentParser) -> None:
         metavar="HOURS",
         help=f"with --prune-exports: keep the files younger than this (default {DEFAULT_PRUNE_HOURS:g})",
     )
+    parser.set_defaults(func=cmd_doctor)
 
 
 def _cmd_prune_exports(layout: Layout, args: argparse.Namespace) -> int:
@@ -555,7 +561,6 @@ def _usage_error(args: argparse.Namespace, message: str) -> int:
 
 def _plan_of_state(plan: Plan, state: State) -> Plan:
     """The plan of the running stack: its ports and URLs win over flags and variables."""
-    from dataclasses import replace  # noqa: PLC0415
 
     def port(url: str | None, default: int) -> int:
         parsed = urlparse(url or "")

@@ -41,14 +41,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from converters.labelconfig import DEFAULT_BOXES_NAME, DEFAULT_CHOICES_NAME, DEFAULT_IMAGE_NAME
 from plugin import services
 from plugin.progress import Progress
+from sync_service.config import load_settings
 
 HOME_VARIABLE = "CUSTOMLABELS_HOME"
 DEFAULT_HOME = ".customlabels"
@@ -440,7 +442,7 @@ def service_env(plan: Plan, secrets_: Secrets, base: Mapping[str, str] | None = 
 
 def s3_client(plan: Plan, env: Mapping[str, str] | None = None) -> Any:
     """A boto3 S3 client for the plan's store, with its credentials given explicitly."""
-    from sync_service.edges.s3 import make_client  # noqa: PLC0415 - boto3 is a heavy import
+    from sync_service.edges.s3 import make_client  # noqa: PLC0415 - boto3 costs start-up time
 
     return make_client(
         plan.s3_endpoint,
@@ -807,7 +809,7 @@ def _node_env() -> dict[str, str]:
 
 def ensure_bucket(plan: Plan) -> None:
     """Make sure the bucket exists (created on the embedded store or a MinIO when missing)."""
-    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 - botocore costs start-up time
 
     client = s3_client(plan)
     try:
@@ -850,7 +852,7 @@ REDIS_OWNER_KEY = "customlabels:up:owner"
 
 def redis_owner(url: str) -> dict[str, Any] | None:
     """The ``up`` home recorded as using the database at ``url`` (None when none is, or it is away)."""
-    import redis  # noqa: PLC0415
+    import redis  # noqa: PLC0415 - redis-py costs start-up time
 
     client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=3)
     try:
@@ -874,7 +876,7 @@ def claim_redis(plan: Plan) -> int:
     database last used by another home has its ``cl:`` keys dropped (they are caches, rebuilt from S3
     and Label Studio), and one in use by another home's running stack is refused.
     """
-    import redis  # noqa: PLC0415
+    import redis  # noqa: PLC0415 - redis-py costs start-up time
 
     me = str(plan.layout.home)
     owner = redis_owner(plan.redis_url)
@@ -907,7 +909,7 @@ def claim_redis(plan: Plan) -> int:
 
 def redis_version(url: str) -> str | None:
     """The Redis server's version (None when it does not answer)."""
-    import redis  # noqa: PLC0415
+    import redis  # noqa: PLC0415 - redis-py costs start-up time
 
     client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
     try:
@@ -921,8 +923,8 @@ def redis_version(url: str) -> str | None:
 
 def rq_worker_pids(url: str, queue: str) -> list[int]:
     """Pids of the RQ workers listening on ``queue`` (empty when Redis does not answer)."""
-    import redis  # noqa: PLC0415
-    from rq import Queue, Worker  # noqa: PLC0415
+    import redis  # noqa: PLC0415 - redis-py costs start-up time
+    from rq import Queue, Worker  # noqa: PLC0415 - rq costs start-up time
 
     client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=3)
     try:
@@ -990,12 +992,6 @@ def demo_task(image: Mapping[str, Any], source_ref: str) -> dict[str, Any]:
     Boxes are given in pixels of the displayed image (after EXIF orientation), as the browser shows
     it; Label Studio stores percent of that.
     """
-    from converters.labelconfig import (  # noqa: PLC0415
-        DEFAULT_BOXES_NAME,
-        DEFAULT_CHOICES_NAME,
-        DEFAULT_IMAGE_NAME,
-    )
-
     width, height = (int(v) for v in image["size"])
     results: list[dict[str, Any]] = []
     if image.get("label"):
@@ -1047,9 +1043,9 @@ def ensure_demo(plan: Plan, secrets_: Secrets, settings: Any) -> dict[str, Any]:
 
     Later runs find it through ``demo.json`` and make nothing (a demo the user deleted stays deleted).
     """
-    from sync_service.domain.bootstrap import create_project  # noqa: PLC0415 - label-studio-sdk is heavy
-    from sync_service.domain.projects import Projects  # noqa: PLC0415
-    from sync_service.edges.s3 import Storage  # noqa: PLC0415
+    from sync_service.domain.bootstrap import create_project  # noqa: PLC0415 - label-studio-sdk costs start-up time
+    from sync_service.domain.projects import Projects  # noqa: PLC0415 - boto3 costs start-up time
+    from sync_service.edges.s3 import Storage  # noqa: PLC0415 - boto3 costs start-up time
 
     layout = plan.layout
     if layout.demo.exists():
@@ -1058,7 +1054,7 @@ def ensure_demo(plan: Plan, secrets_: Secrets, settings: Any) -> dict[str, Any]:
         demo["exists"] = status == 200
         return demo
     definition = demo_definition()
-    import redis  # noqa: PLC0415
+    import redis  # noqa: PLC0415 - redis-py costs start-up time
 
     client = redis.Redis.from_url(plan.redis_url)
     try:
@@ -1104,7 +1100,7 @@ def ensure_demo(plan: Plan, secrets_: Secrets, settings: Any) -> dict[str, Any]:
 
 
 def _sdk(plan: Plan, secrets_: Secrets) -> Any:
-    from label_studio_sdk import LabelStudio  # noqa: PLC0415
+    from label_studio_sdk import LabelStudio  # noqa: PLC0415 - label-studio-sdk costs start-up time
 
     make: Any = LabelStudio  # its __init__ is untyped
     return make(base_url=plan.ls_url, api_key=secrets_.token, max_retries=0)
@@ -1128,7 +1124,7 @@ def our_projects(plan: Plan) -> list[dict[str, Any]]:
 
 def project_links(plan: Plan, secrets_: Secrets) -> list[dict[str, Any]]:
     """For each project of ours: its S3 storages' endpoints and its webhooks' URLs in Label Studio."""
-    from sync_service.domain.bootstrap import WEBHOOK_PATH  # noqa: PLC0415
+    from sync_service.domain.bootstrap import WEBHOOK_PATH  # noqa: PLC0415 - label-studio-sdk costs start-up time
 
     out = []
     for info in our_projects(plan):
@@ -1162,7 +1158,7 @@ def repoint_projects(plan: Plan, secrets_: Secrets) -> int:
     Label Studio keeps the endpoint and the webhook URL it was given; a stack started on other ports
     would leave them pointing at nothing. Returns how many were changed.
     """
-    from sync_service.domain.bootstrap import WEBHOOK_PATH  # noqa: PLC0415
+    from sync_service.domain.bootstrap import WEBHOOK_PATH  # noqa: PLC0415 - label-studio-sdk costs start-up time
 
     webhook = plan.service_url + WEBHOOK_PATH
     changed = 0
@@ -1259,8 +1255,6 @@ def bring_up(
     stack: Stack, secrets_: Secrets, ls_settings: Mapping[str, str], *, demo: bool, progress: Progress
 ) -> None:
     """Start every part in order, recording each; raise on the first that fails."""
-    from sync_service.config import load_settings  # noqa: PLC0415
-
     plan = stack.plan
     layout = plan.layout
 
@@ -1335,8 +1329,6 @@ def bring_up(
 
 
 def _replace_redis(plan: Plan, url: str) -> Plan:
-    from dataclasses import replace  # noqa: PLC0415
-
     return replace(plan, redis_url=url)
 
 
@@ -1632,14 +1624,16 @@ def _down_report(args: argparse.Namespace, layout: Layout, stopped: list[str], s
 # --- parsers -----------------------------------------------------------------------------------------------
 
 
-def _home_flag(parser: argparse.ArgumentParser) -> None:
+def home_flag(parser: argparse.ArgumentParser) -> None:
+    """Add ``--home`` (the stack's home directory) to a command of the local stack."""
     parser.add_argument(
         "--home", metavar="DIR", help="data dir (default: $CUSTOMLABELS_HOME or ./.customlabels)"
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
 
 
-def _port_flags(parser: argparse.ArgumentParser) -> None:
+def port_flags(parser: argparse.ArgumentParser) -> None:
+    """Add the ports of the stack's parts to a command of the local stack."""
     parser.add_argument(
         "--ls-port", type=int, metavar="N", help="Label Studio's port (default 8080; CUSTOMLABELS_LS_PORT)"
     )
@@ -1652,12 +1646,12 @@ def _port_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_parsers(sub: Any) -> None:
-    """Add ``up``, ``down`` and ``doctor`` to ``customlabels``' subparsers."""
+    """Add ``up`` and ``down`` to ``customlabels``' subparsers."""
     p = sub.add_parser(
         "up", help="start Label Studio, S3, Redis, the sync service and a worker on this machine"
     )
-    _home_flag(p)
-    _port_flags(p)
+    home_flag(p)
+    port_flags(p)
     p.add_argument(
         "-d", "--detach", action="store_true", help="return once everything is ready (stop with `down`)"
     )
@@ -1665,13 +1659,5 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("down", help="stop what `customlabels up` started (the data stays)")
-    _home_flag(p)
+    home_flag(p)
     p.set_defaults(func=cmd_down)
-
-    from plugin.doctor import add_doctor_flags, cmd_doctor  # noqa: PLC0415 - it imports this module
-
-    p = sub.add_parser("doctor", help="check each part of the local stack and say what to fix")
-    _home_flag(p)
-    _port_flags(p)
-    add_doctor_flags(p)
-    p.set_defaults(func=cmd_doctor)

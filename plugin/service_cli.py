@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from converters.labelconfig import TEMPLATES
+from plugin import dataset_cli
 from plugin.progress import ItemProgress
 from sync_service.config import Settings, check_prefix, load_settings
 from sync_service.errors import ConfigError, ProjectNotFound, ServiceError
@@ -38,7 +39,7 @@ def _settings() -> Settings:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the Flask app under gunicorn."""
-    from sync_service.web.server import serve  # noqa: PLC0415 (gunicorn only for this command)
+    from sync_service.web.server import serve  # noqa: PLC0415 - gunicorn costs start-up time
 
     serve(_settings(), host=args.host, port=args.port, workers=args.workers, threads=args.threads)
     return 0
@@ -46,7 +47,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Run an RQ worker (with the scheduler and the periodic reconcile)."""
-    from sync_service.jobs.worker import run_worker  # noqa: PLC0415
+    from sync_service.jobs.worker import run_worker  # noqa: PLC0415 - the service costs start-up time
 
     run_worker(_settings(), burst=args.burst)
     return 0
@@ -54,8 +55,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_project_create(args: argparse.Namespace) -> int:
     """Create (or find) a Label Studio project with storage, webhook, tabs and ``project.json``."""
-    from sync_service.domain.bootstrap import create_project  # noqa: PLC0415
-    from sync_service.jobs.publish import make_context  # noqa: PLC0415
+    from sync_service.domain.bootstrap import create_project  # noqa: PLC0415 - the service costs start-up time
+    from sync_service.domain.context import make_context  # noqa: PLC0415 - the service costs start-up time
 
     settings = _settings()
     if args.bucket:
@@ -109,7 +110,7 @@ class ServiceClient:
     """The few REST calls the command line makes to a running sync service (``/api/v1``)."""
 
     def __init__(self, url: str, *, timeout: float = REQUEST_SECONDS) -> None:
-        import httpx  # noqa: PLC0415 (only the commands that call the service need it)
+        import httpx  # noqa: PLC0415 - httpx costs start-up time
 
         self.url = url
         # A proxy from the environment is for the outside world, never for a service on this machine.
@@ -179,7 +180,7 @@ def _checked_url(value: str, name: str) -> str:
 
 def _stack_service_url(env: Mapping[str, str]) -> str | None:
     """The service URL ``customlabels up`` recorded in its home's ``state.json``, if a stack runs there."""
-    from plugin.localstack import Layout, State, resolve_home  # noqa: PLC0415
+    from plugin.localstack import Layout, State, resolve_home  # noqa: PLC0415 - the local stack costs start-up time
 
     try:
         path = Layout(resolve_home(None, env)).state
@@ -206,9 +207,7 @@ def _project_id(ref: str) -> int:
     or Rekognition name (which needs the service's settings: S3 holds the projects' records)."""
     if ref.isdigit():
         return int(ref)
-    from plugin.dataset_cli import _ops  # noqa: PLC0415 (the whole service)
-
-    return _ops().project(ref).label_studio_project_id
+    return dataset_cli.open_datasets().project(ref).label_studio_project_id
 
 
 def cmd_project_status(args: argparse.Namespace) -> int:
@@ -369,9 +368,8 @@ def _names(text: str) -> list[str]:
 
 
 def _with(settings: Settings, **changes: Any) -> Settings:
-    from dataclasses import replace  # noqa: PLC0415
 
-    return replace(settings, **changes)
+    return dataclasses.replace(settings, **changes)
 
 
 def _service_flags(parser: argparse.ArgumentParser) -> None:
@@ -434,11 +432,11 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on standard error")
     p.set_defaults(func=cmd_project_resync)
 
-    from plugin.localstack import add_parsers as add_stack_parsers  # noqa: PLC0415
+    from plugin import doctor  # noqa: PLC0415 - the local stack costs start-up time
+    from plugin.localstack import add_parsers as add_stack_parsers  # noqa: PLC0415 - the local stack costs start-up time
 
-    add_stack_parsers(sub)  # up, down, doctor
-
-    from plugin import dataset_cli  # noqa: PLC0415 (its module imports the whole service)
+    add_stack_parsers(sub)  # up, down
+    doctor.add_parser(sub)
 
     dataset_cli.add_parsers(sub)
 

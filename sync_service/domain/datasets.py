@@ -51,7 +51,7 @@ from converters.validation import dataset_entry, line_issues
 from sync_service.domain.context import Context
 from sync_service.domain.images import IMAGE_SUFFIXES, store_image
 from sync_service.domain.projects import ProjectInfo
-from sync_service.domain.publisher import dedupe, now_stamp
+from sync_service.domain.publisher import ImageMetaCache, assign, dedupe, now_stamp
 from sync_service.edges.s3 import split_s3_url
 from sync_service.edges.state import CachedEntry, ProjectState
 from sync_service.errors import ServiceError
@@ -283,8 +283,6 @@ class Datasets:
 
     def sides(self, info: ProjectInfo, usable: list[CachedEntry]) -> dict[str, str]:
         """Each entry's dataset (see :func:`sync_service.domain.publisher.assign`)."""
-        from sync_service.domain.publisher import assign  # noqa: PLC0415 (one definition of the policy)
-
         return assign(
             usable, test_fraction=info.test_fraction, seed=info.seed, has_test=self.has_dataset(info, TEST)
         )
@@ -336,8 +334,6 @@ class Datasets:
                 if cached.source_ref not in existing or cached.task_id < existing[cached.source_ref].task_id:
                     existing[cached.source_ref] = cached  # the first task of an image is its entry
                     sides[cached.source_ref] = side
-        from sync_service.domain.publisher import ImageMetaCache  # noqa: PLC0415
-
         images = ImageMetaCache(self.ctx.redis, self.ctx.storage)
         fresh: list[dict[str, Any]] = []
         changed: list[int] = []

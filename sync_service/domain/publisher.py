@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import Any
 
 from redis import Redis
 
@@ -521,14 +521,6 @@ class Publisher:
         return counts, {side: len(names) for side, names in label_sets.items()}, errors
 
 
-def _digest(stream: IO[bytes]) -> str:
-    stream.seek(0)
-    h = hashlib.sha256()
-    for chunk in iter(lambda: stream.read(1 << 20), b""):
-        h.update(chunk)
-    return h.hexdigest()
-
-
 def dedupe(cached: Iterable[CachedEntry]) -> tuple[list[CachedEntry], list[dict[str, Any]]]:
     """The entries that make manifest lines (first task per image wins) and the tasks left out, with why."""
     seen: set[str] = set()
@@ -564,23 +556,9 @@ def assign(
     return split(items, test_fraction=test_fraction, seed=seed, keep=keep)
 
 
-def validation_summary(train: IO[bytes], test: IO[bytes] | None) -> dict[str, Any]:
-    """Rekognition's ``manifest_summary.json`` for the two manifests (streams read from their start)."""
-    results = []
-    for stream in (train, test):
-        if stream is None:
-            continue
-        validator = ManifestValidator(collect_items=test is None)
-        for raw in _lines(stream):
-            validator.feed(raw)
-        results.append(validator.finish())
-    summary = summarize(results[0], results[1] if len(results) > 1 else None)
-    return summary.document
-
-
 def entries_summary(train: list[CachedEntry], test: list[CachedEntry] | None) -> dict[str, Any]:
-    """:func:`validation_summary` of the manifests these entries make (their lines in this order), from
-    each entry's cached validation (:func:`line_row`); an entry without one is validated now."""
+    """Rekognition's ``manifest_summary.json`` of the manifests these entries make (their lines in this
+    order), from each entry's cached validation (:func:`line_row`); an entry without one is validated now."""
     results = []
     for entries in (train, test):
         if entries is None:
@@ -601,9 +579,3 @@ def entries_summary(train: list[CachedEntry], test: list[CachedEntry] | None) ->
         results.append(validator.finish())
     summary = summarize(results[0], results[1] if len(results) > 1 else None)
     return summary.document
-
-
-def _lines(stream: IO[bytes]) -> Iterator[RawLine]:
-    stream.seek(0)
-    for number, data in enumerate(stream, start=1):
-        yield RawLine(number, data.rstrip(b"\n"), False, len(data))

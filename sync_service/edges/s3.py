@@ -8,7 +8,9 @@ never a part.
 from __future__ import annotations
 
 import io
+import os
 import tempfile
+import threading
 from typing import IO, Any
 
 import boto3
@@ -21,9 +23,25 @@ from sync_service.errors import StorageError
 SPOOL_BYTES = 8 * 1024 * 1024
 
 
+_clients: dict[tuple[str | None, str], Any] = {}
+_clients_pid = os.getpid()
+_clients_lock = threading.Lock()
+
+
 def client_for(settings: Settings) -> Any:
-    """A boto3 S3 client for the configured endpoint, with short timeouts (jobs retry on failure)."""
-    return make_client(settings.s3_endpoint, settings.s3_region)
+    """This process's boto3 S3 client for the configured endpoint, with short timeouts (jobs retry on
+    failure): made once per process and endpoint (boto3 clients are thread-safe; a forked worker makes
+    its own). Credentials come from boto3's default lookup, which resolves them once per process."""
+    global _clients_pid  # noqa: PLW0603 - the cache belongs to the process that made it
+    key = (settings.s3_endpoint, settings.s3_region)
+    with _clients_lock:
+        if _clients_pid != os.getpid():
+            _clients.clear()
+            _clients_pid = os.getpid()
+        client = _clients.get(key)
+        if client is None:
+            client = _clients[key] = make_client(settings.s3_endpoint, settings.s3_region)
+        return client
 
 
 def make_client(

@@ -174,7 +174,7 @@ class CachedEntry:
 
     @classmethod
     def unpack(cls, task_id: int, raw: bytes | str) -> CachedEntry:
-        """Read an entry written by :meth:`pack` (or by the JSON-only form of earlier versions)."""
+        """Read an entry written by :meth:`pack`, or a JSON-only record holding its line as text."""
         data = raw.encode("utf-8") if isinstance(raw, str) else raw
         head, newline, rest = data.partition(b"\n")
         obj = orjson.loads(head)

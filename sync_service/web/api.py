@@ -27,8 +27,8 @@ def status(project_id: int) -> Any:
     if info is None:
         abort(404, description=f"project {project_id} is not a customlabels project")
     state = ProjectState(ext.redis(), project_id).status()
-    state.pop("last_publish_monotonic_wall", None)  # written by versions before the debounce by first event
-    state.pop("digests", None)
+    for internal in ("last_publish_monotonic_wall", "digests"):  # the publisher's bookkeeping, not status
+        state.pop(internal, None)
     return jsonify(project=project_id, title=info.title, slug=info.slug, **state)
 
 

@@ -9,26 +9,20 @@ from __future__ import annotations
 import functools
 import hashlib
 
-from flask import Flask, Request, Response, jsonify, request
+from flask import Flask, Request, Response, jsonify
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from redis import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import HTTPException
 
 from sync_service.config import Settings, load_settings
-from sync_service.errors import LabelStudioError, StorageError
 from sync_service.jobs.publish import queue_for
-
-RETRY_AFTER_SECONDS = 5
-"""What a 503 tells the caller to wait before trying again (``Retry-After``), seconds."""
-UNAVAILABLE: dict[type[Exception], str] = {
-    RedisConnectionError: "Redis",  # AuthenticationError and BusyLoadingError included
-    RedisTimeoutError: "Redis",
-    StorageError: "S3",
-    LabelStudioError: "Label Studio",
-}
-"""Exceptions that mean a part the service needs did not answer, and the part's name."""
+from sync_service.web.api import bp as api_bp
+from sync_service.web.console import bp as console_bp
+from sync_service.web.health import bp as health_bp
+from sync_service.web.openapi import bp as openapi_bp
+from sync_service.web.rekognition import bp as rekognition_bp
+from sync_service.web.unavailable import UNAVAILABLE, unavailable
+from sync_service.web.webhooks import bp as webhooks_bp
 
 
 class _CookieSessions(SecureCookieSessionInterface):
@@ -57,13 +51,6 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
         "queue": queue_for(settings, connection),
     }
 
-    from sync_service.web.api import bp as api_bp  # noqa: PLC0415 (blueprints import the app's helpers)
-    from sync_service.web.console import bp as console_bp  # noqa: PLC0415
-    from sync_service.web.health import bp as health_bp  # noqa: PLC0415
-    from sync_service.web.openapi import bp as openapi_bp  # noqa: PLC0415
-    from sync_service.web.rekognition import bp as rekognition_bp  # noqa: PLC0415
-    from sync_service.web.webhooks import bp as webhooks_bp  # noqa: PLC0415
-
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(health_bp)
@@ -80,18 +67,6 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
         return response
 
     for kind, part in UNAVAILABLE.items():
-        app.register_error_handler(kind, functools.partial(_unavailable, app, part))
+        app.register_error_handler(kind, functools.partial(unavailable, app, part))
 
     return app
-
-
-def _unavailable(app: Flask, part: str, exc: Exception) -> Response:
-    """503 with Retry-After, and one log line: the route, the part and the exception's class only (its
-    text may quote a bucket key or a host; a Redis URL's password never reaches it, but say less)."""
-    app.logger.warning(
-        "%s %s: %s is unavailable (%s); answered 503", request.method, request.path, part, type(exc).__name__
-    )
-    response = jsonify(error="Service Unavailable", message=f"{part} is unavailable; try again later")
-    response.status_code = 503
-    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-    return response

@@ -15,15 +15,19 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+import orjson
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from label_studio_sdk.core.api_error import ApiError
 from redis import Redis
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
+from sync_service.domain.bootstrap import TABS, sdk_client
 from sync_service.domain.context import Context, make_context
+from sync_service.domain.datasets import DATASETS, Datasets, invalid
 from sync_service.domain.projects import ProjectInfo
-from sync_service.jobs.publish import JOB_TIMEOUT, reconcile_job
+from sync_service.edges.state import ProjectState
+from sync_service.jobs.publish import JOB_TIMEOUT, context, reconcile_job
 from sync_service.web import ext
 
 bp = Blueprint("console", __name__, url_prefix="/console", template_folder="templates")
@@ -68,8 +72,6 @@ def index() -> Any:
 @bp.get("/projects/<int:project_id>")
 def project(project_id: int) -> Any:
     """The dataset page of one project."""
-    from sync_service.domain.datasets import DATASETS, Datasets  # noqa: PLC0415 (the service's optional half)
-
     info = _info(project_id)
     ops = Datasets(_ctx())
     datasets = {}
@@ -83,7 +85,6 @@ def project(project_id: int) -> Any:
         lines, _ = ops.list_entries(info, name, has_errors=True, max_results=50)
         for line in lines:
             errors.append({"dataset": name, **_errors_of(line)})
-    from sync_service.edges.state import ProjectState  # noqa: PLC0415
 
     return render_template(
         "console/project.html",
@@ -101,8 +102,6 @@ def project(project_id: int) -> Any:
 
 
 def _errors_of(line: str) -> dict[str, Any]:
-    import orjson  # noqa: PLC0415
-
     obj = orjson.loads(line)
     return {"source_ref": obj.get("source-ref"), "codes": [e["code"] for e in obj.get("cl-errors", [])]}
 
@@ -113,8 +112,6 @@ def _tab_links(info: ProjectInfo) -> dict[str, str]:
     base = f"{settings.ls_url}/projects/{info.label_studio_project_id}/data"
     links = {"all": base}
     try:
-        from sync_service.domain.bootstrap import TABS, sdk_client  # noqa: PLC0415
-
         views = sdk_client(settings).views.list(project=info.label_studio_project_id)
         by_title = {(v.data or {}).get("title"): v.id for v in views if isinstance(v.data, dict)}
         for title, dataset in TABS:
@@ -171,9 +168,6 @@ def act(project_id: int, action: str) -> Any:
 
 def console_job(project_id: int, action: str, params: dict[str, str]) -> dict[str, Any]:
     """Job: run one console action with the dataset operations."""
-    from sync_service.domain.datasets import Datasets, invalid  # noqa: PLC0415
-    from sync_service.jobs.publish import context  # noqa: PLC0415
-
     ops = Datasets(context())
     info = ops.project(project_id)
     dataset = params.get("dataset", "train")

@@ -16,9 +16,9 @@ from flask import Blueprint, jsonify
 
 from sync_service.config import SECRET_HEADER
 from sync_service.domain.events import MAX_ID, NEEDS, ObjectRef, PayloadSchema
-from sync_service.web.app import RETRY_AFTER_SECONDS
 from sync_service.web.awsjson import CONTENT_TYPE as AWS_JSON
 from sync_service.web.rekognition import HANDLERS as REKOGNITION_OPERATIONS
+from sync_service.web.unavailable import RETRY_AFTER_SECONDS
 
 bp = Blueprint("openapi", __name__)
 

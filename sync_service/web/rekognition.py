@@ -36,6 +36,7 @@ import orjson
 from flask import Blueprint, Response, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from sync_service.domain.bootstrap import create_project, delete_project, find_project, sdk_client
 from sync_service.domain.datasets import (
     DATASETS,
     DatasetError,
@@ -49,9 +50,9 @@ from sync_service.domain.projects import ProjectInfo
 from sync_service.domain.status import IN_PROGRESS
 from sync_service.jobs.datasets import DatasetJobs
 from sync_service.web import awsjson, ext
-from sync_service.web.app import RETRY_AFTER_SECONDS, UNAVAILABLE
 from sync_service.web.awsjson import AwsError
 from sync_service.web.sigv4 import SignatureError, Signer, verify
+from sync_service.web.unavailable import RETRY_AFTER_SECONDS, UNAVAILABLE
 
 log = logging.getLogger(__name__)
 bp = Blueprint("rekognition", __name__)
@@ -255,7 +256,6 @@ class Api:
 
     def create_project(self, params: dict[str, Any]) -> dict[str, Any]:
         """CreateProject: a Label Studio project titled ``ProjectName``, with no dataset yet."""
-        from sync_service.domain.bootstrap import create_project, find_project, sdk_client  # noqa: PLC0415
 
         name = params["ProjectName"]
         if params.get("Feature", CUSTOM_LABELS) != CUSTOM_LABELS:
@@ -321,7 +321,6 @@ class Api:
     def delete_project(self, params: dict[str, Any]) -> dict[str, Any]:
         """DeleteProject: the Label Studio project and our records (images and snapshots stay in S3);
         ResourceInUseException while one of its datasets is in progress."""
-        from sync_service.domain.bootstrap import delete_project  # noqa: PLC0415
 
         info = self.project(params["ProjectArn"])
         pid = info.label_studio_project_id

@@ -260,7 +260,7 @@ TASK_PERTURBATIONS: list[Any] = [
     lambda t, r: r.pop("original_width", None),
     lambda t, r: r.__setitem__("original_width", 0),
     lambda t, r: t.__setitem__("predictions", [{"result": [r], "score": 0.5, "model_version": "m"}]),
-    lambda t, r: t["annotations"][0].__setitem__("was_cancelled", True),
+    lambda t, r: [a.__setitem__("was_cancelled", True) for a in t["annotations"][:1]],
     lambda t, r: t["annotations"].append({"result": [], "ground_truth": True}),
 ]
 

@@ -25,7 +25,8 @@ from flask.testing import FlaskClient
 from plugin import services
 from sync_service.config import DEFAULT_ACCOUNT_ID, SECRET_HEADER, Settings
 from sync_service.web import awsjson
-from sync_service.web.app import RETRY_AFTER_SECONDS, create_app
+from sync_service.web.app import create_app
+from sync_service.web.unavailable import RETRY_AFTER_SECONDS
 from tests.realparts import served
 
 SECRET = "redis-away-webhook-secret-0123456789"

@@ -468,7 +468,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
     made.save(ProjectInfo(label_studio_project_id=2, title="Other", slug="other", datasets=None))
     FakeState.notes = []
     monkeypatch.setattr(datasets_module, "ProjectState", FakeState)
-    monkeypatch.setattr(dataset_cli, "_ops", lambda progress=None: FakeDatasets(made, progress))
+    monkeypatch.setattr(dataset_cli, "open_datasets", lambda progress=None: FakeDatasets(made, progress))
     return made
 
 

@@ -6,14 +6,16 @@ import io
 import tracemalloc
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from redis import Redis
 
 from converters.imagemeta import ImageMeta
+from converters.jsonio import RawLine
 from converters.labelconfig import build_label_config, parse_label_config
 from converters.labelstudio import ReadOptions
+from converters.validation import ManifestValidator, summarize
 from sync_service.domain.publisher import (
     ImageMetaCache,
     _pack_meta,
@@ -22,10 +24,24 @@ from sync_service.domain.publisher import (
     convert_tasks,
     dedupe,
     entries_summary,
-    validation_summary,
 )
 from sync_service.edges.state import IMAGE_META_KEY, CachedEntry
 from tests.builders import choices, rect, task
+
+
+def validation_summary(train: IO[bytes], test: IO[bytes] | None) -> dict[str, Any]:
+    """The oracle: ``manifest_summary.json`` of the two manifests, validated line by line from bytes."""
+    results = []
+    for stream in (train, test):
+        if stream is None:
+            continue
+        validator = ManifestValidator(collect_items=test is None)
+        stream.seek(0)
+        for number, data in enumerate(stream, start=1):
+            validator.feed(RawLine(number, data.rstrip(b"\n"), False, len(data)))
+        results.append(validator.finish())
+    return summarize(results[0], results[1] if len(results) > 1 else None).document
+
 
 CONFIG = parse_label_config(build_label_config(choices=["indoor"], boxes=["cat"]))
 
