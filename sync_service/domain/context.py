@@ -31,9 +31,10 @@ class Context:
         )
 
 
-def make_context(settings: Settings) -> Context:
-    """Open the connections for ``settings`` (Label Studio is contacted lazily on first use)."""
-    redis = Redis.from_url(settings.redis_url)
+def make_context(settings: Settings, *, redis: Redis | None = None) -> Context:
+    """Open the connections for ``settings`` (Label Studio is contacted lazily on first use); ``redis``:
+    a connection the process already holds, instead of a new one."""
+    redis = redis if redis is not None else Redis.from_url(settings.redis_url)
     storage = Storage(client_for(settings), settings.bucket)
     return Context(
         settings=settings,

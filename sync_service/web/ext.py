@@ -10,10 +10,7 @@ from redis import Redis
 from rq import Queue
 
 from sync_service.config import Settings
-from sync_service.domain.context import Context
-from sync_service.domain.projects import Projects
-from sync_service.edges.labelstudio import LabelStudio
-from sync_service.edges.s3 import Storage, client_for
+from sync_service.domain.context import Context, make_context
 
 _CONTEXT_LOCK = threading.Lock()
 
@@ -46,18 +43,6 @@ def context() -> Context:
     ext = _ext()
     with _CONTEXT_LOCK:
         if "context" not in ext:
-            settings, connection = ext["settings"], ext["redis"]
-            storage = Storage(client_for(settings), settings.bucket)
-            ext["context"] = Context(
-                settings=settings,
-                redis=connection,
-                storage=storage,
-                ls=LabelStudio(
-                    settings.ls_url,
-                    settings.ls_api_key,
-                    export_concurrency=settings.ls_export_concurrency,
-                ),
-                projects=Projects(connection, storage, settings.prefix),
-            )
+            ext["context"] = make_context(ext["settings"], redis=ext["redis"])
     value: Context = ext["context"]
     return value
