@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from converters import codes as C
+from converters import codes
 from converters.errors import InputFormatError, Issue, Severity
 from converters.manifest import valid_source_ref
 from converters.model import Box, BoxGroup, Entry, ImageSize, Provenance
@@ -110,7 +110,7 @@ def coco_to_entries(
                     (
                         n,
                         Issue(
-                            C.DUPLICATE_SOURCE_REF,
+                            codes.DUPLICATE_SOURCE_REF,
                             f"{ref} appears twice; the first image is kept",
                             Severity.WARNING,
                             field=where,

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from math import floor
 from typing import Any
 
-from converters import codes as C
+from converters import codes
 from converters.geometry import Rect, pixels_to_percent, stored_to_displayed_rect
 from converters.imagemeta import ImageMeta
 from converters.labelconfig import CHOICES, DEFAULT_IMAGE_KEY, RECTANGLE_LABELS
@@ -42,7 +42,7 @@ from converters.validation import MAX_DEPTH, LineCheck
 
 _NUMBERS = (int, float)
 _CUT = -len(META_SUFFIX)
-_CLASSIFICATION, _DETECTION = C.TYPE_CLASSIFICATION, C.TYPE_DETECTION
+_CLASSIFICATION, _DETECTION = codes.TYPE_CLASSIFICATION, codes.TYPE_DETECTION
 
 # name, confidence, human-annotated, job-name
 _Label = tuple[str, Any, bool, str | None]
@@ -160,7 +160,7 @@ def _read_boxes(value: Any, meta: JsonDict, max_label_name: int) -> tuple[int, i
 
 
 def line_task(
-    obj: Any, options: WriteOptions, *, max_label_name: int = C.DEFAULT_LIMITS.max_label_name
+    obj: Any, options: WriteOptions, *, max_label_name: int = codes.DEFAULT_LIMITS.max_label_name
 ) -> tuple[JsonDict, list[str], list[str]] | None:
     """``entry_to_task(parse_line(obj).entry, options, line=obj)`` with the entry's label names and box
     labels (in order, repeats kept), for a line :func:`parse_line` reads without an issue and as is;
@@ -247,7 +247,7 @@ def line_check(
     data: bytes,
     obj: Any,
     *,
-    limits: C.Limits = C.DEFAULT_LIMITS,
+    limits: codes.Limits = codes.DEFAULT_LIMITS,
     image_meta: Mapping[str, ImageMeta] | None = None,
 ) -> LineCheck | None:
     """``check_line(RawLine(number, data))`` for the line ``data`` decoded as ``obj``, when every

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from converters import codes as C
+from converters import codes
 from converters.errors import Issue, Scope, Severity
 from converters.model import Box, BoxGroup, Entry, ImageLabel, ImageSize, JsonDict, Provenance
 
@@ -36,15 +36,15 @@ _BOX_KEYS = ("class_id", "top", "left", "width", "height")
 # Errors that stop validating a line (spec §2.5, precedence) and exclude it.
 LINE_STOPPING = frozenset(
     {
-        C.ERROR_MISSING_SOURCE_REF,
-        C.ERROR_INVALID_SOURCE_REF_FORMAT,
-        C.ERROR_NO_LABEL_ATTRIBUTES,
-        C.ERROR_INVALID_LABEL_ATTRIBUTE_FORMAT,
-        C.ERROR_INVALID_LABEL_ATTRIBUTE_METADATA_FORMAT,
-        C.ERROR_MISSING_BOUNDING_BOX_CONFIDENCE,
-        C.ERROR_MISSING_CLASS_MAP_ID,
-        C.ERROR_INVALID_JSON_LINE,
-        C.ERROR_INVALID_LABEL_NAME_LENGTH,
+        codes.ERROR_MISSING_SOURCE_REF,
+        codes.ERROR_INVALID_SOURCE_REF_FORMAT,
+        codes.ERROR_NO_LABEL_ATTRIBUTES,
+        codes.ERROR_INVALID_LABEL_ATTRIBUTE_FORMAT,
+        codes.ERROR_INVALID_LABEL_ATTRIBUTE_METADATA_FORMAT,
+        codes.ERROR_MISSING_BOUNDING_BOX_CONFIDENCE,
+        codes.ERROR_MISSING_CLASS_MAP_ID,
+        codes.ERROR_INVALID_JSON_LINE,
+        codes.ERROR_INVALID_LABEL_NAME_LENGTH,
     }
 )
 
@@ -78,7 +78,7 @@ def _issue(
 ) -> Issue:
     return Issue(
         code=code,
-        message=C.message(code, *args),
+        message=codes.message(code, *args),
         severity=severity,
         scope=scope,
         attribute=attribute,
@@ -130,16 +130,16 @@ def _common_meta_ok(meta: JsonDict) -> bool:
     )
 
 
-def parse_line(obj: Any, *, max_label_name: int = C.DEFAULT_LIMITS.max_label_name) -> ParsedLine:
+def parse_line(obj: Any, *, max_label_name: int = codes.DEFAULT_LIMITS.max_label_name) -> ParsedLine:
     """Read one decoded manifest line into an :class:`Entry`, reporting Rekognition's structural codes."""
     if not isinstance(obj, dict):
-        return ParsedLine(None, [_issue(C.ERROR_INVALID_JSON_LINE, Scope.LINE)])
+        return ParsedLine(None, [_issue(codes.ERROR_INVALID_JSON_LINE, Scope.LINE)])
     if "source-ref" not in obj:
-        return ParsedLine(None, [_issue(C.ERROR_MISSING_SOURCE_REF, Scope.LINE, field_name="source-ref")])
+        return ParsedLine(None, [_issue(codes.ERROR_MISSING_SOURCE_REF, Scope.LINE, field_name="source-ref")])
     source_ref = obj["source-ref"]
     if not valid_source_ref(source_ref):
         return ParsedLine(
-            None, [_issue(C.ERROR_INVALID_SOURCE_REF_FORMAT, Scope.LINE, field_name="source-ref")]
+            None, [_issue(codes.ERROR_INVALID_SOURCE_REF_FORMAT, Scope.LINE, field_name="source-ref")]
         )
 
     entry = Entry(source_ref=source_ref)
@@ -161,7 +161,9 @@ def parse_line(obj: Any, *, max_label_name: int = C.DEFAULT_LIMITS.max_label_nam
             extra[key] = value
     if not pairs:
         if orphans:
-            return ParsedLine(None, [_issue(C.ERROR_NO_LABEL_ATTRIBUTES, Scope.LINE, field_name=orphans[0])])
+            return ParsedLine(
+                None, [_issue(codes.ERROR_NO_LABEL_ATTRIBUTES, Scope.LINE, field_name=orphans[0])]
+            )
         return ParsedLine(entry, [])
 
     usable = 0
@@ -174,23 +176,23 @@ def parse_line(obj: Any, *, max_label_name: int = C.DEFAULT_LIMITS.max_label_nam
         if not isinstance(meta, dict):
             issues.append(
                 _issue(
-                    C.ERROR_INVALID_LABEL_ATTRIBUTE_METADATA_FORMAT,
+                    codes.ERROR_INVALID_LABEL_ATTRIBUTE_METADATA_FORMAT,
                     Scope.METADATA,
                     attribute=attr,
                     field_name=attr + META_SUFFIX,
                 )
             )
-        elif kind == C.TYPE_CLASSIFICATION:
+        elif kind == codes.TYPE_CLASSIFICATION:
             _read_classification(entry, attr, value, meta, issues, max_label_name)
-        elif kind == C.TYPE_DETECTION:
+        elif kind == codes.TYPE_DETECTION:
             _read_detection(entry, attr, value, meta, issues, max_label_name)
-        elif kind == C.TYPE_MULTILABEL:
+        elif kind == codes.TYPE_MULTILABEL:
             _read_multilabel(entry, attr, value, meta, issues, max_label_name)
             normalized = True
         else:
             issues.append(
                 _issue(
-                    C.ERROR_UNSUPPORTED_USE_CASE_TYPE,
+                    codes.ERROR_UNSUPPORTED_USE_CASE_TYPE,
                     Scope.METADATA,
                     attribute=attr,
                     field_name=attr + "-metadata.type",
@@ -206,7 +208,7 @@ def parse_line(obj: Any, *, max_label_name: int = C.DEFAULT_LIMITS.max_label_nam
     if any(i.code in LINE_STOPPING for i in issues):
         return ParsedLine(None, issues)
     if usable == 0:
-        issues.append(_issue(C.ERROR_NO_VALID_LABEL_ATTRIBUTES, Scope.LINE))
+        issues.append(_issue(codes.ERROR_NO_VALID_LABEL_ATTRIBUTES, Scope.LINE))
         return ParsedLine(None, issues)
     return ParsedLine(entry, issues, normalized)
 
@@ -215,7 +217,7 @@ def _name_issue(attr: str, name: str, max_label_name: int, issues: list[Issue]) 
     if len(name) > max_label_name:
         issues.append(
             _issue(
-                C.ERROR_INVALID_LABEL_NAME_LENGTH,
+                codes.ERROR_INVALID_LABEL_NAME_LENGTH,
                 Scope.METADATA,
                 attribute=attr,
                 field_name=attr + "-metadata.class-name",
@@ -228,7 +230,7 @@ def _name_issue(attr: str, name: str, max_label_name: int, issues: list[Issue]) 
 def _meta_format(attr: str, issues: list[Issue], what: str) -> None:
     issues.append(
         _issue(
-            C.ERROR_INVALID_LABEL_ATTRIBUTE_METADATA_FORMAT,
+            codes.ERROR_INVALID_LABEL_ATTRIBUTE_METADATA_FORMAT,
             Scope.METADATA,
             attribute=attr,
             field_name=f"{attr}-metadata.{what}",
@@ -239,7 +241,7 @@ def _meta_format(attr: str, issues: list[Issue], what: str) -> None:
 def _attr_format(attr: str, issues: list[Issue], what: str) -> None:
     issues.append(
         _issue(
-            C.ERROR_INVALID_LABEL_ATTRIBUTE_FORMAT,
+            codes.ERROR_INVALID_LABEL_ATTRIBUTE_FORMAT,
             Scope.ATTRIBUTE,
             attribute=attr,
             field_name=f"{attr}{what}",
@@ -295,7 +297,7 @@ def _read_multilabel(
         if not isinstance(name, str) or not name:
             issues.append(
                 _issue(
-                    C.ERROR_MISSING_CLASS_MAP_ID,
+                    codes.ERROR_MISSING_CLASS_MAP_ID,
                     Scope.METADATA,
                     attribute=attr,
                     field_name=f"{attr}-metadata.class-map",
@@ -380,7 +382,7 @@ def _read_detection(
     if confidence_missing:
         issues.append(
             _issue(
-                C.ERROR_MISSING_BOUNDING_BOX_CONFIDENCE,
+                codes.ERROR_MISSING_BOUNDING_BOX_CONFIDENCE,
                 Scope.METADATA,
                 attribute=attr,
                 field_name=f"{attr}-metadata.objects",
@@ -390,7 +392,7 @@ def _read_detection(
     if class_id_missing:
         issues.append(
             _issue(
-                C.ERROR_MISSING_CLASS_MAP_ID,
+                codes.ERROR_MISSING_CLASS_MAP_ID,
                 Scope.METADATA,
                 attribute=attr,
                 field_name=f"{attr}-metadata.class-map",
@@ -426,7 +428,7 @@ def _label_metadata(label: ImageLabel) -> JsonDict:
     meta["human-annotated"] = "yes" if prov.human_annotated else "no"
     if prov.creation_date is not None:
         meta["creation-date"] = prov.creation_date
-    meta["type"] = C.TYPE_CLASSIFICATION
+    meta["type"] = codes.TYPE_CLASSIFICATION
     meta.update(prov.extra)
     return meta
 
@@ -502,7 +504,7 @@ def entry_to_line(entry: Entry) -> JsonDict:
         meta: JsonDict = {
             "objects": [{"confidence": box.confidence} for box in group.boxes],
             "class-map": class_map,
-            "type": C.TYPE_DETECTION,
+            "type": codes.TYPE_DETECTION,
             "human-annotated": "yes" if prov.human_annotated else "no",
         }
         if prov.creation_date is not None:

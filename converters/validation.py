@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from converters import codes as C
+from converters import codes
 from converters.errors import Issue, Scope, Severity
 from converters.imagemeta import ImageMeta
 from converters.jsonio import RawLine
@@ -32,10 +32,10 @@ from converters.split import SplitItem, labels_short_of, split
 # Line-level problems that Rekognition's dataset operations drop silently (spec §2.5 a').
 _TERMINAL_CONTENT = frozenset(
     {
-        C.ERROR_INVALID_JSON_LINE,
-        C.ERROR_MISSING_SOURCE_REF,
-        C.ERROR_INVALID_SOURCE_REF_FORMAT,
-        C.DUPLICATE_SOURCE_REF,
+        codes.ERROR_INVALID_JSON_LINE,
+        codes.ERROR_MISSING_SOURCE_REF,
+        codes.ERROR_INVALID_SOURCE_REF_FORMAT,
+        codes.DUPLICATE_SOURCE_REF,
     }
 )
 
@@ -49,7 +49,7 @@ def _issue(
     severity: Severity = Severity.ERROR,
     message: str | None = None,
 ) -> Issue:
-    return Issue(code, message or C.message(code), severity, scope, attribute, annotation)
+    return Issue(code, message or codes.message(code), severity, scope, attribute, annotation)
 
 
 @dataclass(slots=True)
@@ -115,12 +115,15 @@ Row = tuple[int, bool, bool, str | None, bool, tuple[str, ...], tuple[str, ...],
 
 
 def check_line(
-    raw: RawLine, *, limits: C.Limits = C.DEFAULT_LIMITS, image_meta: Mapping[str, ImageMeta] | None = None
+    raw: RawLine,
+    *,
+    limits: codes.Limits = codes.DEFAULT_LIMITS,
+    image_meta: Mapping[str, ImageMeta] | None = None,
 ) -> LineCheck:
     """Apply every per-line rule to one manifest line (pure: no state, no I/O)."""
     if raw.too_long:
         message = (
-            f"{C.message(C.ERROR_INVALID_JSON_LINE)} The line has {raw.length:,} characters; "
+            f"{codes.message(codes.ERROR_INVALID_JSON_LINE)} The line has {raw.length:,} characters; "
             f"the maximum is {limits.max_line_chars:,}."
         )
         return _invalid_json(raw.number, message, raw.length + 1)
@@ -128,9 +131,11 @@ def check_line(
     try:
         obj = orjson.loads(raw.data)
     except orjson.JSONDecodeError:
-        return _invalid_json(raw.number, C.message(C.ERROR_INVALID_JSON_LINE), size)
+        return _invalid_json(raw.number, codes.message(codes.ERROR_INVALID_JSON_LINE), size)
     if _too_deep(raw.data, obj):
-        message = f"{C.message(C.ERROR_INVALID_JSON_LINE)} It nests more than {MAX_DEPTH} levels deep."
+        message = (
+            f"{codes.message(codes.ERROR_INVALID_JSON_LINE)} It nests more than {MAX_DEPTH} levels deep."
+        )
         return _invalid_json(raw.number, message, size)
     entry, issues = line_issues(obj, limits=limits, image_meta=image_meta)
     has_error = any(i.severity is Severity.ERROR for i in issues)
@@ -152,7 +157,10 @@ def check_line(
 
 
 def line_issues(
-    obj: Any, *, limits: C.Limits = C.DEFAULT_LIMITS, image_meta: Mapping[str, ImageMeta] | None = None
+    obj: Any,
+    *,
+    limits: codes.Limits = codes.DEFAULT_LIMITS,
+    image_meta: Mapping[str, ImageMeta] | None = None,
 ) -> tuple[Entry | None, list[Issue]]:
     """Every per-line rule on one decoded line: its entry (None when a terminal error removed it) and issues."""
     parsed = parse_line(obj, max_label_name=limits.max_label_name)
@@ -202,11 +210,11 @@ def _too_deep(data: bytes, obj: Any) -> bool:
 
 
 def _invalid_json(number: int, message: str, size: int) -> LineCheck:
-    issue = _issue(C.ERROR_INVALID_JSON_LINE, message=message)
+    issue = _issue(codes.ERROR_INVALID_JSON_LINE, message=message)
     return LineCheck(number, orjson.dumps({"errors": [issue.as_json()]}), True, True, size=size)
 
 
-def _dimensions_ok(width: int, height: int, lim: C.Limits) -> bool:
+def _dimensions_ok(width: int, height: int, lim: codes.Limits) -> bool:
     return (
         lim.min_image_side <= width <= lim.max_image_side
         and lim.min_image_side <= height <= lim.max_image_side
@@ -215,23 +223,23 @@ def _dimensions_ok(width: int, height: int, lim: C.Limits) -> bool:
 
 
 def _check_entry(
-    entry: Entry, issues: list[Issue], limits: C.Limits, image_meta: Mapping[str, ImageMeta]
+    entry: Entry, issues: list[Issue], limits: codes.Limits, image_meta: Mapping[str, ImageMeta]
 ) -> Entry | None:
     """Apply the image and box rules; return the entry as Rekognition would use it, or None."""
     meta = image_meta.get(entry.source_ref)
-    dimension_code = C.ERROR_INVALID_IMAGE_DIMENSION if entry.box_groups else C.ERROR_INVALID_IMAGE
+    dimension_code = codes.ERROR_INVALID_IMAGE_DIMENSION if entry.box_groups else codes.ERROR_INVALID_IMAGE
     if meta is not None:
         if (meta.format is not None and meta.format not in limits.image_formats) or (
             meta.bytes is not None and (meta.bytes == 0 or meta.bytes > limits.max_image_bytes)
         ):
-            issues.append(_issue(C.ERROR_INVALID_IMAGE))
+            issues.append(_issue(codes.ERROR_INVALID_IMAGE))
             return None
         if not _dimensions_ok(meta.width, meta.height, limits):
             issues.append(_issue(dimension_code))
             return None
     for group in entry.box_groups:
         if not _dimensions_ok(group.image_size.width, group.image_size.height, limits):
-            issues.append(_issue(C.ERROR_INVALID_IMAGE_DIMENSION))
+            issues.append(_issue(codes.ERROR_INVALID_IMAGE_DIMENSION))
             return None
 
     kept_groups: list[BoxGroup] = []
@@ -241,7 +249,7 @@ def _check_entry(
         if not group.boxes:
             issues.append(
                 _issue(
-                    C.WARNING_NO_ATTRIBUTE_ANNOTATIONS,
+                    codes.WARNING_NO_ATTRIBUTE_ANNOTATIONS,
                     Scope.ATTRIBUTE,
                     attribute=attr,
                     severity=Severity.WARNING,
@@ -250,11 +258,11 @@ def _check_entry(
             continue
         had_boxes = True
         if len(group.boxes) > limits.max_boxes:
-            issues.append(_issue(C.ERROR_TOO_MANY_BOUNDING_BOXES, Scope.ATTRIBUTE, attribute=attr))
+            issues.append(_issue(codes.ERROR_TOO_MANY_BOUNDING_BOXES, Scope.ATTRIBUTE, attribute=attr))
             continue
         good = [b for i, b in enumerate(group.boxes) if _box_ok(group, i, issues, limits)]
         if not good:
-            issues.append(_issue(C.ERROR_NO_VALID_ANNOTATIONS, Scope.ATTRIBUTE, attribute=attr))
+            issues.append(_issue(codes.ERROR_NO_VALID_ANNOTATIONS, Scope.ATTRIBUTE, attribute=attr))
             continue
         kept_groups.append(BoxGroup(attr, group.image_size, good, group.class_map, group.provenance))
 
@@ -262,16 +270,16 @@ def _check_entry(
     if used.is_labeled:
         return used
     if had_boxes:
-        issues.append(_issue(C.ERROR_NO_VALID_LABEL_ATTRIBUTES))
+        issues.append(_issue(codes.ERROR_NO_VALID_LABEL_ATTRIBUTES))
         return None
     if entry.box_groups:
-        issues.append(_issue(C.WARNING_NO_ANNOTATIONS, severity=Severity.WARNING))
+        issues.append(_issue(codes.WARNING_NO_ANNOTATIONS, severity=Severity.WARNING))
     else:
-        issues.append(_issue(C.WARNING_UNANNOTATED_RECORD, severity=Severity.WARNING))
+        issues.append(_issue(codes.WARNING_UNANNOTATED_RECORD, severity=Severity.WARNING))
     return used
 
 
-def _box_ok(group: BoxGroup, index: int, issues: list[Issue], limits: C.Limits) -> bool:
+def _box_ok(group: BoxGroup, index: int, issues: list[Issue], limits: codes.Limits) -> bool:
     box = group.boxes[index]
     width, height = group.image_size.width, group.image_size.height
     if (
@@ -284,7 +292,10 @@ def _box_ok(group: BoxGroup, index: int, issues: list[Issue], limits: C.Limits) 
     ):
         issues.append(
             _issue(
-                C.ERROR_INVALID_BOUNDING_BOX, Scope.ANNOTATION, attribute=group.attribute, annotation=index
+                codes.ERROR_INVALID_BOUNDING_BOX,
+                Scope.ANNOTATION,
+                attribute=group.attribute,
+                annotation=index,
             )
         )
         return False
@@ -292,7 +303,10 @@ def _box_ok(group: BoxGroup, index: int, issues: list[Issue], limits: C.Limits) 
     if box.width * scale <= 1 or box.height * scale <= 1:
         issues.append(
             _issue(
-                C.ERROR_BOUNDING_BOX_TOO_SMALL, Scope.ANNOTATION, attribute=group.attribute, annotation=index
+                codes.ERROR_BOUNDING_BOX_TOO_SMALL,
+                Scope.ANNOTATION,
+                attribute=group.attribute,
+                annotation=index,
             )
         )
         return False
@@ -307,7 +321,7 @@ SKIPPED = "skipped"
 def mark_duplicate(output: bytes) -> bytes:
     """A validation-manifest line with ``DUPLICATE_SOURCE_REF`` added to its line errors."""
     obj = orjson.loads(output)
-    obj.setdefault("errors", []).append(_issue(C.DUPLICATE_SOURCE_REF).as_json())
+    obj.setdefault("errors", []).append(_issue(codes.DUPLICATE_SOURCE_REF).as_json())
     return orjson.dumps(obj)
 
 
@@ -324,7 +338,7 @@ class ManifestValidator:
     def __init__(
         self,
         *,
-        limits: C.Limits = C.DEFAULT_LIMITS,
+        limits: codes.Limits = codes.DEFAULT_LIMITS,
         image_meta: Mapping[str, ImageMeta] | None = None,
         collect_items: bool = False,
     ) -> None:
@@ -474,17 +488,17 @@ class ManifestValidator:
         res = self.result
         limits = self.limits
         if res.total == 0:
-            res.errors.append(_issue(C.ERROR_EMPTY_MANIFEST))
+            res.errors.append(_issue(codes.ERROR_EMPTY_MANIFEST))
         if res.bytes_read > limits.max_manifest_bytes:
-            res.errors.append(_issue(C.ERROR_MANIFEST_SIZE_TOO_LARGE))
+            res.errors.append(_issue(codes.ERROR_MANIFEST_SIZE_TOO_LARGE))
         if res.rows_exceeded:
-            res.errors.append(_issue(C.ERROR_MANIFEST_ROWS_EXCEEDS_MAXIMUM))
+            res.errors.append(_issue(codes.ERROR_MANIFEST_ROWS_EXCEEDS_MAXIMUM))
         if res.total and res.invalid / res.total > limits.invalid_row_fraction:
-            res.errors.append(_issue(C.ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST))
+            res.errors.append(_issue(codes.ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST))
         if res.total and res.terminal / res.total > limits.invalid_row_fraction:
-            res.errors.append(_issue(C.ERROR_TOO_MANY_RECORDS_IN_ERROR))
+            res.errors.append(_issue(codes.ERROR_TOO_MANY_RECORDS_IN_ERROR))
         if len(res.buckets) > 1:
-            res.errors.append(_issue(C.ERROR_IMAGES_IN_MULTIPLE_S3_BUCKETS))
+            res.errors.append(_issue(codes.ERROR_IMAGES_IN_MULTIPLE_S3_BUCKETS))
         return res
 
 
@@ -538,30 +552,30 @@ def use_case_of(train: DatasetResult, test: DatasetResult | None = None) -> str:
     if cls == det == 0 and test is not None:
         cls, det = test.classification_lines, test.detection_lines
     if cls == det == 0:
-        return C.USE_CASE_NOT_DETERMINED
-    return C.USE_CASE_CLASSIFICATION if cls >= det else C.USE_CASE_DETECTION
+        return codes.USE_CASE_NOT_DETERMINED
+    return codes.USE_CASE_CLASSIFICATION if cls >= det else codes.USE_CASE_DETECTION
 
 
 def _usable(result: DatasetResult, use_case: str) -> set[str]:
-    if use_case == C.USE_CASE_CLASSIFICATION:
+    if use_case == codes.USE_CASE_CLASSIFICATION:
         return set(result.classification_labels)
-    if use_case == C.USE_CASE_DETECTION:
+    if use_case == codes.USE_CASE_DETECTION:
         return set(result.detection_labels)
     return set()
 
 
-def _label_rules(labels: set[str], usable: set[str], use_case: str, limits: C.Limits) -> list[Issue]:
+def _label_rules(labels: set[str], usable: set[str], use_case: str, limits: codes.Limits) -> list[Issue]:
     minimum = (
         limits.min_labels_classification
-        if use_case == C.USE_CASE_CLASSIFICATION
+        if use_case == codes.USE_CASE_CLASSIFICATION
         else limits.min_labels_detection
     )
     if len(labels) > limits.max_labels:
-        return [_issue(C.ERROR_MANIFEST_TOO_MANY_LABELS)]
+        return [_issue(codes.ERROR_MANIFEST_TOO_MANY_LABELS)]
     if len(labels) < minimum:
-        return [_issue(C.ERROR_MANIFEST_TOO_FEW_LABELS)]
+        return [_issue(codes.ERROR_MANIFEST_TOO_FEW_LABELS)]
     if len(usable) < minimum:
-        return [_issue(C.ERROR_MANIFEST_TOO_FEW_USABLE_LABELS)]
+        return [_issue(codes.ERROR_MANIFEST_TOO_FEW_USABLE_LABELS)]
     return []
 
 
@@ -582,7 +596,7 @@ def summarize(
     train: DatasetResult,
     test: DatasetResult | None,
     *,
-    limits: C.Limits = C.DEFAULT_LIMITS,
+    limits: codes.Limits = codes.DEFAULT_LIMITS,
     seed: int = 0,
 ) -> Summary:
     """Apply the dataset-wide rules to both sets and build ``manifest_summary.json``.
@@ -597,7 +611,7 @@ def summarize(
         test = DatasetResult()
         short = labels_short_of(train.items)
         if short:
-            train.errors.append(_issue(C.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_AUTOSPLIT))
+            train.errors.append(_issue(codes.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_AUTOSPLIT))
         autosplit = split(train.items, test_fraction=0.2, seed=seed)
         # The test entries' label sets, each counted once with how many entries have it.
         tested = Counter(
@@ -618,15 +632,15 @@ def summarize(
         if _overlap(train.labels, test.labels) < limits.min_label_overlap:
             top.append(
                 _issue(
-                    C.ERROR_INSUFFICIENT_LABEL_OVERLAP,
-                    message=C.message(C.ERROR_INSUFFICIENT_LABEL_OVERLAP, threshold),
+                    codes.ERROR_INSUFFICIENT_LABEL_OVERLAP,
+                    message=codes.message(codes.ERROR_INSUFFICIENT_LABEL_OVERLAP, threshold),
                 )
             )
         elif _overlap(_usable(train, use_case), _usable(test, use_case)) < limits.min_label_overlap:
             top.append(
                 _issue(
-                    C.ERROR_INSUFFICIENT_USABLE_LABEL_OVERLAP,
-                    message=C.message(C.ERROR_INSUFFICIENT_USABLE_LABEL_OVERLAP, threshold),
+                    codes.ERROR_INSUFFICIENT_USABLE_LABEL_OVERLAP,
+                    message=codes.message(codes.ERROR_INSUFFICIENT_USABLE_LABEL_OVERLAP, threshold),
                 )
             )
     document = {
@@ -639,5 +653,5 @@ def summarize(
 
 def file_error_summary(code: str, detail: str | None = None) -> dict[str, Any]:
     """``manifest_summary.json`` for a terminal manifest *file* error (no per-line results exist)."""
-    message = C.message(code) + (f" {detail}" if detail else "")
+    message = codes.message(code) + (f" {detail}" if detail else "")
     return {"statistics": {}, "errors": [{"code": code, "message": message}]}

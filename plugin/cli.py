@@ -24,7 +24,7 @@ from typing import IO, Any, Protocol, TypeVar
 
 import ijson
 
-from converters import codes as C
+from converters import codes
 from converters.coco import coco_to_entries
 from converters.csvfile import format_rows, read_rows, row_to_entry, split_duplicates
 from converters.errors import ConversionError, Issue, Report, Severity, TaskError
@@ -55,7 +55,7 @@ from plugin.fileio import CliError, atomic_output, open_input, write_text
 from plugin.pipelines import chunked, map_ranges, ordered_map
 from plugin.service_cli import add_parsers, run_service_command
 
-MAX_LINE = C.DEFAULT_LIMITS.max_line_chars
+MAX_LINE = codes.DEFAULT_LIMITS.max_line_chars
 SERVICE_MODULES = ("plugin.service_cli", "plugin.dataset_cli", "plugin.localstack")
 
 
@@ -143,7 +143,7 @@ class _IssueLog(Report):
 
 def _duplicate_issue(source_ref: str) -> Issue:
     message = f"{source_ref} is on an earlier task; this task is skipped"
-    return Issue(C.DUPLICATE_SOURCE_REF, message, Severity.WARNING, field="data.image")
+    return Issue(codes.DUPLICATE_SOURCE_REF, message, Severity.WARNING, field="data.image")
 
 
 def cmd_ls_to_manifest(args: argparse.Namespace) -> int:
@@ -614,7 +614,7 @@ def _convert_lines(lines: Iterable[_Line]) -> tuple[_TaskChunk, list[bytes]]:
         out.lines = number
         if too_long:
             message = f"the line has {length:,} characters, over {MAX_LINE:,}"
-            out.issues.append((number, _line_issue(C.ERROR_INVALID_JSON_LINE, message)))
+            out.issues.append((number, _line_issue(codes.ERROR_INVALID_JSON_LINE, message)))
             continue
         if not data.strip():
             continue
@@ -623,7 +623,9 @@ def _convert_lines(lines: Iterable[_Line]) -> tuple[_TaskChunk, list[bytes]]:
         except ValueError as exc:
             pretty = data.strip() in (b"{", b"}")
             hint = " (pretty-printed JSON? a manifest needs one object per line)" if pretty else ""
-            out.issues.append((number, _line_issue(C.ERROR_INVALID_JSON_LINE, f"broken JSON: {exc}{hint}")))
+            out.issues.append(
+                (number, _line_issue(codes.ERROR_INVALID_JSON_LINE, f"broken JSON: {exc}{hint}"))
+            )
             continue
         fast = line_task(obj, _WRITE_OPTIONS)
         if fast is not None:  # the common line, read and written without building its entry
@@ -855,11 +857,11 @@ def cmd_csv_to_manifest(args: argparse.Namespace) -> int:
 
 # -------------------------------------------------------------------------------------------- validate
 
-_CHECK_LIMITS = C.DEFAULT_LIMITS
+_CHECK_LIMITS = codes.DEFAULT_LIMITS
 _CHECK_META: dict[str, ImageMeta] = {}
 
 
-def _set_check_state(limits: C.Limits, meta: dict[str, ImageMeta]) -> None:
+def _set_check_state(limits: codes.Limits, meta: dict[str, ImageMeta]) -> None:
     global _CHECK_LIMITS, _CHECK_META
     _CHECK_LIMITS, _CHECK_META = limits, meta
 
@@ -902,7 +904,7 @@ def _checks_of_range(path: str, start: int, end: int) -> _CheckChunk:
 def cmd_validate(args: argparse.Namespace) -> int:
     """Apply Rekognition's rules; write the summary and the manifests with validation results."""
     meta = _load_meta(args.image_meta)
-    limits = C.DEFAULT_LIMITS
+    limits = codes.DEFAULT_LIMITS
     outdir = args.output_dir
     os.makedirs(outdir, exist_ok=True)
     sets = [("training", args.train)] + ([("testing", args.test)] if args.test else [])
@@ -947,9 +949,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
                         out.write(b"\n")
             results[name] = validator.finish()
         if results["training"].total == 0:
-            raise CliError(f"{args.train}: {C.message(C.ERROR_EMPTY_MANIFEST)} [{C.ERROR_EMPTY_MANIFEST}]")
+            raise CliError(
+                f"{args.train}: {codes.message(codes.ERROR_EMPTY_MANIFEST)} [{codes.ERROR_EMPTY_MANIFEST}]"
+            )
         if args.test and results["testing"].total == 0:
-            raise CliError(f"{args.test}: {C.message(C.ERROR_EMPTY_MANIFEST)} [{C.ERROR_EMPTY_MANIFEST}]")
+            raise CliError(
+                f"{args.test}: {codes.message(codes.ERROR_EMPTY_MANIFEST)} [{codes.ERROR_EMPTY_MANIFEST}]"
+            )
         summary = summarize(results["training"], results.get("testing"), limits=limits, seed=args.seed)
         write_text(os.path.join(outdir, "manifest_summary.json"), dumps(summary.document).decode() + "\n")
     if args.json:
@@ -959,15 +965,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if summary.usable else 1
 
 
-def _file_error(path: str, limits: C.Limits) -> tuple[str, str] | None:
+def _file_error(path: str, limits: codes.Limits) -> tuple[str, str] | None:
     try:
         size = os.stat(path).st_size
     except OSError as exc:
-        return C.ERROR_MANIFEST_INACCESSIBLE_OR_UNSUPPORTED_FORMAT, exc.strerror or str(exc)
+        return codes.ERROR_MANIFEST_INACCESSIBLE_OR_UNSUPPORTED_FORMAT, exc.strerror or str(exc)
     if size > limits.max_manifest_bytes:
-        return C.ERROR_MANIFEST_SIZE_TOO_LARGE, f"{size:,} bytes, over {limits.max_manifest_bytes:,}"
+        return codes.ERROR_MANIFEST_SIZE_TOO_LARGE, f"{size:,} bytes, over {limits.max_manifest_bytes:,}"
     if size == 0:
-        return C.ERROR_EMPTY_MANIFEST, "the file is empty"
+        return codes.ERROR_EMPTY_MANIFEST, "the file is empty"
     return None
 
 
@@ -1066,13 +1072,13 @@ def _read_items(path: str) -> list[SplitItem]:
         for raw in iter_lines(stream, max_chars=MAX_LINE):
             if raw.too_long or not raw.data.strip():
                 report.add(
-                    raw.number, _line_issue(C.ERROR_INVALID_JSON_LINE, "the line is empty or too long")
+                    raw.number, _line_issue(codes.ERROR_INVALID_JSON_LINE, "the line is empty or too long")
                 )
                 continue
             try:
                 parsed = parse_line(loads(raw.data))
             except ValueError as exc:
-                report.add(raw.number, _line_issue(C.ERROR_INVALID_JSON_LINE, f"broken JSON: {exc}"))
+                report.add(raw.number, _line_issue(codes.ERROR_INVALID_JSON_LINE, f"broken JSON: {exc}"))
                 continue
             if parsed.entry is None:
                 for issue in parsed.issues:
@@ -1102,8 +1108,8 @@ def cmd_split(args: argparse.Namespace) -> int:
     if short:
         names = ", ".join(f"{n} ({c})" for n, c in list(short.items())[:10])
         _say(
-            f"warning: {C.message(C.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE)} "
-            f"[{C.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE}] labels with fewer than 2 images stay in "
+            f"warning: {codes.message(codes.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE)} "
+            f"[{codes.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE}] labels with fewer than 2 images stay in "
             f"train: {names}"
         )
     assignment = split(items, test_fraction=args.test_fraction, seed=args.seed, keep=keep)

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from converters import codes as C
+from converters import codes
 from converters.coco import coco_to_entries
 from converters.csvfile import read_rows, row_to_entry, split_duplicates
 from converters.errors import ConversionError, Severity
@@ -414,11 +414,11 @@ class Datasets:
         """
         screened = screen_lines(lines, on_line=lambda count: self.progress(f"reading {source}", count, None))
         code = screened.refusal()
-        if code == C.ERROR_EMPTY_MANIFEST:
-            raise invalid(f"{source}: {C.message(code)}", code=code)
+        if code == codes.ERROR_EMPTY_MANIFEST:
+            raise invalid(f"{source}: {codes.message(code)}", code=code)
         if code is not None:
             raise invalid(
-                f"{source}: {screened.invalid} of {screened.total} lines are invalid; {C.message(code)}",
+                f"{source}: {screened.invalid} of {screened.total} lines are invalid; {codes.message(code)}",
                 code=code,
             )
         result = self.import_entries(info, dataset, screened.entries, replace_existing=replace_existing)
@@ -429,7 +429,10 @@ class Datasets:
         """Import a Ground Truth manifest from ``s3://bucket/key`` or a local file."""
         with self._open(location) as stream:
             return self.from_manifest_lines(
-                info, dataset, iter_lines(stream, max_chars=C.DEFAULT_LIMITS.max_line_chars), source=location
+                info,
+                dataset,
+                iter_lines(stream, max_chars=codes.DEFAULT_LIMITS.max_line_chars),
+                source=location,
             )
 
     def _open(self, location: str) -> IO[bytes]:
@@ -441,8 +444,8 @@ class Datasets:
             except Exception as exc:  # botocore raises several unrelated types here
                 spool.close()
                 raise invalid(
-                    f"{location}: {C.message(C.ERROR_MANIFEST_INACCESSIBLE_OR_UNSUPPORTED_FORMAT)} ({exc})",
-                    code=C.ERROR_MANIFEST_INACCESSIBLE_OR_UNSUPPORTED_FORMAT,
+                    f"{location}: {codes.message(codes.ERROR_MANIFEST_INACCESSIBLE_OR_UNSUPPORTED_FORMAT)} ({exc})",
+                    code=codes.ERROR_MANIFEST_INACCESSIBLE_OR_UNSUPPORTED_FORMAT,
                 ) from exc
             spool.seek(0)
             return spool
@@ -450,8 +453,8 @@ class Datasets:
             return open(location, "rb")
         except OSError as exc:
             raise invalid(
-                f"{location}: {C.message(C.ERROR_MANIFEST_INACCESSIBLE_OR_UNSUPPORTED_FORMAT)} ({exc.strerror})",
-                code=C.ERROR_MANIFEST_INACCESSIBLE_OR_UNSUPPORTED_FORMAT,
+                f"{location}: {codes.message(codes.ERROR_MANIFEST_INACCESSIBLE_OR_UNSUPPORTED_FORMAT)} ({exc.strerror})",
+                code=codes.ERROR_MANIFEST_INACCESSIBLE_OR_UNSUPPORTED_FORMAT,
             ) from exc
 
     def from_s3(
@@ -586,8 +589,8 @@ class Datasets:
             if short or not items:
                 names = ", ".join(f"{n} ({c})" for n, c in list(short.items())[:10]) or "no entries"
                 raise invalid(
-                    f"{C.message(C.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE)}: {names}",
-                    code=C.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE,
+                    f"{codes.message(codes.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE)}: {names}",
+                    code=codes.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE,
                 )
             assignment = split(items, test_fraction=fraction, seed=info.seed)
             pid = info.label_studio_project_id
@@ -825,8 +828,8 @@ def _check_dataset(dataset: str) -> None:
 
 
 def _check_label(name: str) -> None:
-    if not name or len(name) > C.DEFAULT_LIMITS.max_label_name or any(ord(c) < 32 for c in name):
-        raise invalid(f"a label name has 1 to {C.DEFAULT_LIMITS.max_label_name} printable characters")
+    if not name or len(name) > codes.DEFAULT_LIMITS.max_label_name or any(ord(c) < 32 for c in name):
+        raise invalid(f"a label name has 1 to {codes.DEFAULT_LIMITS.max_label_name} printable characters")
 
 
 def _write_options(config: LabelConfig, dataset: str) -> WriteOptions:

@@ -25,7 +25,7 @@ from typing import Any
 
 from redis import Redis
 
-from converters import codes as C
+from converters import codes
 from converters.errors import ConversionError
 from converters.fastlines import line_check
 from converters.imagemeta import ImageMeta, image_meta_from_header
@@ -58,7 +58,7 @@ from sync_service.edges.state import (
 log = logging.getLogger(__name__)
 
 HEADER_BYTES = (64 * 1024, 1024 * 1024)  # ranged reads tried in turn for an image's header
-MAX_LINE = C.DEFAULT_LIMITS.max_line_chars
+MAX_LINE = codes.DEFAULT_LIMITS.max_line_chars
 CONFIG_RECHECK_SECONDS = 30.0
 """Seconds a label config read from Label Studio is reused by publishes of ordinary events (a
 PROJECT_UPDATED, a resync or a reconcile reads it again at once; a lost PROJECT_UPDATED is seen within

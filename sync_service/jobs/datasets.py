@@ -18,7 +18,7 @@ import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 from rq import Queue
 
-from converters import codes as C
+from converters import codes
 from converters.jsonio import iter_lines
 from sync_service.domain.datasets import DATASETS, DatasetError, Datasets, ImportResult, invalid
 from sync_service.domain.projects import ProjectInfo
@@ -298,8 +298,10 @@ def _import_manifest(
                 s3object["Bucket"], s3object["Name"], spool, ExtraArgs={"VersionId": version}
             )
         except (BotoCoreError, ClientError) as exc:
-            code = C.ERROR_MANIFEST_INACCESSIBLE_OR_UNSUPPORTED_FORMAT
-            raise invalid(f"{location} (version {version}): {C.message(code)} ({exc})", code=code) from exc
+            code = codes.ERROR_MANIFEST_INACCESSIBLE_OR_UNSUPPORTED_FORMAT
+            raise invalid(
+                f"{location} (version {version}): {codes.message(code)} ({exc})", code=code
+            ) from exc
         spool.seek(0)
-        lines = iter_lines(spool, max_chars=C.DEFAULT_LIMITS.max_line_chars)
+        lines = iter_lines(spool, max_chars=codes.DEFAULT_LIMITS.max_line_chars)
         return ops.from_manifest_lines(info, dataset, lines, source=f"{location} (version {version})")

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from converters import codes as C
+from converters import codes
 from converters.coco import ATTRIBUTE, coco_to_entries
 from converters.errors import InputFormatError, Issue, Severity
 from converters.jsonio import iter_lines
@@ -174,7 +174,7 @@ def test_a_repeated_image_keeps_its_first_occurrence_and_is_reported() -> None:
     number, issue = issues[0]
     assert (number, issue.code, issue.severity, issue.field) == (
         3,
-        C.DUPLICATE_SOURCE_REF,
+        codes.DUPLICATE_SOURCE_REF,
         Severity.WARNING,
         "images[2]",
     )
@@ -194,7 +194,7 @@ def test_an_s3_coco_url_repeating_a_file_name_path_is_a_duplicate() -> None:
     )
     issues: list[tuple[int, Issue]] = []
     assert [e.source_ref for e in convert(doc, issues=issues)] == ["s3://bucket/coco/a.jpg"]
-    assert [i.code for _, i in issues] == [C.DUPLICATE_SOURCE_REF]
+    assert [i.code for _, i in issues] == [codes.DUPLICATE_SOURCE_REF]
 
 
 # --------------------------------------------------------------------------- import and round trip
@@ -220,8 +220,10 @@ def test_converted_manifest_passes_rekognitions_validation() -> None:
     result = validator.finish()
     assert (result.total, result.valid, result.ignored, result.invalid) == (3, 2, 1, 0)
     # The image without annotations is valid but not used for training (spec §1.8).
-    assert [w["code"] for w in outputs[2]["warnings"]] == [C.WARNING_NO_ANNOTATIONS]
-    assert [w["code"] for w in outputs[2]["bounding-box"]["warnings"]] == [C.WARNING_NO_ATTRIBUTE_ANNOTATIONS]
+    assert [w["code"] for w in outputs[2]["warnings"]] == [codes.WARNING_NO_ANNOTATIONS]
+    assert [w["code"] for w in outputs[2]["bounding-box"]["warnings"]] == [
+        codes.WARNING_NO_ATTRIBUTE_ANNOTATIONS
+    ]
     assert dict(result.detection_labels) == {"Echo": 1, "Echo Dot": 2}
     test = ManifestValidator()
     for raw in iter_lines(io.BytesIO(data)):

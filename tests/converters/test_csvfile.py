@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from converters import codes as C
+from converters import codes
 from converters.csvfile import CsvRow, format_rows, read_rows, row_to_entry, split_duplicates
 from converters.errors import InputFormatError
 from converters.jsonio import iter_lines
@@ -202,4 +202,4 @@ def test_a_label_name_over_256_characters_is_rekognitions_error() -> None:
     obj = lines_of("a.jpg," + "x" * 257 + "\n")[0]
     parsed = parse_line(obj)
     assert parsed.entry is None
-    assert [i.code for i in parsed.issues] == [C.ERROR_INVALID_LABEL_NAME_LENGTH]
+    assert [i.code for i in parsed.issues] == [codes.ERROR_INVALID_LABEL_NAME_LENGTH]

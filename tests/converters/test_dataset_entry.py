@@ -3,7 +3,7 @@ returns it)."""
 
 from __future__ import annotations
 
-from converters import codes as C
+from converters import codes
 from converters.errors import Severity
 from converters.validation import dataset_entry, line_issues
 from tests.builders import cls_attr, det_attr, line
@@ -11,7 +11,7 @@ from tests.builders import cls_attr, det_attr, line
 REF = "s3://bucket/images/a.jpg"
 
 
-def codes(issues: list) -> list[str]:  # type: ignore[type-arg]
+def codes_of(issues: list) -> list[str]:  # type: ignore[type-arg]
     return [i.code for i in issues]
 
 
@@ -23,7 +23,7 @@ def test_a_valid_line_has_no_issue_and_its_entry() -> None:
 def test_an_unlabeled_line_is_a_warning_not_an_error() -> None:
     entry, issues = line_issues(line(REF))
     assert entry is not None and not entry.is_labeled
-    assert codes(issues) == [C.WARNING_UNANNOTATED_RECORD]
+    assert codes_of(issues) == [codes.WARNING_UNANNOTATED_RECORD]
     assert issues[0].severity is Severity.WARNING
 
 
@@ -31,25 +31,25 @@ def test_bad_boxes_are_dropped_from_the_entry_and_reported() -> None:
     obj = line(REF, det_attr("bb", [("cat", 10, 10, 50, 50), ("dog", 3, 3, 1, 1), ("cat", 600, 0, 100, 10)]))
     entry, issues = line_issues(obj)
     assert entry is not None and [b.label for b in entry.boxes] == ["cat"]
-    assert codes(issues) == [C.ERROR_BOUNDING_BOX_TOO_SMALL, C.ERROR_INVALID_BOUNDING_BOX]
+    assert codes_of(issues) == [codes.ERROR_BOUNDING_BOX_TOO_SMALL, codes.ERROR_INVALID_BOUNDING_BOX]
     assert [i.annotation for i in issues] == [1, 2]
 
 
 def test_a_line_left_without_a_valid_box_has_no_entry() -> None:
     entry, issues = line_issues(line(REF, det_attr("bb", [("dog", 3, 3, 1, 1)])))
     assert entry is None
-    assert codes(issues) == [
-        C.ERROR_BOUNDING_BOX_TOO_SMALL,
-        C.ERROR_NO_VALID_ANNOTATIONS,
-        C.ERROR_NO_VALID_LABEL_ATTRIBUTES,
+    assert codes_of(issues) == [
+        codes.ERROR_BOUNDING_BOX_TOO_SMALL,
+        codes.ERROR_NO_VALID_ANNOTATIONS,
+        codes.ERROR_NO_VALID_LABEL_ATTRIBUTES,
     ]
 
 
 def test_structural_errors_stop_the_line() -> None:
     entry, issues = line_issues({"animal": 0})
-    assert entry is None and codes(issues) == [C.ERROR_MISSING_SOURCE_REF]
+    assert entry is None and codes_of(issues) == [codes.ERROR_MISSING_SOURCE_REF]
     entry, issues = line_issues({"source-ref": "http://x/a.jpg"})
-    assert entry is None and codes(issues) == [C.ERROR_INVALID_SOURCE_REF_FORMAT]
+    assert entry is None and codes_of(issues) == [codes.ERROR_INVALID_SOURCE_REF_FORMAT]
 
 
 def test_dataset_entry_marks_labeled_and_adds_no_errors_to_a_clean_line() -> None:
@@ -67,7 +67,10 @@ def test_dataset_entry_places_errors_on_the_line_and_in_the_attribute_metadata()
     obj = line(REF, det_attr("bb", [("cat", 10, 10, 50, 50), ("dog", 3, 3, 1, 1)]))
     _, issues = line_issues(obj)
     out = dataset_entry(obj, issues, labeled=True)
-    error = {"code": C.ERROR_BOUNDING_BOX_TOO_SMALL, "message": C.message(C.ERROR_BOUNDING_BOX_TOO_SMALL)}
+    error = {
+        "code": codes.ERROR_BOUNDING_BOX_TOO_SMALL,
+        "message": codes.message(codes.ERROR_BOUNDING_BOX_TOO_SMALL),
+    }
     assert out["cl-errors"] == [error]
     assert out["bb-metadata"]["cl-errors"] == [error]
     assert "cl-errors" not in obj["bb-metadata"]  # copied, not changed in place
@@ -78,8 +81,8 @@ def test_dataset_entry_keeps_line_scoped_errors_on_the_line_only() -> None:
     obj = line(REF, det_attr("bb", [("dog", 3, 3, 1, 1)]))
     _, issues = line_issues(obj)
     out = dataset_entry(obj, issues, labeled=True)
-    assert [e["code"] for e in out["cl-errors"]] == codes(issues)
+    assert [e["code"] for e in out["cl-errors"]] == codes_of(issues)
     assert [e["code"] for e in out["bb-metadata"]["cl-errors"]] == [
-        C.ERROR_BOUNDING_BOX_TOO_SMALL,
-        C.ERROR_NO_VALID_ANNOTATIONS,
+        codes.ERROR_BOUNDING_BOX_TOO_SMALL,
+        codes.ERROR_NO_VALID_ANNOTATIONS,
     ]

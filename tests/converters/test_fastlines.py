@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from converters import codes as C
+from converters import codes
 from converters.errors import ConversionError
 from converters.fastlines import line_check, line_task, task_line
 from converters.imagemeta import ImageMeta
@@ -25,7 +25,7 @@ from converters.validation import check_line
 CLS = "groundtruth/image-classification"
 DET = "groundtruth/object-detection"
 SMALL = replace(
-    C.DEFAULT_LIMITS,
+    codes.DEFAULT_LIMITS,
     max_label_name=5,
     max_boxes=2,
     min_image_side=100,
@@ -61,11 +61,11 @@ def assert_same(obj: Any, meta: dict[str, ImageMeta]) -> None:
         WriteOptions(image_meta=meta, dataset="test"),
         WriteOptions(image_name="img", image_key="pic", choices_name="c", boxes_name="b", dataset="train"),
     ):
-        for max_name in (C.DEFAULT_LIMITS.max_label_name, 5):
+        for max_name in (codes.DEFAULT_LIMITS.max_label_name, 5):
             fast = line_task(copy.deepcopy(decoded), options, max_label_name=max_name)
             if fast is not None:
                 assert general_task(decoded, options, max_name) == (outcome(fast[0]), fast[1], fast[2])
-    for limits in (C.DEFAULT_LIMITS, SMALL):
+    for limits in (codes.DEFAULT_LIMITS, SMALL):
         for image_meta in (None, meta):
             check = line_check(7, data, decoded, limits=limits, image_meta=image_meta)
             if check is not None:

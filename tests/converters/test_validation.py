@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
-from converters import codes as C
+from converters import codes
 from converters.errors import Scope, Severity
 from converters.imagemeta import ImageMeta
 from converters.jsonio import iter_lines
@@ -33,14 +33,14 @@ from converters.validation import (
 from tests.builders import cls_attr, det_attr, line
 
 REF = "s3://bucket/images/a.jpg"
-LIMITS = C.DEFAULT_LIMITS
+LIMITS = codes.DEFAULT_LIMITS
 
 # Codes the pure core cannot raise, with the test that triggers them through the command line.
 CLI_ONLY_CODES = {
     # Needs the file system: a manifest that cannot be opened (the core reads streams handed to it).
-    C.ERROR_MANIFEST_INACCESSIBLE_OR_UNSUPPORTED_FORMAT: "tests/plugin/test_cli_validate.py",
+    codes.ERROR_MANIFEST_INACCESSIBLE_OR_UNSUPPORTED_FORMAT: "tests/plugin/test_cli_validate.py",
     # Rekognition's DistributeDatasetEntries code; our split command warns with it, the core only counts.
-    C.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE: "tests/plugin/test_cli_validate.py",
+    codes.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE: "tests/plugin/test_cli_validate.py",
 }
 
 
@@ -55,7 +55,7 @@ def encode(obj: Any) -> bytes:
 def validate(
     lines: list[Any],
     *,
-    limits: C.Limits = LIMITS,
+    limits: codes.Limits = LIMITS,
     meta: dict[str, ImageMeta] | None = None,
     collect_items: bool = False,
 ) -> tuple[list[dict[str, Any]], DatasetResult]:
@@ -70,7 +70,7 @@ def validate(
     return outputs, validator.finish()
 
 
-def summary_of(train: list[Any], test: list[Any] | None = None, *, limits: C.Limits = LIMITS) -> Summary:
+def summary_of(train: list[Any], test: list[Any] | None = None, *, limits: codes.Limits = LIMITS) -> Summary:
     """``manifest_summary.json`` of a train (and test) manifest; no test means an auto-split."""
     _, train_result = validate(train, limits=limits, collect_items=test is None)
     test_result = None if test is None else validate(test, limits=limits)[1]
@@ -178,42 +178,42 @@ class LineCase:
 
 
 LINE_CASES: dict[str, LineCase] = {
-    C.ERROR_MISSING_SOURCE_REF: LineCase(
+    codes.ERROR_MISSING_SOURCE_REF: LineCase(
         [{"source_ref": REF, **cls_attr("label", "cat")}],  # misspelt key
         {"errors"},
     ),
-    C.ERROR_INVALID_SOURCE_REF_FORMAT: LineCase(
+    codes.ERROR_INVALID_SOURCE_REF_FORMAT: LineCase(
         [line("https://bucket.s3.amazonaws.com/a.jpg", cls_attr("label", "cat"))], {"errors"}
     ),
-    C.ERROR_NO_LABEL_ATTRIBUTES: LineCase(
+    codes.ERROR_NO_LABEL_ATTRIBUTES: LineCase(
         # The attribute is misspelt, so its -metadata has no sibling.
         [{"source-ref": REF, "sprot": 0, "sport-metadata": cls_attr("sport", "ball")["sport-metadata"]}],
         {"errors"},
     ),
-    C.ERROR_INVALID_LABEL_ATTRIBUTE_FORMAT: LineCase(
+    codes.ERROR_INVALID_LABEL_ATTRIBUTE_FORMAT: LineCase(
         [image_size_as_object()], {"errors", "bb.errors"}, ("bb",)
     ),
-    C.ERROR_INVALID_LABEL_ATTRIBUTE_METADATA_FORMAT: LineCase(
+    codes.ERROR_INVALID_LABEL_ATTRIBUTE_METADATA_FORMAT: LineCase(
         [line(REF, cls_attr("label", "cat", human="maybe"))], {"errors", "label-metadata.errors"}
     ),
-    C.ERROR_NO_VALID_LABEL_ATTRIBUTES: LineCase([line(REF, unsupported("check"))], {"errors"}),
-    C.ERROR_MISSING_BOUNDING_BOX_CONFIDENCE: LineCase(
+    codes.ERROR_NO_VALID_LABEL_ATTRIBUTES: LineCase([line(REF, unsupported("check"))], {"errors"}),
+    codes.ERROR_MISSING_BOUNDING_BOX_CONFIDENCE: LineCase(
         [line(REF, det_attr("bb", [("cat", 10, 10, 50, 50), ("cat", 100, 10, 50, 50)], confidences=[1]))],
         {"errors", "bb-metadata.errors"},
     ),
-    C.ERROR_MISSING_CLASS_MAP_ID: LineCase([class_map_without("dog")], {"errors", "bb-metadata.errors"}),
-    C.ERROR_INVALID_JSON_LINE: LineCase([f'{{"source-ref": "{REF}", "label": 0'], {"errors"}),
-    C.ERROR_INVALID_IMAGE: LineCase(
+    codes.ERROR_MISSING_CLASS_MAP_ID: LineCase([class_map_without("dog")], {"errors", "bb-metadata.errors"}),
+    codes.ERROR_INVALID_JSON_LINE: LineCase([f'{{"source-ref": "{REF}", "label": 0'], {"errors"}),
+    codes.ERROR_INVALID_IMAGE: LineCase(
         [line(REF, cls_attr("label", "cat"))], {"errors"}, meta={REF: ImageMeta(640, 480, format="gif")}
     ),
-    C.ERROR_INVALID_IMAGE_DIMENSION: LineCase(
+    codes.ERROR_INVALID_IMAGE_DIMENSION: LineCase(
         [line(REF, det_attr("bb", [("cat", 10, 10, 50, 50)], size=(4097, 480)))], {"errors"}
     ),
-    C.ERROR_INVALID_BOUNDING_BOX: LineCase(
+    codes.ERROR_INVALID_BOUNDING_BOX: LineCase(
         [line(REF, det_attr("bb", [("cat", 10, 10, 50, 50), ("dog", 600, 10, 50, 50)]))],
         {"bb.annotations[1].errors"},
     ),
-    C.ERROR_BOUNDING_BOX_TOO_SMALL: LineCase(
+    codes.ERROR_BOUNDING_BOX_TOO_SMALL: LineCase(
         # 2 px of a 3000 px image are 0.85 px once training scales it to 1280 px.
         [
             line(
@@ -222,25 +222,25 @@ LINE_CASES: dict[str, LineCase] = {
         ],
         {"bb.annotations[0].errors"},
     ),
-    C.ERROR_TOO_MANY_BOUNDING_BOXES: LineCase(
+    codes.ERROR_TOO_MANY_BOUNDING_BOXES: LineCase(
         [line(REF, det_attr("bb", [("cat", 12 * i, 10, 10, 10) for i in range(51)]))], {"errors", "bb.errors"}
     ),
-    C.ERROR_NO_VALID_ANNOTATIONS: LineCase(
+    codes.ERROR_NO_VALID_ANNOTATIONS: LineCase(
         [line(REF, cls_attr("scene", "kitchen"), det_attr("bb", [("cat", -5, 10, 50, 50)]))],
         {"errors", "bb.errors"},
     ),
-    C.ERROR_UNSUPPORTED_USE_CASE_TYPE: LineCase(
+    codes.ERROR_UNSUPPORTED_USE_CASE_TYPE: LineCase(
         [line(REF, unsupported("BB"))], {"errors", "BB-metadata.errors"}, ("BB-metadata",)
     ),
-    C.ERROR_INVALID_LABEL_NAME_LENGTH: LineCase(
+    codes.ERROR_INVALID_LABEL_NAME_LENGTH: LineCase(
         [line(REF, cls_attr("label", "x" * 257))], {"errors", "label-metadata.errors"}
     ),
-    C.DUPLICATE_SOURCE_REF: LineCase(
+    codes.DUPLICATE_SOURCE_REF: LineCase(
         [line(REF, cls_attr("label", "cat")), line(REF, cls_attr("label", "dog"))], {"errors"}
     ),
-    C.WARNING_UNANNOTATED_RECORD: LineCase([{"source-ref": REF}], {"warnings"}),
-    C.WARNING_NO_ANNOTATIONS: LineCase([line(REF, det_attr("bb", []))], {"warnings"}),
-    C.WARNING_NO_ATTRIBUTE_ANNOTATIONS: LineCase([line(REF, det_attr("bb", []))], {"bb.warnings"}),
+    codes.WARNING_UNANNOTATED_RECORD: LineCase([{"source-ref": REF}], {"warnings"}),
+    codes.WARNING_NO_ANNOTATIONS: LineCase([line(REF, det_attr("bb", []))], {"warnings"}),
+    codes.WARNING_NO_ATTRIBUTE_ANNOTATIONS: LineCase([line(REF, det_attr("bb", []))], {"bb.warnings"}),
 }
 
 
@@ -250,7 +250,7 @@ def test_line_code_is_placed_where_rekognition_places_it(code: str) -> None:
     outputs, _ = validate(case.lines, meta=case.meta)
     out = outputs[-1]
     assert places(out, code) == case.where, out
-    assert messages(out, code) == {C.message(code, *case.args)}
+    assert messages(out, code) == {codes.message(code, *case.args)}
 
 
 # --------------------------------------------------------------------------- the dataset-code table
@@ -320,18 +320,21 @@ def usable_labels_barely_overlapping() -> dict[str, Any]:
 
 
 DATASET_CASES = {
-    C.ERROR_MANIFEST_ROWS_EXCEEDS_MAXIMUM: ("training", rows_exceeding),
-    C.ERROR_MANIFEST_SIZE_TOO_LARGE: ("training", manifest_too_large),
-    C.ERROR_EMPTY_MANIFEST: ("training", empty_training_manifest),
-    C.ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST: ("training", too_many_invalid_rows),
-    C.ERROR_TOO_MANY_RECORDS_IN_ERROR: ("training", too_many_records_in_error),
-    C.ERROR_IMAGES_IN_MULTIPLE_S3_BUCKETS: ("training", images_in_two_buckets),
-    C.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_AUTOSPLIT: ("training", label_with_one_image_and_no_test_set),
-    C.ERROR_MANIFEST_TOO_FEW_LABELS: ("training", one_classification_label),
-    C.ERROR_MANIFEST_TOO_MANY_LABELS: ("training", too_many_labels),
-    C.ERROR_INSUFFICIENT_LABEL_OVERLAP: ("top", labels_barely_overlapping),
-    C.ERROR_MANIFEST_TOO_FEW_USABLE_LABELS: ("training", too_few_usable_labels),
-    C.ERROR_INSUFFICIENT_USABLE_LABEL_OVERLAP: ("top", usable_labels_barely_overlapping),
+    codes.ERROR_MANIFEST_ROWS_EXCEEDS_MAXIMUM: ("training", rows_exceeding),
+    codes.ERROR_MANIFEST_SIZE_TOO_LARGE: ("training", manifest_too_large),
+    codes.ERROR_EMPTY_MANIFEST: ("training", empty_training_manifest),
+    codes.ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST: ("training", too_many_invalid_rows),
+    codes.ERROR_TOO_MANY_RECORDS_IN_ERROR: ("training", too_many_records_in_error),
+    codes.ERROR_IMAGES_IN_MULTIPLE_S3_BUCKETS: ("training", images_in_two_buckets),
+    codes.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_AUTOSPLIT: (
+        "training",
+        label_with_one_image_and_no_test_set,
+    ),
+    codes.ERROR_MANIFEST_TOO_FEW_LABELS: ("training", one_classification_label),
+    codes.ERROR_MANIFEST_TOO_MANY_LABELS: ("training", too_many_labels),
+    codes.ERROR_INSUFFICIENT_LABEL_OVERLAP: ("top", labels_barely_overlapping),
+    codes.ERROR_MANIFEST_TOO_FEW_USABLE_LABELS: ("training", too_few_usable_labels),
+    codes.ERROR_INSUFFICIENT_USABLE_LABEL_OVERLAP: ("top", usable_labels_barely_overlapping),
 }
 
 
@@ -340,71 +343,71 @@ def test_dataset_code_is_reported_for_the_right_set(code: str) -> None:
     where, build = DATASET_CASES[code]
     found = dataset_codes(build())
     assert code in found[where], found
-    assert all(code not in codes for place, codes in found.items() if place != where), found
+    assert all(code not in place_codes for place, place_codes in found.items() if place != where), found
 
 
 def test_every_code_but_the_s3_edge_ones_is_triggered() -> None:
     declared = {
         value
-        for name, value in vars(C).items()
+        for name, value in vars(codes).items()
         if isinstance(value, str) and name.startswith(("ERROR_", "WARNING_", "DUPLICATE_"))
     }
-    assert declared == set(C.MESSAGES)
+    assert declared == set(codes.MESSAGES)
     triggered = set(LINE_CASES) | set(DATASET_CASES) | set(CLI_ONLY_CODES)
     assert not set(LINE_CASES) & set(DATASET_CASES)
     assert not (set(LINE_CASES) | set(DATASET_CASES)) & set(CLI_ONLY_CODES)
-    assert triggered == declared - C.S3_EDGE_CODES
+    assert triggered == declared - codes.S3_EDGE_CODES
 
 
 # ---------------------------------------------------------------------------------- Rekognition's words
 
 # Spec §2.5, verbatim where the documentation gives a message.
 DOCUMENTED_MESSAGES = {
-    C.ERROR_MISSING_SOURCE_REF: "The source-ref key is missing.",
-    C.ERROR_INVALID_SOURCE_REF_FORMAT: "The format of the source-ref value is invalid.",
-    C.ERROR_NO_LABEL_ATTRIBUTES: "No label attributes found.",
-    C.ERROR_INVALID_LABEL_ATTRIBUTE_METADATA_FORMAT: "The format of the label attribute metadata is invalid.",
-    C.ERROR_NO_VALID_LABEL_ATTRIBUTES: "No valid label attributes found.",
-    C.ERROR_MISSING_BOUNDING_BOX_CONFIDENCE: "One or more bounding boxes has a missing confidence value.",
-    C.ERROR_MISSING_CLASS_MAP_ID: "One of more class ids is missing from the class map.",
-    C.ERROR_INVALID_JSON_LINE: "The JSON Line has an invalid format.",
-    C.ERROR_INVALID_IMAGE: "The image is invalid. Check S3 path and/or image properties.",
-    C.ERROR_INVALID_IMAGE_DIMENSION: "The image dimension(s) do not conform to allowed dimensions.",
-    C.ERROR_INVALID_BOUNDING_BOX: "The bounding box has off frame values.",
-    C.ERROR_BOUNDING_BOX_TOO_SMALL: "The height and width of the bounding box is too small.",
-    C.ERROR_TOO_MANY_BOUNDING_BOXES: "There are more bounding boxes than the allowed maximum.",
-    C.ERROR_NO_VALID_ANNOTATIONS: "No valid annotations found.",
-    C.WARNING_UNANNOTATED_RECORD: "Record is unannotated.",
-    C.WARNING_NO_ANNOTATIONS: "No annotations were found.",
-    C.WARNING_NO_ATTRIBUTE_ANNOTATIONS: "No attribute annotations were found.",
-    C.ERROR_MANIFEST_TOO_MANY_LABELS: "The manifest file has too many labels.",
-    C.ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST: "The manifest file contains too many invalid rows.",
-    C.ERROR_IMAGES_IN_MULTIPLE_S3_BUCKETS: "The manifest file contains images from multiple S3 buckets.",
-    C.ERROR_EMPTY_MANIFEST: "The manifest file is empty.",
-    C.ERROR_TOO_MANY_RECORDS_IN_ERROR: "The manifest file has too many terminal errors.",
+    codes.ERROR_MISSING_SOURCE_REF: "The source-ref key is missing.",
+    codes.ERROR_INVALID_SOURCE_REF_FORMAT: "The format of the source-ref value is invalid.",
+    codes.ERROR_NO_LABEL_ATTRIBUTES: "No label attributes found.",
+    codes.ERROR_INVALID_LABEL_ATTRIBUTE_METADATA_FORMAT: "The format of the label attribute metadata is invalid.",
+    codes.ERROR_NO_VALID_LABEL_ATTRIBUTES: "No valid label attributes found.",
+    codes.ERROR_MISSING_BOUNDING_BOX_CONFIDENCE: "One or more bounding boxes has a missing confidence value.",
+    codes.ERROR_MISSING_CLASS_MAP_ID: "One of more class ids is missing from the class map.",
+    codes.ERROR_INVALID_JSON_LINE: "The JSON Line has an invalid format.",
+    codes.ERROR_INVALID_IMAGE: "The image is invalid. Check S3 path and/or image properties.",
+    codes.ERROR_INVALID_IMAGE_DIMENSION: "The image dimension(s) do not conform to allowed dimensions.",
+    codes.ERROR_INVALID_BOUNDING_BOX: "The bounding box has off frame values.",
+    codes.ERROR_BOUNDING_BOX_TOO_SMALL: "The height and width of the bounding box is too small.",
+    codes.ERROR_TOO_MANY_BOUNDING_BOXES: "There are more bounding boxes than the allowed maximum.",
+    codes.ERROR_NO_VALID_ANNOTATIONS: "No valid annotations found.",
+    codes.WARNING_UNANNOTATED_RECORD: "Record is unannotated.",
+    codes.WARNING_NO_ANNOTATIONS: "No annotations were found.",
+    codes.WARNING_NO_ATTRIBUTE_ANNOTATIONS: "No attribute annotations were found.",
+    codes.ERROR_MANIFEST_TOO_MANY_LABELS: "The manifest file has too many labels.",
+    codes.ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST: "The manifest file contains too many invalid rows.",
+    codes.ERROR_IMAGES_IN_MULTIPLE_S3_BUCKETS: "The manifest file contains images from multiple S3 buckets.",
+    codes.ERROR_EMPTY_MANIFEST: "The manifest file is empty.",
+    codes.ERROR_TOO_MANY_RECORDS_IN_ERROR: "The manifest file has too many terminal errors.",
 }
 
 
 @pytest.mark.parametrize("code", sorted(DOCUMENTED_MESSAGES))
 def test_messages_are_rekognitions_own(code: str) -> None:
-    assert C.message(code) == DOCUMENTED_MESSAGES[code]
+    assert codes.message(code) == DOCUMENTED_MESSAGES[code]
 
 
 def test_messages_with_a_placeholder_name_the_attribute_as_rekognition_does() -> None:
     out = validate([line(REF, unsupported("BB", "groundtruth/wrongtype"))])[0][0]
     assert out["BB-metadata"]["errors"] == [
         {
-            "code": C.ERROR_UNSUPPORTED_USE_CASE_TYPE,
+            "code": codes.ERROR_UNSUPPORTED_USE_CASE_TYPE,
             "message": "The use case type of the BB-metadata label attribute metadata is unsupported. "
             "Check the type field.",
         }
     ]
     assert out["errors"][-1] == {
-        "code": C.ERROR_NO_VALID_LABEL_ATTRIBUTES,
+        "code": codes.ERROR_NO_VALID_LABEL_ATTRIBUTES,
         "message": "No valid label attributes found.",
     }
     overlap = dataset_codes(labels_barely_overlapping())
-    assert overlap["top"] == {C.ERROR_INSUFFICIENT_LABEL_OVERLAP}
+    assert overlap["top"] == {codes.ERROR_INSUFFICIENT_LABEL_OVERLAP}
     assert labels_barely_overlapping()["errors"][0]["message"] == (
         "Less than 50% label overlap between the training and testing manifest files."
     )
@@ -416,7 +419,9 @@ def test_messages_with_a_placeholder_name_the_attribute_as_rekognition_does() ->
 def test_invalid_json_line_is_replaced_by_its_error_alone() -> None:
     outputs, result = validate(['{"source-ref": "s3://bucket/a.jpg", "label": 0', "[1, 2]", ""])
     expected = {
-        "errors": [{"code": C.ERROR_INVALID_JSON_LINE, "message": C.message(C.ERROR_INVALID_JSON_LINE)}]
+        "errors": [
+            {"code": codes.ERROR_INVALID_JSON_LINE, "message": codes.message(codes.ERROR_INVALID_JSON_LINE)}
+        ]
     }
     assert outputs == [expected, expected, expected]
     assert (result.total, result.invalid, result.terminal) == (3, 3, 3)
@@ -430,7 +435,7 @@ def test_line_length_is_counted_in_characters_up_to_100000() -> None:
     over = line("s3://bucket/images/b.jpg", cls_attr("label", "cat")) | {"pad": "é" * (pad + 1)}
     outputs, result = validate([exactly, over])
     assert "errors" not in outputs[0]
-    assert places(outputs[1], C.ERROR_INVALID_JSON_LINE) == {"errors"}
+    assert places(outputs[1], codes.ERROR_INVALID_JSON_LINE) == {"errors"}
     assert "100,000" in outputs[1]["errors"][0]["message"]
     assert (result.valid, result.invalid, result.terminal) == (1, 1, 1)
 
@@ -438,7 +443,7 @@ def test_line_length_is_counted_in_characters_up_to_100000() -> None:
 def test_source_ref_needs_a_lower_case_s3_scheme_a_bucket_and_a_key() -> None:
     for ref in ("S3://bucket/a.jpg", "s3://bucket", "s3://bucket/", "s3:///a.jpg", "bucket/a.jpg", 42):
         out = validate([{"source-ref": ref, **cls_attr("label", "cat")}])[0][0]
-        assert places(out, C.ERROR_INVALID_SOURCE_REF_FORMAT) == {"errors"}, ref
+        assert places(out, codes.ERROR_INVALID_SOURCE_REF_FORMAT) == {"errors"}, ref
 
 
 def test_a_line_stopping_error_hides_later_checks() -> None:
@@ -446,19 +451,19 @@ def test_a_line_stopping_error_hides_later_checks() -> None:
     obj = class_map_without("dog")
     obj["bb"]["annotations"][0]["left"] = -100
     out = validate([obj])[0][0]
-    assert [e["code"] for e in out["errors"]] == [C.ERROR_MISSING_CLASS_MAP_ID]
+    assert [e["code"] for e in out["errors"]] == [codes.ERROR_MISSING_CLASS_MAP_ID]
     assert "errors" not in out["bb"]["annotations"][0]
     # A missing source-ref stops everything, even a broken label attribute.
     bare = {"image": REF, **cls_attr("label", "cat", human="maybe")}
     assert validate([bare])[0][0]["errors"] == [
-        {"code": C.ERROR_MISSING_SOURCE_REF, "message": "The source-ref key is missing."}
+        {"code": codes.ERROR_MISSING_SOURCE_REF, "message": "The source-ref key is missing."}
     ]
 
 
 def test_one_bad_attribute_invalidates_the_whole_line() -> None:
     obj = line(REF, cls_attr("good", "cat"), cls_attr("bad", "dog", human="maybe"))
     out, result = validate([obj])
-    assert places(out[0], C.ERROR_INVALID_LABEL_ATTRIBUTE_METADATA_FORMAT) == {
+    assert places(out[0], codes.ERROR_INVALID_LABEL_ATTRIBUTE_METADATA_FORMAT) == {
         "errors",
         "bad-metadata.errors",
     }
@@ -469,8 +474,8 @@ def test_an_unsupported_attribute_beside_a_valid_one_leaves_the_line_valid() -> 
     # GT verification chains add attributes of other types (spec §6.5): they are reported, not fatal.
     obj = line(REF, cls_attr("label", "cat"), unsupported("verify"))
     out, result = validate([obj])
-    assert places(out[0], C.ERROR_UNSUPPORTED_USE_CASE_TYPE) == {"errors", "verify-metadata.errors"}
-    assert C.ERROR_NO_VALID_LABEL_ATTRIBUTES not in {e["code"] for e in out[0]["errors"]}
+    assert places(out[0], codes.ERROR_UNSUPPORTED_USE_CASE_TYPE) == {"errors", "verify-metadata.errors"}
+    assert codes.ERROR_NO_VALID_LABEL_ATTRIBUTES not in {e["code"] for e in out[0]["errors"]}
     assert (result.valid, result.invalid, dict(result.classification_labels)) == (1, 0, {"cat": 1})
 
 
@@ -479,7 +484,7 @@ def test_sagemaker_multilabel_form_is_read_and_a_missing_class_id_reported() -> 
         "job-name": "labeling-job/bg",
         "confidence-map": {"6": 0.5, "0": 0.5},
         "class-map": {"6": "clouds", "0": "canyon"},
-        "type": C.TYPE_MULTILABEL,
+        "type": codes.TYPE_MULTILABEL,
         "human-annotated": "yes",
         "creation-date": "2024-09-27T21:31:32.051349",
     }
@@ -488,7 +493,7 @@ def test_sagemaker_multilabel_form_is_read_and_a_missing_class_id_reported() -> 
     outputs, result = validate([good, bad])
     assert "errors" not in outputs[0]
     assert dict(result.classification_labels) == {"clouds": 1, "canyon": 1}
-    assert places(outputs[1], C.ERROR_MISSING_CLASS_MAP_ID) == {"errors", "bg-metadata.errors"}
+    assert places(outputs[1], codes.ERROR_MISSING_CLASS_MAP_ID) == {"errors", "bg-metadata.errors"}
 
 
 def test_label_name_may_have_256_characters_in_labels_and_class_maps() -> None:
@@ -496,7 +501,7 @@ def test_label_name_may_have_256_characters_in_labels_and_class_maps() -> None:
     long_box = line("s3://bucket/b.jpg", det_attr("bb", [("y" * 257, 10, 10, 50, 50)]))
     outputs, result = validate([ok, long_box])
     assert "errors" not in outputs[0]
-    assert places(outputs[1], C.ERROR_INVALID_LABEL_NAME_LENGTH) == {"errors", "bb-metadata.errors"}
+    assert places(outputs[1], codes.ERROR_INVALID_LABEL_NAME_LENGTH) == {"errors", "bb-metadata.errors"}
     assert (result.valid, result.invalid) == (1, 1)
 
 
@@ -506,7 +511,8 @@ def test_label_attribute_values_may_be_integers_or_numeric_strings() -> None:
         obj["label"] = value
     outputs, result = validate(lines)
     assert [
-        C.ERROR_INVALID_LABEL_ATTRIBUTE_FORMAT in {e["code"] for e in o.get("errors", [])} for o in outputs
+        codes.ERROR_INVALID_LABEL_ATTRIBUTE_FORMAT in {e["code"] for e in o.get("errors", [])}
+        for o in outputs
     ] == [
         False,
         False,
@@ -519,14 +525,14 @@ def test_label_attribute_values_may_be_integers_or_numeric_strings() -> None:
 @pytest.mark.parametrize(
     ("meta", "kind", "code"),
     [
-        (ImageMeta(640, 480, format="gif"), "cls", C.ERROR_INVALID_IMAGE),
-        (ImageMeta(640, 480, format="png", bytes=0), "cls", C.ERROR_INVALID_IMAGE),
-        (ImageMeta(640, 480, format="jpeg", bytes=15 * 1024 * 1024 + 1), "cls", C.ERROR_INVALID_IMAGE),
-        (ImageMeta(63, 480), "cls", C.ERROR_INVALID_IMAGE),
-        (ImageMeta(4097, 480), "cls", C.ERROR_INVALID_IMAGE),
-        (ImageMeta(2100, 100), "cls", C.ERROR_INVALID_IMAGE),  # 21:1
-        (ImageMeta(63, 480), "det", C.ERROR_INVALID_IMAGE_DIMENSION),
-        (ImageMeta(4097, 480), "det", C.ERROR_INVALID_IMAGE_DIMENSION),
+        (ImageMeta(640, 480, format="gif"), "cls", codes.ERROR_INVALID_IMAGE),
+        (ImageMeta(640, 480, format="png", bytes=0), "cls", codes.ERROR_INVALID_IMAGE),
+        (ImageMeta(640, 480, format="jpeg", bytes=15 * 1024 * 1024 + 1), "cls", codes.ERROR_INVALID_IMAGE),
+        (ImageMeta(63, 480), "cls", codes.ERROR_INVALID_IMAGE),
+        (ImageMeta(4097, 480), "cls", codes.ERROR_INVALID_IMAGE),
+        (ImageMeta(2100, 100), "cls", codes.ERROR_INVALID_IMAGE),  # 21:1
+        (ImageMeta(63, 480), "det", codes.ERROR_INVALID_IMAGE_DIMENSION),
+        (ImageMeta(4097, 480), "det", codes.ERROR_INVALID_IMAGE_DIMENSION),
         (ImageMeta(640, 480, format="jpg", bytes=15 * 1024 * 1024), "cls", None),
         (ImageMeta(2000, 100, format="png"), "cls", None),  # exactly 20:1
         (ImageMeta(4096, 4096), "det", None),
@@ -547,20 +553,22 @@ def test_image_rules_from_image_meta(meta: ImageMeta, kind: str, code: str | Non
 def test_image_size_in_the_manifest_is_checked_without_image_meta() -> None:
     for size, bad in (((63, 480), True), ((64, 64), False), ((4096, 4096), False), ((4096, 4097), True)):
         out = validate([line(REF, det_attr("bb", [("cat", 1, 1, 40, 40)], size=size))])[0][0]
-        assert (C.ERROR_INVALID_IMAGE_DIMENSION in {e["code"] for e in out.get("errors", [])}) is bad, size
+        assert (codes.ERROR_INVALID_IMAGE_DIMENSION in {e["code"] for e in out.get("errors", [])}) is bad, (
+            size
+        )
 
 
 @pytest.mark.parametrize(
     ("box", "size", "code"),
     [
         ((0, 0, 640, 480), (640, 480), None),  # the whole frame
-        ((-1, 0, 50, 50), (640, 480), C.ERROR_INVALID_BOUNDING_BOX),
-        ((0, -1, 50, 50), (640, 480), C.ERROR_INVALID_BOUNDING_BOX),
-        ((591, 0, 50, 50), (640, 480), C.ERROR_INVALID_BOUNDING_BOX),
-        ((0, 431, 50, 50), (640, 480), C.ERROR_INVALID_BOUNDING_BOX),
-        ((10, 10, 1, 50), (640, 480), C.ERROR_BOUNDING_BOX_TOO_SMALL),  # 1 px is not more than 1 px
+        ((-1, 0, 50, 50), (640, 480), codes.ERROR_INVALID_BOUNDING_BOX),
+        ((0, -1, 50, 50), (640, 480), codes.ERROR_INVALID_BOUNDING_BOX),
+        ((591, 0, 50, 50), (640, 480), codes.ERROR_INVALID_BOUNDING_BOX),
+        ((0, 431, 50, 50), (640, 480), codes.ERROR_INVALID_BOUNDING_BOX),
+        ((10, 10, 1, 50), (640, 480), codes.ERROR_BOUNDING_BOX_TOO_SMALL),  # 1 px is not more than 1 px
         ((10, 10, 2, 2), (640, 480), None),
-        ((10, 10, 1, 1), (3000, 3000), C.ERROR_BOUNDING_BOX_TOO_SMALL),  # the documented example
+        ((10, 10, 1, 1), (3000, 3000), codes.ERROR_BOUNDING_BOX_TOO_SMALL),  # the documented example
         ((10, 10, 3, 3), (3000, 3000), None),  # 1.28 px after the downscale
     ],
 )
@@ -579,8 +587,8 @@ def test_fifty_boxes_are_allowed_and_fifty_one_are_not() -> None:
     outputs, result = validate([fifty, fifty_one])
     assert "errors" not in outputs[0]
     assert [e["code"] for e in outputs[1]["errors"]] == [
-        C.ERROR_TOO_MANY_BOUNDING_BOXES,
-        C.ERROR_NO_VALID_LABEL_ATTRIBUTES,
+        codes.ERROR_TOO_MANY_BOUNDING_BOXES,
+        codes.ERROR_NO_VALID_LABEL_ATTRIBUTES,
     ]
     assert (result.valid, result.invalid, result.boxes_per_label["cat"]) == (1, 1, 50)
 
@@ -589,13 +597,13 @@ def test_no_valid_annotations_drops_the_attribute_and_a_line_with_nothing_else()
     alone = line(REF, det_attr("bb", [("cat", 600, 10, 50, 50)]))
     out, result = validate([alone])
     assert [e["code"] for e in out[0]["errors"]] == [
-        C.ERROR_NO_VALID_ANNOTATIONS,
-        C.ERROR_NO_VALID_LABEL_ATTRIBUTES,
+        codes.ERROR_NO_VALID_ANNOTATIONS,
+        codes.ERROR_NO_VALID_LABEL_ATTRIBUTES,
     ]
     assert out[0]["bb"]["errors"] == [
-        {"code": C.ERROR_NO_VALID_ANNOTATIONS, "message": "No valid annotations found."}
+        {"code": codes.ERROR_NO_VALID_ANNOTATIONS, "message": "No valid annotations found."}
     ]
-    assert places(out[0], C.ERROR_INVALID_BOUNDING_BOX) == {"bb.annotations[0].errors"}
+    assert places(out[0], codes.ERROR_INVALID_BOUNDING_BOX) == {"bb.annotations[0].errors"}
     assert (result.valid, result.invalid, result.terminal) == (0, 1, 0)
 
 
@@ -604,7 +612,7 @@ def test_unlabeled_lines_are_warnings_counted_as_ignored() -> None:
     outputs, result = validate(lines)
     assert outputs[0] == {
         "source-ref": REF,
-        "warnings": [{"code": C.WARNING_UNANNOTATED_RECORD, "message": "Record is unannotated."}],
+        "warnings": [{"code": codes.WARNING_UNANNOTATED_RECORD, "message": "Record is unannotated."}],
     }
     assert "errors" not in outputs[1] and "warnings" not in outputs[1]["bb-metadata"]
     assert (result.total, result.valid, result.invalid, result.ignored) == (3, 1, 0, 1 + 1)
@@ -615,7 +623,7 @@ def test_rekognitions_own_keys_on_a_dataset_entry_are_not_label_attributes() -> 
     # An unlabeled entry as ListDatasetEntries returns it (spec §1.2, §1.9).
     entry = {"source-ref": REF, "cl-metadata": {"is_labeled": False}}
     out, result = validate([entry])
-    assert [w["code"] for w in out[0]["warnings"]] == [C.WARNING_UNANNOTATED_RECORD]
+    assert [w["code"] for w in out[0]["warnings"]] == [codes.WARNING_UNANNOTATED_RECORD]
     assert "errors" not in out[0]
     assert result.ignored == 1
     parsed = parse_line(entry)
@@ -637,14 +645,14 @@ def test_check_line_is_pure_and_the_validator_adds_only_what_needs_order() -> No
     assert validator.add(first) == first.output
     duplicate = validator.add(second._replace(number=2))
     assert duplicate is not None
-    assert places(orjson.loads(duplicate), C.DUPLICATE_SOURCE_REF) == {"errors"}
+    assert places(orjson.loads(duplicate), codes.DUPLICATE_SOURCE_REF) == {"errors"}
 
 
 def test_issues_carry_scope_severity_and_field() -> None:
     obj = class_map_without("dog")
     issue = parse_line(obj).issues[0]
     assert (issue.code, issue.scope, issue.severity, issue.attribute, issue.field) == (
-        C.ERROR_MISSING_CLASS_MAP_ID,
+        codes.ERROR_MISSING_CLASS_MAP_ID,
         Scope.METADATA,
         Severity.ERROR,
         "bb",
@@ -659,7 +667,7 @@ def test_a_later_duplicate_is_dropped_and_the_first_line_kept() -> None:
     lines = [cls_line(0, "cat"), cls_line(1, "dog"), cls_line(0, "owl"), cls_line(0, "eel")]
     outputs, result = validate(lines)
     assert outputs[0] == cls_line(0, "cat")
-    assert [places(o, C.DUPLICATE_SOURCE_REF) for o in outputs] == [set(), set(), {"errors"}, {"errors"}]
+    assert [places(o, codes.DUPLICATE_SOURCE_REF) for o in outputs] == [set(), set(), {"errors"}, {"errors"}]
     assert outputs[2]["label-metadata"]["class-name"] == "owl"  # the line is kept whole, with the error
     assert (result.total, result.valid, result.invalid, result.terminal) == (4, 2, 2, 2)
     assert result.error_lines == [3, 4]
@@ -669,13 +677,13 @@ def test_a_later_duplicate_is_dropped_and_the_first_line_kept() -> None:
 def test_a_line_repeating_an_invalid_line_is_not_a_duplicate() -> None:
     lines = [line(REF, cls_attr("label", "cat", human="maybe")), line(REF, cls_attr("label", "cat"))]
     outputs, result = validate(lines)
-    assert places(outputs[1], C.DUPLICATE_SOURCE_REF) == set()
+    assert places(outputs[1], codes.DUPLICATE_SOURCE_REF) == set()
     assert (result.valid, result.invalid) == (1, 1)
 
 
 def test_an_unlabeled_line_still_claims_its_source_ref() -> None:
     outputs, result = validate([{"source-ref": REF}, line(REF, cls_attr("label", "cat"))])
-    assert places(outputs[1], C.DUPLICATE_SOURCE_REF) == {"errors"}
+    assert places(outputs[1], codes.DUPLICATE_SOURCE_REF) == {"errors"}
     assert (result.valid, result.ignored, result.invalid) == (0, 1, 1)
 
 
@@ -689,7 +697,7 @@ def test_an_unlabeled_line_still_claims_its_source_ref() -> None:
 def test_more_than_twenty_percent_invalid_lines_fail_the_dataset(bad: int, good: int, fails: bool) -> None:
     lines = [*[cls_line(i, "ab"[i % 2]) for i in range(good)], *["{broken"] * bad]
     _, result = validate(lines)
-    assert (C.ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST in {e.code for e in result.errors}) is fails
+    assert (codes.ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST in {e.code for e in result.errors}) is fails
 
 
 def test_invalid_lines_of_every_cause_add_up_and_warnings_do_not_count() -> None:
@@ -701,19 +709,19 @@ def test_invalid_lines_of_every_cause_add_up_and_warnings_do_not_count() -> None
     ]
     _, result = validate(lines)
     assert (result.total, result.valid, result.ignored, result.invalid) == (12, 6, 4, 2)
-    assert C.ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST not in {e.code for e in result.errors}  # 2/12
+    assert codes.ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST not in {e.code for e in result.errors}  # 2/12
     _, result = validate([*lines, "", line("s3://bucket/y.jpg", cls_attr("l", "c", human="?"))])
     assert (result.total, result.invalid) == (14, 4)  # the blank line counts
-    assert C.ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST in {e.code for e in result.errors}  # 4/14
+    assert codes.ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST in {e.code for e in result.errors}  # 4/14
     assert result.error_lines == [11, 12, 13, 14]
 
 
 def test_terminal_errors_are_counted_apart_from_other_invalid_lines() -> None:
     label_errors = [line(f"s3://bucket/x{i}.jpg", cls_attr("l", "c", human="?")) for i in range(3)]
     _, result = validate([*cls_lines("a", "b", "a", "b", "a", "b", "a"), *label_errors])
-    codes = {e.code for e in result.errors}
-    assert C.ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST in codes  # 3/10
-    assert C.ERROR_TOO_MANY_RECORDS_IN_ERROR not in codes
+    found = {e.code for e in result.errors}
+    assert codes.ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST in found  # 3/10
+    assert codes.ERROR_TOO_MANY_RECORDS_IN_ERROR not in found
     assert result.terminal == 0
 
 
@@ -724,7 +732,7 @@ def test_only_lines_up_to_the_row_limit_are_validated() -> None:
     limits = replace(LIMITS, max_rows=3)
     outputs, result = validate(cls_lines("a", "b", "a", "b"), limits=limits)
     assert len(outputs) == 3 and result.total == 3
-    assert [e.code for e in result.errors] == [C.ERROR_MANIFEST_ROWS_EXCEEDS_MAXIMUM]
+    assert [e.code for e in result.errors] == [codes.ERROR_MANIFEST_ROWS_EXCEEDS_MAXIMUM]
     _, at_limit = validate(cls_lines("a", "b", "a"), limits=limits)
     assert at_limit.errors == []
 
@@ -735,7 +743,7 @@ def test_manifest_size_limit_counts_bytes_with_line_breaks() -> None:
     _, at_limit = validate(lines, limits=replace(LIMITS, max_manifest_bytes=size))
     assert at_limit.errors == []
     _, over = validate(lines, limits=replace(LIMITS, max_manifest_bytes=size - 1))
-    assert [e.code for e in over.errors] == [C.ERROR_MANIFEST_SIZE_TOO_LARGE]
+    assert [e.code for e in over.errors] == [codes.ERROR_MANIFEST_SIZE_TOO_LARGE]
 
 
 # ------------------------------------------------------------------------------------- one bucket
@@ -747,7 +755,7 @@ def test_all_images_must_be_in_one_bucket() -> None:
     # A bucket whose name starts like another is still another bucket.
     lookalike = [*same, cls_line(9, "a", bucket="bucket2"), cls_line(10, "b")]
     _, result = validate(lookalike)
-    assert [e.code for e in result.errors] == [C.ERROR_IMAGES_IN_MULTIPLE_S3_BUCKETS]
+    assert [e.code for e in result.errors] == [codes.ERROR_IMAGES_IN_MULTIPLE_S3_BUCKETS]
     assert result.buckets == {"bucket", "bucket2"}
 
 
@@ -767,12 +775,12 @@ def test_bucket_rule_applies_per_set() -> None:
 def test_detection_needs_one_label_and_classification_two() -> None:
     detection = summary_of([det_line(0, "cat"), det_line(1, "cat")], [det_line(10, "cat")])
     assert detection.usable, detection.document
-    assert detection.document["statistics"]["training"]["use_case"] == C.USE_CASE_DETECTION
+    assert detection.document["statistics"]["training"]["use_case"] == codes.USE_CASE_DETECTION
     classification = summary_of(cls_lines("cat", "cat"), cls_lines("cat", start=10))
     assert not classification.usable
     assert dataset_codes(classification.document) == {
-        "training": {C.ERROR_MANIFEST_TOO_FEW_LABELS},
-        "testing": {C.ERROR_MANIFEST_TOO_FEW_LABELS},
+        "training": {codes.ERROR_MANIFEST_TOO_FEW_LABELS},
+        "testing": {codes.ERROR_MANIFEST_TOO_FEW_LABELS},
         "top": set(),
     }
 
@@ -782,32 +790,32 @@ def test_at_most_250_labels_per_set() -> None:
     at_limit = summary_of(cls_lines(*names), cls_lines(*names, start=1000))
     assert at_limit.usable, at_limit.document
     over = summary_of(cls_lines(*names, "one-more"), cls_lines(*names, "one-more", start=1000))
-    assert dataset_codes(over.document)["training"] == {C.ERROR_MANIFEST_TOO_MANY_LABELS}
-    assert dataset_codes(over.document)["testing"] == {C.ERROR_MANIFEST_TOO_MANY_LABELS}
+    assert dataset_codes(over.document)["training"] == {codes.ERROR_MANIFEST_TOO_MANY_LABELS}
+    assert dataset_codes(over.document)["testing"] == {codes.ERROR_MANIFEST_TOO_MANY_LABELS}
 
 
 def test_label_limits_come_from_the_limits_given() -> None:
     limits = replace(LIMITS, max_labels=2)
     doc = summary_of(cls_lines("a", "b", "c"), cls_lines("a", "b", start=10), limits=limits).document
-    assert dataset_codes(doc)["training"] == {C.ERROR_MANIFEST_TOO_MANY_LABELS}
+    assert dataset_codes(doc)["training"] == {codes.ERROR_MANIFEST_TOO_MANY_LABELS}
     assert dataset_codes(doc)["testing"] == set()
 
 
 def test_invalid_lines_labels_do_not_count() -> None:
     train = [*cls_lines("a", "a", "a", "a"), line("s3://bucket/x.jpg", cls_attr("label", "b", human="?"))]
     doc = summary_of(train, cls_lines("a", "b", start=10)).document
-    assert C.ERROR_MANIFEST_TOO_FEW_LABELS in dataset_codes(doc)["training"]
+    assert codes.ERROR_MANIFEST_TOO_FEW_LABELS in dataset_codes(doc)["training"]
 
 
 def test_use_case_is_the_kind_with_more_valid_lines() -> None:
     _, mostly_boxes = validate([cls_line(0, "a"), det_line(1, "b"), det_line(2, "c")])
-    assert use_case_of(mostly_boxes) == C.USE_CASE_DETECTION
+    assert use_case_of(mostly_boxes) == codes.USE_CASE_DETECTION
     _, tie = validate([cls_line(0, "a"), det_line(1, "b")])
-    assert use_case_of(tie) == C.USE_CASE_CLASSIFICATION
+    assert use_case_of(tie) == codes.USE_CASE_CLASSIFICATION
     _, nothing = validate([{"source-ref": REF}])
     _, test = validate([det_line(5, "x")])
-    assert use_case_of(nothing) == C.USE_CASE_NOT_DETERMINED
-    assert use_case_of(nothing, test) == C.USE_CASE_DETECTION  # an unlabeled train set defers to test
+    assert use_case_of(nothing) == codes.USE_CASE_NOT_DETERMINED
+    assert use_case_of(nothing, test) == codes.USE_CASE_DETECTION  # an unlabeled train set defers to test
 
 
 def test_mixed_lines_train_one_use_case_and_count_only_its_labels() -> None:
@@ -816,7 +824,7 @@ def test_mixed_lines_train_one_use_case_and_count_only_its_labels() -> None:
     test = [*cls_lines("a", "b", start=10), det_line(12, "cat")]
     summary = summary_of(train, test)
     assert summary.usable, summary.document
-    assert summary.document["statistics"]["training"]["use_case"] == C.USE_CASE_CLASSIFICATION
+    assert summary.document["statistics"]["training"]["use_case"] == codes.USE_CASE_CLASSIFICATION
 
 
 def test_autosplit_counts_labels_after_the_split() -> None:
@@ -826,7 +834,9 @@ def test_autosplit_counts_labels_after_the_split() -> None:
     testing = summary.document["statistics"]["testing"]
     assert testing["total_json_lines"] == 2 == sum(side == "test" for side in summary.autosplit.values())
     short = summary_of(cls_lines("a", "a", "a", "b", "b", "lonely"))
-    assert C.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_AUTOSPLIT in dataset_codes(short.document)["training"]
+    assert (
+        codes.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_AUTOSPLIT in dataset_codes(short.document)["training"]
+    )
     assert not short.usable
 
 
@@ -848,13 +858,13 @@ def test_at_least_half_the_training_labels_must_be_in_test(
     train = cls_lines(*train_labels, *train_labels)
     test = cls_lines(*test_labels, *("z" if len(test_labels) == 1 else ""), start=100)
     found = dataset_codes(summary_of(train, test).document)
-    assert (C.ERROR_INSUFFICIENT_LABEL_OVERLAP in found["top"]) is fails, found
-    assert C.ERROR_INSUFFICIENT_LABEL_OVERLAP not in found["training"] | found["testing"]
+    assert (codes.ERROR_INSUFFICIENT_LABEL_OVERLAP in found["top"]) is fails, found
+    assert codes.ERROR_INSUFFICIENT_LABEL_OVERLAP not in found["training"] | found["testing"]
 
 
 def test_usable_overlap_is_checked_only_when_the_plain_overlap_passes() -> None:
     doc = usable_labels_barely_overlapping()
-    assert dataset_codes(doc)["top"] == {C.ERROR_INSUFFICIENT_USABLE_LABEL_OVERLAP}
+    assert dataset_codes(doc)["top"] == {codes.ERROR_INSUFFICIENT_USABLE_LABEL_OVERLAP}
     assert doc["errors"][0]["message"] == (
         "Less than 50% usable label overlap between the training and testing manifest files."
     )
@@ -870,7 +880,7 @@ def test_summary_has_rekognitions_shape_and_one_based_line_indices() -> None:
     assert summary.document == {
         "statistics": {
             "training": {
-                "use_case": C.USE_CASE_CLASSIFICATION,
+                "use_case": codes.USE_CASE_CLASSIFICATION,
                 "total_json_lines": 10,
                 "valid_json_lines": 9,
                 "invalid_json_lines": 1,
@@ -879,7 +889,7 @@ def test_summary_has_rekognitions_shape_and_one_based_line_indices() -> None:
                 "errors": [],
             },
             "testing": {
-                "use_case": C.USE_CASE_CLASSIFICATION,
+                "use_case": codes.USE_CASE_CLASSIFICATION,
                 "total_json_lines": 3,
                 "valid_json_lines": 2,
                 "invalid_json_lines": 0,

@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 from redis import Redis
 
-from converters import codes as C
+from converters import codes
 from converters.imagemeta import ImageMeta, image_meta_from_header
 from converters.jsonio import RawLine
 from converters.validation import check_line
@@ -143,7 +143,7 @@ def test_what_the_validator_makes_of_them() -> None:
         ).encode(),
     )
 
-    def codes(meta: ImageMeta) -> list[str]:
+    def codes_of(meta: ImageMeta) -> list[str]:
         out = json.loads(check_line(line, image_meta={ref: meta}).output)
         found = [e["code"] for e in out.get("errors", [])]
         for value in out.values():
@@ -153,12 +153,12 @@ def test_what_the_validator_makes_of_them() -> None:
 
     gif = image_meta_from_header(HOSTILE["a GIF"])
     assert gif is not None and gif.format == "gif"
-    assert C.ERROR_INVALID_IMAGE in codes(gif)
+    assert codes.ERROR_INVALID_IMAGE in codes_of(gif)
     bomb = image_meta_from_header(HOSTILE["a PNG bomb of 12,000 x 12,000"][: HEADER_BYTES[0]])
     assert bomb is not None and (bomb.width, bomb.height) == (12_000, 12_000)
-    assert {C.ERROR_INVALID_IMAGE, C.ERROR_INVALID_IMAGE_DIMENSION} & set(codes(bomb))
+    assert {codes.ERROR_INVALID_IMAGE, codes.ERROR_INVALID_IMAGE_DIMENSION} & set(codes_of(bomb))
     liar = image_meta_from_header(HOSTILE["a PNG named .jpg"])
-    assert liar is not None and liar.format == "png" and codes(liar) == []  # PNG is allowed
+    assert liar is not None and liar.format == "png" and codes_of(liar) == []  # PNG is allowed
 
 
 @pytest.fixture

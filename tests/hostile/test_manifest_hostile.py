@@ -24,14 +24,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from converters import codes as C
+from converters import codes
 from converters.jsonio import RawLine, iter_lines
 from converters.validation import MAX_DEPTH, check_line
 
 CUSTOMLABELS = str(Path(sys.executable).with_name("customlabels"))
 ADDRESS_SPACE = 768 * 1024 * 1024  # what the command may map, interpreter and libraries included
 TIMEOUT = 120
-LIMIT = C.DEFAULT_LIMITS.max_line_chars
+LIMIT = codes.DEFAULT_LIMITS.max_line_chars
 CLS = "groundtruth/image-classification"
 
 
@@ -112,11 +112,11 @@ def test_check_line_answers_every_hostile_line_with_a_code(name: str) -> None:
     assert len(lines) == 1
     check = _bounded(10, lambda: check_line(lines[0]))
     result = orjson.loads(check.output)  # the validation manifest's line is JSON whatever came in
-    codes = [e["code"] for e in result.get("errors", [])]
+    found = [e["code"] for e in result.get("errors", [])]
     if check.has_error:
-        assert codes or any("errors" in v for v in result.values() if isinstance(v, dict))
+        assert found or any("errors" in v for v in result.values() if isinstance(v, dict))
     if len(HOSTILE[name]) > LIMIT:
-        assert lines[0].too_long and codes == [C.ERROR_INVALID_JSON_LINE]
+        assert lines[0].too_long and found == [codes.ERROR_INVALID_JSON_LINE]
 
 
 def test_nesting_the_writer_cannot_write_is_an_invalid_line() -> None:
@@ -124,7 +124,7 @@ def test_nesting_the_writer_cannot_write_is_an_invalid_line() -> None:
     back raised ``TypeError: Recursion limit reached`` out of ``customlabels validate``."""
     too_deep = check_line(RawLine(1, nested(MAX_DEPTH + 1)))
     assert too_deep.has_error and too_deep.terminal
-    assert orjson.loads(too_deep.output)["errors"][0]["code"] == C.ERROR_INVALID_JSON_LINE
+    assert orjson.loads(too_deep.output)["errors"][0]["code"] == codes.ERROR_INVALID_JSON_LINE
     assert not check_line(RawLine(1, nested(MAX_DEPTH))).has_error
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from converters import codes as C
+from converters import codes
 from plugin.cli import main
 from tests.builders import choices, cls_attr, coco, coco_box, coco_image, jsonl, line, task
 
@@ -97,7 +97,7 @@ CASES = {
         TO_LS,
         "in.manifest",
         jsonl(good_line(), '{"source-ref": "s3://bucket/2.jpg", '),
-        [":line 2", "broken JSON", C.ERROR_INVALID_JSON_LINE],
+        [":line 2", "broken JSON", codes.ERROR_INVALID_JSON_LINE],
     ),
     "to-ls pretty-printed": Case(
         TO_LS, "in.manifest", json.dumps(good_line(), indent=2), [":line 1", "pretty-printed"]
@@ -106,19 +106,19 @@ CASES = {
         TO_LS,
         "in.manifest",
         jsonl(good_line(), {"image": "s3://bucket/2.jpg", **cls_attr("label", "dog")}),
-        [":line 2, field 'source-ref'", C.ERROR_MISSING_SOURCE_REF],
+        [":line 2, field 'source-ref'", codes.ERROR_MISSING_SOURCE_REF],
     ),
     "to-ls unknown type": Case(
         TO_LS,
         "in.manifest",
         jsonl(unsupported_line()),
-        [":line 1, field 'check-metadata.type'", C.ERROR_UNSUPPORTED_USE_CASE_TYPE],
+        [":line 1, field 'check-metadata.type'", codes.ERROR_UNSUPPORTED_USE_CASE_TYPE],
     ),
     "to-ls image not on S3": Case(
         TO_LS,
         "in.manifest",
         jsonl(line("https://bucket.s3.amazonaws.com/1.jpg", cls_attr("label", "cat"))),
-        [":line 1, field 'source-ref'", C.ERROR_INVALID_SOURCE_REF_FORMAT],
+        [":line 1, field 'source-ref'", codes.ERROR_INVALID_SOURCE_REF_FORMAT],
     ),
     "to-ls 200 kB line": Case(
         TO_LS,
@@ -135,7 +135,7 @@ CASES = {
         SPLIT,
         "in.manifest",
         jsonl(good_line(), {"image": "s3://bucket/2.jpg"}),
-        [":line 2, field 'source-ref'", C.ERROR_MISSING_SOURCE_REF],
+        [":line 2, field 'source-ref'", codes.ERROR_MISSING_SOURCE_REF],
     ),
     "split unknown type": Case(
         SPLIT, "in.manifest", jsonl(unsupported_line()), [":line 1, field 'check-metadata.type'"]
@@ -144,7 +144,7 @@ CASES = {
         SPLIT,
         "in.manifest",
         jsonl(good_line(), {"source-ref": "/data/upload/2.jpg"}),
-        [":line 2, field 'source-ref'", C.ERROR_INVALID_SOURCE_REF_FORMAT],
+        [":line 2, field 'source-ref'", codes.ERROR_INVALID_SOURCE_REF_FORMAT],
     ),
     "split 200 kB line": Case(
         SPLIT, "in.manifest", jsonl(good_line(), good_line(2) | {"note": BIG}), [":line 2"]
@@ -243,15 +243,15 @@ def test_a_long_task_line_is_fine_when_its_manifest_line_is_short(tmp_path: Path
 @pytest.mark.parametrize(
     ("bad", "code"),
     [
-        ('{"source-ref": "s3://bucket/9.jpg", ', C.ERROR_INVALID_JSON_LINE),
-        ("{", C.ERROR_INVALID_JSON_LINE),  # the first line of a pretty-printed object
-        ({"image": "s3://bucket/9.jpg", **cls_attr("label", "cat")}, C.ERROR_MISSING_SOURCE_REF),
-        (unsupported_line() | {"source-ref": "s3://bucket/9.jpg"}, C.ERROR_UNSUPPORTED_USE_CASE_TYPE),
+        ('{"source-ref": "s3://bucket/9.jpg", ', codes.ERROR_INVALID_JSON_LINE),
+        ("{", codes.ERROR_INVALID_JSON_LINE),  # the first line of a pretty-printed object
+        ({"image": "s3://bucket/9.jpg", **cls_attr("label", "cat")}, codes.ERROR_MISSING_SOURCE_REF),
+        (unsupported_line() | {"source-ref": "s3://bucket/9.jpg"}, codes.ERROR_UNSUPPORTED_USE_CASE_TYPE),
         (
             line("https://bucket.s3.amazonaws.com/9.jpg", cls_attr("label", "cat")),
-            C.ERROR_INVALID_SOURCE_REF_FORMAT,
+            codes.ERROR_INVALID_SOURCE_REF_FORMAT,
         ),
-        (good_line(9) | {"note": BIG}, C.ERROR_INVALID_JSON_LINE),
+        (good_line(9) | {"note": BIG}, codes.ERROR_INVALID_JSON_LINE),
     ],
 )
 def test_validate_reports_the_bad_line_and_exits_one_when_too_many_are_bad(
@@ -327,7 +327,7 @@ def test_coco_duplicates_keep_the_first_image_with_a_warning(
     src.write_text(json.dumps(doc))
     assert main(["convert", "coco-to-manifest", str(src), "--s3-prefix", "s3://bucket/", "-o", str(out)]) == 0
     err = capsys.readouterr().err
-    assert f"{src}:item 3, field 'images[2]'" in err and C.DUPLICATE_SOURCE_REF in err
+    assert f"{src}:item 3, field 'images[2]'" in err and codes.DUPLICATE_SOURCE_REF in err
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert [x["source-ref"] for x in lines] == ["s3://bucket/a.jpg", "s3://bucket/b.jpg"]
     assert lines[0]["bounding-box"]["annotations"] == [
@@ -344,6 +344,6 @@ def test_label_studio_duplicates_keep_the_first_task_with_a_warning(
     src.write_text(json.dumps(tasks))
     assert main(["convert", "ls-to-manifest", str(src), "-o", str(out)]) == 0
     err = capsys.readouterr().err
-    assert f"{src}:item 3, field 'data.image'" in err and C.DUPLICATE_SOURCE_REF in err
+    assert f"{src}:item 3, field 'data.image'" in err and codes.DUPLICATE_SOURCE_REF in err
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert [x["label-metadata"]["class-name"] for x in lines] == ["cat", "dog"]

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from converters import codes as C
+from converters import codes
 from converters.jsonio import dumps
 from converters.labelconfig import build_label_config
 from converters.labelstudio import ReadOptions, task_to_entry
@@ -127,7 +127,7 @@ def test_manifest_to_ls_json(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     doc = parsed(out)
     assert doc["count"] == len(json.loads((tmp_path / "tasks.json").read_text())) == 2
     assert doc["skipped_invalid"] == 1
-    assert doc["issues"][0]["line"] == 3 and doc["issues"][0]["code"] == C.ERROR_INVALID_JSON_LINE
+    assert doc["issues"][0]["line"] == 3 and doc["issues"][0]["code"] == codes.ERROR_INVALID_JSON_LINE
     assert doc["labels"] == {"choices": ["cat"], "boxes": ["dog"]}
     assert doc["label_config"] == str(config) and config.exists()
 
@@ -251,10 +251,10 @@ def test_validate_json_counts_the_error_codes(tmp_path: Path, capsys: pytest.Cap
     assert err == ""
     doc = parsed(out)
     assert doc["usable"] is False
-    assert doc["errors"] == {C.ERROR_INSUFFICIENT_LABEL_OVERLAP: 1}
+    assert doc["errors"] == {codes.ERROR_INSUFFICIENT_LABEL_OVERLAP: 1}
     training = doc["training"]
     assert (training["lines"], training["lines_with_errors"]) == (12, 3)
-    assert training["line_errors"][C.ERROR_INVALID_JSON_LINE] == 2
+    assert training["line_errors"][codes.ERROR_INVALID_JSON_LINE] == 2
     assert sum(training["line_errors"].values()) >= 3
 
 
@@ -265,7 +265,7 @@ def test_validate_json_of_a_file_error(tmp_path: Path, capsys: pytest.CaptureFix
     )
     assert code == 1
     doc = parsed(out)
-    assert doc["usable"] is False and doc["errors"] == {C.ERROR_EMPTY_MANIFEST: 1}
+    assert doc["usable"] is False and doc["errors"] == {codes.ERROR_EMPTY_MANIFEST: 1}
 
 
 def test_validate_without_json_is_unchanged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -297,7 +297,7 @@ def test_split_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert doc["test"] == {"output": str(test), "count": len(test.read_text().splitlines())}
     assert doc["train"]["count"] + doc["test"]["count"] == 21 and doc["test"]["count"] == 4
     assert (doc["test_fraction"], doc["seed"], doc["labels_short"]) == (0.2, 0, {"z": 1})
-    assert C.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE in err  # the warning stays on stderr
+    assert codes.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE in err  # the warning stays on stderr
 
 
 # --------------------------------------------------------------------------- the dataset commands

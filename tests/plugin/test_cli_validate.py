@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from converters import codes as C
+from converters import codes
 from plugin.cli import main
 from tests.builders import cls_attr, det_attr, jsonl, line
 from tests.converters.test_validation import CLI_ONLY_CODES
@@ -79,14 +79,14 @@ def line_codes(obj: dict[str, Any]) -> list[str]:
 @pytest.mark.parametrize(
     ("facts", "boxes", "code"),
     [
-        ({"format": "gif"}, False, C.ERROR_INVALID_IMAGE),
-        ({"format": "webp"}, True, C.ERROR_INVALID_IMAGE),
-        ({"bytes": 0}, False, C.ERROR_INVALID_IMAGE),  # an empty object: the upload failed
-        ({"bytes": 15 * 1024 * 1024 + 1}, False, C.ERROR_INVALID_IMAGE),
-        ({"width": 63}, False, C.ERROR_INVALID_IMAGE),
-        ({"width": 2100, "height": 100}, False, C.ERROR_INVALID_IMAGE),  # 21:1
-        ({"width": 63}, True, C.ERROR_INVALID_IMAGE_DIMENSION),
-        ({"height": 4097}, True, C.ERROR_INVALID_IMAGE_DIMENSION),
+        ({"format": "gif"}, False, codes.ERROR_INVALID_IMAGE),
+        ({"format": "webp"}, True, codes.ERROR_INVALID_IMAGE),
+        ({"bytes": 0}, False, codes.ERROR_INVALID_IMAGE),  # an empty object: the upload failed
+        ({"bytes": 15 * 1024 * 1024 + 1}, False, codes.ERROR_INVALID_IMAGE),
+        ({"width": 63}, False, codes.ERROR_INVALID_IMAGE),
+        ({"width": 2100, "height": 100}, False, codes.ERROR_INVALID_IMAGE),  # 21:1
+        ({"width": 63}, True, codes.ERROR_INVALID_IMAGE_DIMENSION),
+        ({"height": 4097}, True, codes.ERROR_INVALID_IMAGE_DIMENSION),
     ],
 )
 def test_image_meta_applies_rekognitions_image_rules(
@@ -102,7 +102,7 @@ def test_image_meta_applies_rekognitions_image_rules(
     assert run_validate(workdir, "--image-meta", str(meta)) == 0
     out = validated(workdir)
     assert line_codes(out[2]) == [code]
-    assert out[2]["errors"][0]["message"] == C.message(code)
+    assert out[2]["errors"][0]["message"] == codes.message(code)
     assert all("errors" not in o for i, o in enumerate(out) if i != 2)
     training = summary(workdir)["statistics"]["training"]
     assert (training["invalid_json_lines"], training["error_json_line_indices"]) == (1, [3])
@@ -116,11 +116,11 @@ def test_too_many_bad_images_make_the_dataset_unusable(
     bad = {ref(i): {"format": "gif"} for i in (1, 4, 7)}
     meta.write_text(meta_lines(train_lines() + held_out_lines(), **bad))
     assert run_validate(workdir, "--image-meta", str(meta)) == 1
-    assert [line_codes(o) for o in validated(workdir)].count([C.ERROR_INVALID_IMAGE]) == 3
+    assert [line_codes(o) for o in validated(workdir)].count([codes.ERROR_INVALID_IMAGE]) == 3
     assert summary(workdir)["statistics"]["training"]["errors"] == [
         {
-            "code": C.ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST,
-            "message": C.message(C.ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST),
+            "code": codes.ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST,
+            "message": codes.message(codes.ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST),
         }
     ]
     assert "NOT usable" in capsys.readouterr().out
@@ -156,16 +156,16 @@ def empty_train(workdir: Path) -> int:
 
 
 def oversized_train(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setattr(C, "DEFAULT_LIMITS", replace(C.DEFAULT_LIMITS, max_manifest_bytes=1500))
+    monkeypatch.setattr(codes, "DEFAULT_LIMITS", replace(codes.DEFAULT_LIMITS, max_manifest_bytes=1500))
     assert (workdir / "train.manifest").stat().st_size > 1500 > (workdir / "test.manifest").stat().st_size
     return run_validate(workdir)
 
 
 FILE_CASES: dict[str, tuple[Callable[..., int], str]] = {
-    "missing train": (missing_train, C.ERROR_MANIFEST_INACCESSIBLE_OR_UNSUPPORTED_FORMAT),
-    "missing test": (missing_test, C.ERROR_MANIFEST_INACCESSIBLE_OR_UNSUPPORTED_FORMAT),
-    "empty train": (empty_train, C.ERROR_EMPTY_MANIFEST),
-    "oversized train": (oversized_train, C.ERROR_MANIFEST_SIZE_TOO_LARGE),
+    "missing train": (missing_train, codes.ERROR_MANIFEST_INACCESSIBLE_OR_UNSUPPORTED_FORMAT),
+    "missing test": (missing_test, codes.ERROR_MANIFEST_INACCESSIBLE_OR_UNSUPPORTED_FORMAT),
+    "empty train": (empty_train, codes.ERROR_EMPTY_MANIFEST),
+    "oversized train": (oversized_train, codes.ERROR_MANIFEST_SIZE_TOO_LARGE),
 }
 
 
@@ -178,7 +178,7 @@ def test_manifest_file_errors_write_only_a_summary(
     assert run(*args) == 1
     doc = summary(workdir)
     assert [e["code"] for e in doc["errors"]] == [code]
-    assert doc["errors"][0]["message"].startswith(C.message(code))
+    assert doc["errors"][0]["message"].startswith(codes.message(code))
     assert doc["statistics"] == {}
     # Rekognition produces no validation manifests for a file error.
     assert sorted(p.name for p in (workdir / "out").iterdir()) == ["manifest_summary.json"]
@@ -192,13 +192,13 @@ def test_split_warns_with_the_distribute_code(tmp_path: Path, capsys: pytest.Cap
     train, test = tmp_path / "train.manifest", tmp_path / "test.manifest"
     assert main(["split", str(src), "--train-out", str(train), "--test-out", str(test)]) == 0
     err = capsys.readouterr().err
-    assert C.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE in err and "lonely (1)" in err
+    assert codes.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE in err and "lonely (1)" in err
     assert "lonely" in train.read_text() and "lonely" not in test.read_text()
 
 
 def test_every_code_the_core_cannot_raise_is_triggered_here() -> None:
     triggered = {code for _, code in FILE_CASES.values()} | {
-        C.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE
+        codes.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE
     }
     assert set(CLI_ONLY_CODES) <= triggered
     assert all(path == "tests/plugin/test_cli_validate.py" for path in CLI_ONLY_CODES.values())
@@ -218,8 +218,8 @@ def test_exit_code_is_zero_for_a_usable_dataset_and_one_for_an_unusable_one(
     )
     assert run_validate(workdir, test="other.manifest") == 1
     out = capsys.readouterr().out
-    assert C.ERROR_INSUFFICIENT_LABEL_OVERLAP in out and "NOT usable" in out
-    assert [e["code"] for e in summary(workdir)["errors"]] == [C.ERROR_INSUFFICIENT_LABEL_OVERLAP]
+    assert codes.ERROR_INSUFFICIENT_LABEL_OVERLAP in out and "NOT usable" in out
+    assert [e["code"] for e in summary(workdir)["errors"]] == [codes.ERROR_INSUFFICIENT_LABEL_OVERLAP]
 
 
 @pytest.mark.parametrize(
@@ -272,7 +272,7 @@ def test_validation_manifests_keep_good_lines_byte_for_byte_and_mark_duplicates(
     written = (workdir / "out" / "training_manifest_with_validation.json").read_text().splitlines()
     source = text.splitlines()
     assert [w == s for w, s in zip(written, source, strict=True)] == [i != 5 for i in range(11)]
-    assert line_codes(json.loads(written[5])) == [C.DUPLICATE_SOURCE_REF]
+    assert line_codes(json.loads(written[5])) == [codes.DUPLICATE_SOURCE_REF]
     training = summary(workdir)["statistics"]["training"]
     assert (training["total_json_lines"], training["invalid_json_lines"]) == (11, 1)
     assert training["error_json_line_indices"] == [6]
@@ -294,11 +294,11 @@ def test_a_pretty_printed_manifest_is_reported_line_by_line(
     assert run_validate(workdir) == 1
     out = validated(workdir)
     assert len(out) == len(json.dumps(train_lines(1)[0], indent=2).splitlines())
-    assert all(line_codes(o) == [C.ERROR_INVALID_JSON_LINE] and len(o) == 1 for o in out)
+    assert all(line_codes(o) == [codes.ERROR_INVALID_JSON_LINE] and len(o) == 1 for o in out)
     training = summary(workdir)["statistics"]["training"]
     assert {e["code"] for e in training["errors"]} >= {
-        C.ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST,
-        C.ERROR_TOO_MANY_RECORDS_IN_ERROR,
+        codes.ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST,
+        codes.ERROR_TOO_MANY_RECORDS_IN_ERROR,
     }
     assert "lines with errors: 1, 2, 3" in capsys.readouterr().out
 
@@ -309,6 +309,6 @@ def test_a_200_kb_line_is_an_invalid_json_line(workdir: Path) -> None:
     (workdir / "train.manifest").write_text(jsonl(*lines))
     assert run_validate(workdir) == 0  # one line of ten
     out = validated(workdir)
-    assert line_codes(out[3]) == [C.ERROR_INVALID_JSON_LINE]
+    assert line_codes(out[3]) == [codes.ERROR_INVALID_JSON_LINE]
     assert "200," in out[3]["errors"][0]["message"] and "100,000" in out[3]["errors"][0]["message"]
     assert len((workdir / "out" / "training_manifest_with_validation.json").read_bytes()) < 10_000

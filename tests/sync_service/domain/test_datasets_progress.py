@@ -13,7 +13,7 @@ from converters.jsonio import RawLine
 from sync_service.domain.datasets import DatasetError, Datasets, no_progress
 from sync_service.domain.projects import ProjectInfo
 from tests.builders import cls_attr, jsonl, line
-from tests.plugin.test_datasets import Recorder
+from tests.sync_service.domain.test_datasets import Recorder
 
 INFO = ProjectInfo(label_studio_project_id=1, title="Pets", slug="pets")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from converters import codes as C
+from converters import codes
 from converters.jsonio import RawLine
 from converters.model import Entry
 from sync_service.domain.datasets import (
@@ -53,10 +53,10 @@ def test_bad_lines_are_rejected_with_their_codes_and_the_rest_imported() -> None
     assert [e.source_ref for e in ops.imported] == [ref(i) for i in range(16)]
     assert ops.imported[0].label_names == ["cat"]  # the first line of an image wins
     assert [(r["line"], r["code"]) for r in result.rejected] == [
-        (17, C.ERROR_INVALID_JSON_LINE),
-        (18, C.ERROR_MISSING_SOURCE_REF),
-        (19, C.DUPLICATE_SOURCE_REF),
-        (20, C.ERROR_INVALID_SOURCE_REF_FORMAT),
+        (17, codes.ERROR_INVALID_JSON_LINE),
+        (18, codes.ERROR_MISSING_SOURCE_REF),
+        (19, codes.DUPLICATE_SOURCE_REF),
+        (20, codes.ERROR_INVALID_SOURCE_REF_FORMAT),
     ]
     assert result.rejected[2]["detail"] == ref(0)
     assert result.as_json()["rejected"] == 4
@@ -80,7 +80,7 @@ def test_more_than_a_fifth_bad_fails_the_whole_import() -> None:
     ops.imported = []
     with pytest.raises(DatasetError) as caught:
         ops.from_manifest_lines(INFO, "train", raw(jsonl(*good, "nope", no_valid_box)), source="m")
-    assert caught.value.code == C.ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST
+    assert caught.value.code == codes.ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST
     assert caught.value.exception == "InvalidParameterException"
     assert ops.imported == []  # nothing at all
 
@@ -88,7 +88,7 @@ def test_more_than_a_fifth_bad_fails_the_whole_import() -> None:
 def test_an_empty_manifest_is_refused() -> None:
     with pytest.raises(DatasetError) as caught:
         Recorder().from_manifest_lines(INFO, "train", [], source="m")
-    assert caught.value.code == C.ERROR_EMPTY_MANIFEST
+    assert caught.value.code == codes.ERROR_EMPTY_MANIFEST
 
 
 def test_a_blank_or_too_long_line_is_an_invalid_json_line() -> None:
@@ -99,8 +99,8 @@ def test_a_blank_or_too_long_line_is_an_invalid_json_line() -> None:
     ]
     result = Recorder().from_manifest_lines(INFO, "train", lines, source="m")
     assert [(r["line"], r["code"]) for r in result.rejected] == [
-        (9, C.ERROR_INVALID_JSON_LINE),
-        (10, C.ERROR_INVALID_JSON_LINE),
+        (9, codes.ERROR_INVALID_JSON_LINE),
+        (10, codes.ERROR_INVALID_JSON_LINE),
     ]
 
 
