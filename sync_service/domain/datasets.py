@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -52,6 +51,7 @@ from sync_service.domain.context import Context
 from sync_service.domain.images import IMAGE_SUFFIXES, store_image
 from sync_service.domain.projects import ProjectInfo
 from sync_service.domain.publisher import ImageMetaCache, assign, dedupe, now_stamp
+from sync_service.edges.locks import LockLost, RenewingLock
 from sync_service.edges.s3 import split_s3_url
 from sync_service.edges.state import CachedEntry, ProjectState
 from sync_service.errors import ServiceError
@@ -66,6 +66,13 @@ LOCK_WAIT = 1800.0  # the longest an operation waits for another one on the same
 ProgressCallback = Callable[[str, int, int | None], None]
 """``progress(stage, done, total)``: ``done`` items of ``total`` (None: not known) in ``stage``, a
 phrase such as ``"uploading images"``; a new phrase starts a new stage."""
+
+
+def _lock_lost() -> DatasetError:
+    return DatasetError(
+        "ResourceInUseException",
+        "the project's dataset lock was lost (a stall, or Redis away); the operation stopped",
+    )
 
 
 def no_progress(stage: str, done: int, total: int | None) -> None:
@@ -136,6 +143,7 @@ class Datasets:
     def __init__(self, ctx: Context, *, progress: ProgressCallback | None = None) -> None:
         self.ctx = ctx
         self.progress: ProgressCallback = progress or no_progress
+        self._held: RenewingLock | None = None  # the dataset lock, while an operation holds it
 
     # ------------------------------------------------------------------------------------- projects
 
@@ -162,37 +170,43 @@ class Datasets:
         imports running at once cannot both find an image missing and both add it (the second waits,
         then finds the first one's tasks). ResourceInUseException when it stays taken ``wait`` seconds.
 
-        The lock is renewed while held; a holder that dies frees it :data:`LOCK_TTL` seconds later. It is
-        not re-entrant: the operations that take it call none that take it again.
+        The lock is renewed while held; a holder that dies frees it :data:`LOCK_TTL` seconds later. A
+        holder that loses it (a stall past that, or Redis away as long) stops at its next progress report
+        or Label Studio batch with a ResourceInUseException, instead of carrying on beside the operation
+        that took the lock over. Not re-entrant: the operations that take it call none that take it again.
         """
-        lock = self.ctx.redis.lock(
+        lock = RenewingLock(
+            self.ctx.redis,
             f"cl:p:{info.label_studio_project_id}:datasets-lock",
-            timeout=LOCK_TTL,
-            blocking_timeout=wait,
-            thread_local=False,
+            ttl=LOCK_TTL,
+            wait=wait,
+            on_wait=lambda: self.progress("waiting for another dataset operation on the project", 0, None),
         )
-        if not lock.acquire(blocking=False):
-            self.progress("waiting for another dataset operation on the project", 0, None)
-            if not lock.acquire():
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(lock)
+            except LockLost:
                 raise DatasetError(
                     "ResourceInUseException", "another dataset operation on the project is running"
-                )
-        done = threading.Event()
+                ) from None
+            report = self.progress
 
-        def renew() -> None:
-            while not done.wait(LOCK_TTL / 3):
-                with contextlib.suppress(Exception):  # Redis away for a moment: the next round retries
-                    lock.reacquire()
+            def checked(stage: str, done: int, total: int | None) -> None:
+                if lock.lost:  # the renewal thread's finding: no Redis call per report
+                    raise _lock_lost()
+                report(stage, done, total)
 
-        renewer = threading.Thread(target=renew, daemon=True, name="datasets-lock")
-        renewer.start()
-        try:
-            yield
-        finally:
-            done.set()
-            renewer.join()
-            with contextlib.suppress(Exception):  # expired and taken by another: nothing of ours to free
-                lock.release()
+            self.progress, self._held = checked, lock
+            try:
+                yield
+            finally:
+                self.progress, self._held = report, None
+
+    def _checkpoint(self) -> None:
+        """Stop (ResourceInUseException) unless the dataset lock taken by :meth:`exclusive` is still ours;
+        called before each batch of changes to Label Studio."""
+        if self._held is not None and not self._held.held():
+            raise _lock_lost()
 
     def _record(self, info: ProjectInfo) -> ProjectInfo:
         """The project's record as it is now (another process may have changed it since ``info``)."""
@@ -367,6 +381,7 @@ class Datasets:
         made: list[int] = []
         for start in range(0, len(fresh), IMPORT_BATCH):
             self.progress("importing tasks into Label Studio", start, len(fresh))
+            self._checkpoint()
             made += self.ctx.ls.import_tasks(pid, fresh[start : start + IMPORT_BATCH])
         if fresh:
             self.progress("importing tasks into Label Studio", len(fresh), len(fresh))

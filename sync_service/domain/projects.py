@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 from redis import Redis
-from redis.lock import Lock
 
+from sync_service.edges.locks import RenewingLock
 from sync_service.edges.s3 import Storage
 from sync_service.edges.state import PROJECTS_KEY
 
@@ -139,12 +139,10 @@ class Projects:
         found = [info for info in cached if info.project_name == name]
         return found or [info for info in self.scan() if info.project_name == name]
 
-    def lock(self, project_id: int, *, seconds: float = 30.0) -> Lock:
-        """A Redis lock to hold across a read-modify-write of the project's record (``project.json``).
+    def lock(self, project_id: int, *, seconds: float = 30.0) -> RenewingLock:
+        """A lock to hold across a read-modify-write of the project's record (``project.json``).
 
-        Waits up to ``seconds`` for it (then ``redis.exceptions.LockError``); expires after ``seconds``.
+        Waits up to ``seconds`` for it (then :class:`~sync_service.edges.locks.LockLost`); renewed while
+        held, it frees itself ``seconds`` after a holder died.
         """
-        lock: Lock = self.redis.lock(
-            f"cl:p:{project_id}:record-lock", timeout=seconds, blocking_timeout=seconds
-        )
-        return lock
+        return RenewingLock(self.redis, f"cl:p:{project_id}:record-lock", ttl=seconds, wait=seconds)

@@ -50,7 +50,6 @@ from sync_service.edges.state import (
     CachedEntry,
     EventBatch,
     LineRow,
-    LockLost,
     ProjectState,
     collector_paused,
 )
@@ -500,21 +499,23 @@ class Publisher:
                     [e for e in usable if sides[e.source_ref] == TRAIN],
                     [e for e in usable if sides[e.source_ref] == TEST] if counts[TEST] else None,
                 )
-            if not state.holds_lock():  # it expired (a stall past LOCK_TTL): another publish took over
-                raise LockLost(f"project {info.label_studio_project_id}: the publish lock expired")
             previous = state.status().get("digests") or {}
             with self.phases.timed("upload"):
+                # Before each write: a publisher that stalled past the lock's life (another one took
+                # over) stops here rather than overwrite the newer manifests.
                 for side, name in ((TRAIN, "train.manifest"), (TEST, "test.manifest")):
                     if force or previous.get(side) != digests[side]:
+                        state.check_lock()
                         self.storage.put_file(
                             self.projects.key(info, name), spools[side], content_type="application/x-ndjson"
                         )
+                state.check_lock()
                 self.storage.put_bytes(
                     self.projects.key(info, "validation/manifest_summary.json"),
                     dumps(summary) + b"\n",
                     content_type="application/json",
                 )
-            state.set_status(digests=digests)
+            state.set_published(digests=digests)
         finally:
             for spool in spools.values():
                 spool.close()

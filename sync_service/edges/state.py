@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import os
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -28,8 +25,9 @@ from typing import Any
 
 import orjson
 from redis import Redis
-from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
+
+from sync_service.edges.locks import LockLost, RenewingLock
 
 IMAGE_META_KEY = "cl:imgmeta"
 PROJECTS_KEY = "cl:projects"
@@ -49,16 +47,6 @@ REBUILD_CHUNK = 1000
 
 REBUILD_KEYS_TTL = 3600
 """Seconds the hashes of a rebuild under way live unless the rebuild completes (and renames them)."""
-
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
-"""
-
-_EXTEND = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
-return 0
-"""
 
 # Take the events (KEYS[1..5]: dirty, gone, gone-ann, full, pending; KEYS[10] the first event's time) and
 # keep a copy of them in the taken-* keys (KEYS[6..9]) until the publish succeeds; returns {dirty, gone,
@@ -85,12 +73,20 @@ if redis.call('exists', KEYS[8]) == 1 then redis.call('set', KEYS[4], 1) end
 return redis.call('del', KEYS[5], KEYS[6], KEYS[7], KEYS[8])
 """
 
-# Drop the taken-* keys (KEYS[2..5]) once the publish succeeded, if the lock (KEYS[1]) is still ours.
+# Drop the taken-* keys (KEYS[2..5]) if the lock (KEYS[1]) is still ours (ARGV[1]; '' when no publish
+# holds it, as for a project that is not ours).
 _SETTLE = """
 if ARGV[1] == '' or redis.call('get', KEYS[1]) == ARGV[1] then
   return redis.call('del', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 end
 return 0
+"""
+
+# HSET KEYS[2] with ARGV[2..] if the lock KEYS[1] holds ARGV[1]: 1 when written, 0 when not ours.
+_SET_FENCED = """
+if ARGV[1] == '' or redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('hset', KEYS[2], unpack(ARGV, 2))
+return 1
 """
 
 # One event, atomically and in one round trip (the webhook's whole Redis cost): add the ids (from
@@ -216,10 +212,6 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-class LockLost(Exception):
-    """Another publisher holds the project's lock for longer than we would wait."""
-
-
 class ProjectState:
     """The Redis side of one Label Studio project."""
 
@@ -241,7 +233,7 @@ class ProjectState:
         self.k_config = base + "config"
         self.k_label_config = base + "label-config"
         self.k_taken = [base + f"taken-{name}" for name in ("dirty", "gone", "gone-ann", "full")]
-        self._lock_token: str | None = None
+        self._held: RenewingLock | None = None
 
     # ------------------------------------------------------------------------------------- events
 
@@ -298,7 +290,7 @@ class ProjectState:
 
     def settle(self) -> None:
         """The events taken are published: forget the copy (unless another publisher took over)."""
-        self.redis.eval(_SETTLE, 5, self.k_lock, *self.k_taken, self._lock_token or "")
+        self.redis.eval(_SETTLE, 5, self.k_lock, *self.k_taken, self._lock_token)
 
     def recover(self) -> int:
         """Give the events a dead publisher had taken back to the pending ones; return 1 if there were."""
@@ -311,7 +303,9 @@ class ProjectState:
             dirty=batch.dirty, gone=batch.gone, gone_annotations=batch.gone_annotations, full=batch.full
         )
         self.redis.incrby(self.k_pending, max(batch.pending - 1, 0))
-        self.redis.delete(*self.k_taken)
+        # The copy is dropped only while the lock is ours: once it expired, the taken-* keys may hold
+        # what the next holder took (it recovered ours into the pending events already).
+        self.redis.eval(_SETTLE, 5, self.k_lock, *self.k_taken, self._lock_token)
         self.unschedule()
 
     def pending(self) -> int:
@@ -458,6 +452,13 @@ class ProjectState:
         if fields:
             self.redis.hset(self.k_status, mapping={k: orjson.dumps(v) for k, v in fields.items()})
 
+    def set_published(self, **fields: Any) -> None:
+        """Set status fields that describe what this holder published, only while the publish lock is
+        ours (compared in Redis, in the same step as the write); else :class:`LockLost`."""
+        pairs = [part for k, v in fields.items() for part in (k, orjson.dumps(v))]
+        if not self.redis.eval(_SET_FENCED, 2, self.k_lock, self.k_status, self._lock_token, *pairs):
+            raise LockLost(f"project {self.project_id}: the publish lock was lost before the status write")
+
     def status(self) -> dict[str, Any]:
         """The status fields, decoded, plus the pending event count."""
         raw = self.redis.hgetall(self.k_status)
@@ -471,44 +472,31 @@ class ProjectState:
         return out
 
     @contextlib.contextmanager
-    def lock(self, *, ttl: float = LOCK_TTL, wait: float = 600.0) -> Iterator[None]:
+    def lock(self, *, ttl: float = LOCK_TTL, wait: float = 600.0) -> Iterator[RenewingLock]:
         """Hold the project's publish lock (single flight over all workers), renewed while held.
 
         Its value names the holder (``host:pid:random``). It expires ``ttl`` seconds after the holder
         stopped renewing it (a publisher then :meth:`recover` s the events the dead holder had taken).
+        :meth:`settle` and :meth:`give_back` compare it before they touch the taken events, and the
+        publisher calls :meth:`check_lock` before each write: a holder that lost it writes nothing more.
         """
-        token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
-        deadline = time.monotonic() + wait
-        while not self.redis.set(self.k_lock, token, nx=True, px=int(ttl * 1000)):
-            if time.monotonic() > deadline:
-                raise LockLost(f"project {self.project_id}: another publish holds the lock")
-            time.sleep(0.05)
-        self._lock_token = token
-        stop = threading.Event()
-        renewer = threading.Thread(
-            target=self._renew, args=(token, ttl, stop), daemon=True, name=f"lock-{self.project_id}"
-        )
-        renewer.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            renewer.join()
-            self._lock_token = None
-            self.redis.eval(_RELEASE, 1, self.k_lock, token)
-
-    def _renew(self, token: str, ttl: float, stop: threading.Event) -> None:
-        while not stop.wait(ttl / 4):
+        with RenewingLock(self.redis, self.k_lock, ttl=ttl, wait=wait) as held:
+            self._held = held
             try:
-                if not self.redis.eval(_EXTEND, 1, self.k_lock, token, int(ttl * 1000)):
-                    return  # expired or Redis lost it: holds_lock() now says False
-            except RedisError:
-                continue  # Redis away for a moment; if it stays away the lock expires
+                yield held
+            finally:
+                self._held = None
 
     def holds_lock(self) -> bool:
         """Whether the lock taken by :meth:`lock` is still ours (it may have expired meanwhile)."""
-        token = self._lock_token
-        if token is None:
-            return False
-        value = self.redis.get(self.k_lock)
-        return value is not None and _text(value) == token
+        return self._held is not None and self._held.held()
+
+    def check_lock(self) -> None:
+        """Raise :class:`LockLost` unless the publish lock taken by :meth:`lock` is still ours."""
+        if self._held is None:
+            raise LockLost(f"project {self.project_id}: the publish lock is not held")
+        self._held.check()
+
+    @property
+    def _lock_token(self) -> str:
+        return (self._held.token if self._held is not None else None) or ""

@@ -82,3 +82,18 @@ def test_waiting_for_another_operations_lock_is_a_stage(redis: Redis) -> None:
     with second.exclusive(INFO):  # free now: taken at once, nothing to say
         pass
     assert heard.calls == []
+
+
+def test_an_operation_that_lost_its_lock_stops_at_its_next_step(redis: Redis) -> None:
+    heard = Heard()
+    ops = Datasets(SimpleNamespace(redis=redis), progress=heard)  # type: ignore[arg-type]
+    key = f"cl:p:{INFO.label_studio_project_id}:datasets-lock"
+    with pytest.raises(DatasetError) as stopped, ops.exclusive(INFO):
+        ops.progress("importing", 1, 3)
+        ops._checkpoint()
+        redis.set(key, "another-host:2:0")  # ours expired during a stall; another operation took it
+        ops._checkpoint()  # before the next batch of changes to Label Studio
+    assert stopped.value.exception == "ResourceInUseException" and "lost" in str(stopped.value)
+    assert heard.calls == [("importing", 1, 3)]
+    assert redis.get(key) == b"another-host:2:0"  # the other operation's lock is left alone
+    redis.delete(key)

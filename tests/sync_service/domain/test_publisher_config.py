@@ -15,7 +15,7 @@ from sync_service.domain import publisher as publisher_module
 from sync_service.domain.projects import ProjectInfo, Projects
 from sync_service.domain.publisher import Publisher
 from sync_service.edges.s3 import Storage
-from sync_service.edges.state import ProjectState
+from sync_service.edges.state import LockLost, ProjectState
 from tests.builders import choices, task
 from tests.realparts import S3
 
@@ -110,3 +110,54 @@ def test_a_publish_waits_for_a_burst_from_its_first_event_not_after_the_last_pub
     started = time.monotonic()
     pub.publish(PID)
     assert time.monotonic() - started < 0.45
+
+
+def test_a_publish_that_lost_its_lock_writes_nothing_and_keeps_its_events(
+    world: tuple[Publisher, CountingLabelStudio, ProjectState], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pub, ls, state = world
+    pub.publish(PID)
+    key = pub.projects.key(pub.projects.find(PID), "train.manifest")  # type: ignore[arg-type]
+    before = pub.storage.get_bytes(key)
+    summarize = publisher_module.entries_summary
+
+    def stalled_past_the_lock(*args: Any) -> Any:
+        state.redis.set(state.k_lock, "another-host:2:0")  # the lock expired; another publisher took it
+        return summarize(*args)
+
+    monkeypatch.setattr(publisher_module, "entries_summary", stalled_past_the_lock)
+    ls.tasks[1] = task("s3://b/1.jpg", choices("dog"), tid=1, dataset="train")
+    state.note(dirty=[1])
+    with pytest.raises(LockLost):
+        pub.publish(PID)
+    assert pub.storage.get_bytes(key) == before  # the manifest the other publisher owns is untouched
+    assert state.redis.smembers(state.k_dirty) == {b"1"}  # the event waits for the next publish
+    assert state.redis.get(state.k_lock) == b"another-host:2:0"
+    state.redis.delete(state.k_lock)
+
+
+def test_a_lock_lost_between_two_uploads_stops_before_the_next(
+    world: tuple[Publisher, CountingLabelStudio, ProjectState], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pub, ls, state = world
+    pub.publish(PID)
+    info = pub.projects.find(PID)
+    assert info is not None
+    summary_key = pub.projects.key(info, "validation/manifest_summary.json")
+    before = pub.storage.get_bytes(summary_key)
+    put_file = pub.storage.put_file
+
+    def upload_then_stall(*args: Any, **kwargs: Any) -> Any:
+        done = put_file(*args, **kwargs)
+        state.redis.set(state.k_lock, "another-host:2:0")  # stalled past the lock's life after this one
+        return done
+
+    monkeypatch.setattr(pub.storage, "put_file", upload_then_stall)
+    ls.tasks[1] = task("s3://b/1.jpg", choices("dog"), tid=1, dataset="train")
+    ls.tasks[2] = task("s3://b/2.jpg", choices("cat"), tid=2, dataset="test")
+    state.note(dirty=[1, 2])
+    with pytest.raises(LockLost):
+        pub.publish(PID)
+    assert pub.storage.get_bytes(summary_key) == before  # no write after the lock was lost
+    assert state.status()["digests"] != {}  # and the published digests stay the previous holder's
+    state.redis.delete(state.k_lock)

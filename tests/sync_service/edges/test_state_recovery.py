@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from redis import Redis
 
-from sync_service.edges.state import ProjectState
+from sync_service.edges.state import LockLost, ProjectState
 
 
 @pytest.fixture
@@ -72,3 +72,29 @@ def test_give_back_returns_the_events_and_drops_the_copy(state: ProjectState) ->
         assert not state.redis.exists(*state.k_taken)
         assert state.take().dirty == {7}
         state.settle()
+
+
+def test_give_back_after_the_lock_was_lost_keeps_the_next_holders_taken_events(state: ProjectState) -> None:
+    with state.lock():
+        state.note(dirty=[8])
+        batch = state.take()
+        state.redis.set(state.k_lock, "another-host:2:0")  # ours expired; the next holder took its own
+        state.redis.sadd(state.k_taken[0], 9)  # events the next holder took meanwhile
+        state.give_back(batch)
+        assert state.redis.smembers(state.k_taken[0]) == {b"8", b"9"}  # not ours to drop
+        assert state.redis.smembers(state.k_dirty) == {b"8"}  # ours are pending again all the same
+        state.redis.delete(state.k_lock)
+
+
+def test_what_was_published_is_recorded_only_while_the_lock_is_ours(state: ProjectState) -> None:
+    with state.lock():
+        state.set_published(digests={"train": "a"})
+        assert state.status()["digests"] == {"train": "a"}
+        state.redis.set(state.k_lock, "another-host:2:0")
+        with pytest.raises(LockLost):
+            state.check_lock()
+        with pytest.raises(LockLost):
+            state.set_published(digests={"train": "stale"})
+        assert state.status()["digests"] == {"train": "a"}
+        state.redis.delete(state.k_lock)
+    state.redis.delete(state.k_status)
