@@ -249,7 +249,7 @@ class Datasets:
             if not info.has_dataset(dataset):
                 raise not_found(f"the project has no {dataset} dataset")
             self.progress("reading the project's entries", 0, None)
-            gone = [entry.task_id for entry in self.entries(info, all_tasks=True)[dataset]]
+            gone = [entry.task_id for entry in self.entries(info, all_tasks=True, fresh=True)[dataset]]
             for number, task_id in enumerate(gone, start=1):
                 self.ctx.ls.delete_task(task_id)
                 self.progress("deleting tasks", number, len(gone))
@@ -276,13 +276,19 @@ class Datasets:
         self.ctx.ls.update_project(info.label_studio_project_id, label_config=xml)
         ProjectState(self.ctx.redis, info.label_studio_project_id).note(full=True)
 
-    def entries(self, info: ProjectInfo, *, all_tasks: bool = False) -> dict[str, list[CachedEntry]]:
-        """Each dataset's entries as of now (the cache brought up to date first), in task order.
+    def entries(
+        self, info: ProjectInfo, *, all_tasks: bool = False, fresh: bool = False
+    ) -> dict[str, list[CachedEntry]]:
+        """Each dataset's entries, in task order: as last published (what :meth:`freshness` tells), or
+        with ``fresh`` (the operations that change datasets) after a publish of what is pending.
 
-        Tasks whose image could not be read into an entry are listed too (``line`` None, ``error`` set);
-        with ``all_tasks``, so are the later tasks of an image that an earlier task already shows.
+        Reads never publish: a publish waits for the project's publish lock (up to minutes behind a
+        rebuild) and reads Label Studio, which an HTTP request or a listing should not do. Tasks whose
+        image could not be read into an entry are listed too (``line`` None, ``error`` set); with
+        ``all_tasks``, so are the later tasks of an image that an earlier task already shows.
         """
-        self._publish(info)
+        if fresh:
+            self._publish(info)
         cached = ProjectState(self.ctx.redis, info.label_studio_project_id).entries()
         usable, _ = dedupe(cached)
         sides = self.sides(info, usable)
@@ -294,6 +300,17 @@ class Datasets:
             elif entry.line is None or all_tasks:
                 out[entry.dataset or sides.get(entry.source_ref) or TRAIN].append(entry)
         return out
+
+    def freshness(self, info: ProjectInfo) -> dict[str, Any]:
+        """How fresh the reads of :meth:`entries` are: ``published`` (UTC time of the last publish, None
+        before the first), ``pending_events`` (changes received since, not yet in the reads) and
+        ``last_error`` (of the last publish that failed, if any)."""
+        status = ProjectState(self.ctx.redis, info.label_studio_project_id).status()
+        return {
+            "published": status.get("last_publish"),
+            "pending_events": int(status.get("pending_events") or 0),
+            "last_error": status.get("last_error"),
+        }
 
     def sides(self, info: ProjectInfo, usable: list[CachedEntry]) -> dict[str, str]:
         """Each entry's dataset (see :func:`sync_service.domain.publisher.assign`)."""
@@ -343,7 +360,7 @@ class Datasets:
         options = _write_options(config, dataset)
         existing: dict[str, CachedEntry] = {}
         sides: dict[str, str] = {}
-        for side, listed in self.entries(info, all_tasks=True).items():
+        for side, listed in self.entries(info, all_tasks=True, fresh=True).items():
             for cached in listed:
                 if cached.source_ref not in existing or cached.task_id < existing[cached.source_ref].task_id:
                     existing[cached.source_ref] = cached  # the first task of an image is its entry
@@ -533,7 +550,7 @@ class Datasets:
         self.progress(f"reading {source.title}/{source_dataset}", 0, None)
         lines = [
             RawLine(n, e.line or b"", False, len(e.line or b""))
-            for n, e in enumerate(self.entries(source)[source_dataset], start=1)
+            for n, e in enumerate(self.entries(source, fresh=True)[source_dataset], start=1)
             if e.line is not None
         ]
         if not lines:
@@ -595,7 +612,7 @@ class Datasets:
             if not (self.has_dataset(info, TRAIN) and self.has_dataset(info, TEST)):
                 raise not_found("distribute needs both a training and a test dataset")
             self.progress("reading the project's entries", 0, None)
-            sets = self.entries(info)
+            sets = self.entries(info, fresh=True)
             if sets[TEST]:
                 raise invalid(f"the test dataset is not empty ({len(sets[TEST])} entries)")
             train = [e for e in sets[TRAIN] if e.line is not None]
@@ -626,13 +643,16 @@ class Datasets:
             to_test = sum(1 for e in train if assignment[e.source_ref] == TEST)
             return {TRAIN: len(train) - to_test, TEST: to_test}
 
-    def labels(self, info: ProjectInfo, dataset: str | None = None) -> list[LabelStats]:
+    def labels(
+        self, info: ProjectInfo, dataset: str | None = None, *, fresh: bool = False
+    ) -> list[LabelStats]:
         """ListDatasetLabels: every label the project declares (its label config) or an entry uses, with
         the entries that carry it and its boxes (``BoundingBoxCount`` counts boxes), in ``dataset`` or in
         both. A declared label no entry uses has zero counts (the console's "Manage labels" makes those).
+        Counts as last published unless ``fresh`` (see :meth:`entries`).
         """
         _, config = self.config(info)
-        return _label_stats(config, self.entries(info), dataset)
+        return _label_stats(config, self.entries(info, fresh=fresh), dataset)
 
     def add_label(self, info: ProjectInfo, name: str, *, kind: str = CHOICES) -> None:
         """Declare a label (image-level by default, ``kind=rectanglelabels`` for boxes)."""
@@ -670,7 +690,7 @@ class Datasets:
     def delete_label(self, info: ProjectInfo, name: str) -> None:
         """Delete a label that no entry uses (as the console allows): ResourceInUseException else."""
         with self.exclusive(info):
-            stats = {s.name: s for s in self.labels(info)}
+            stats = {s.name: s for s in self.labels(info, fresh=True)}
             if name not in stats:
                 raise not_found(f"no label {name!r}")
             if stats[name].entries or stats[name].boxes:
