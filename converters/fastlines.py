@@ -71,10 +71,12 @@ def _read(obj: Any, max_label_name: int) -> tuple[str, list[_Label], list[_Group
         if attr.endswith(META_SUFFIX):
             if attr[:_CUT] in obj:
                 continue  # read with its attribute
-            return None  # an orphan: an issue, or a key kept aside
+            return None  # an orphan (ERROR_NO_LABEL_ATTRIBUTES), or Rekognition's cl-metadata
         meta = obj.get(attr + META_SUFFIX)
         if type(meta) is not dict:
-            return None  # a key kept aside, or metadata that is not an object
+            # An attribute without its metadata (ERROR_NO_LABEL_ATTRIBUTES), an unknown key kept
+            # aside, or metadata that is not an object: the general reader decides which.
+            return None
         human = meta.get("human-annotated")
         job = meta.get("job-name")
         if (

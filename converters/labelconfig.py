@@ -3,11 +3,16 @@
 Only two kinds of control carry Rekognition labels: ``<Choices>`` (image-level labels) and
 ``<RectangleLabels>`` (boxes). Every other control is known to be something else, and its results are
 ignored rather than mistaken for labels.
+
+Renaming and removing a label edit the user's text in place (a small scanner finds each element's exact
+span and attributes; defusedxml still parses and checks the text before and after), so comments, order
+and formatting survive; adding labels writes the config anew.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from xml.etree import ElementTree
 from xml.etree.ElementTree import Element
@@ -269,27 +274,187 @@ def add_labels(
 
 
 def rename_label(xml: str, old: str, new: str, *, source: str = "<label config>") -> str:
-    """``xml`` with the label ``old`` renamed ``new`` in place, in every label-carrying control."""
-    root = _parse_xml(xml, source)
-    for kind in (CHOICES, RECTANGLE_LABELS):
-        for control in _controls_of(root, kind):
-            for child in control.iter():
-                if child is not control and child.get("value") == old:
-                    child.set("value", new)
-    return _serialize(root)
+    """``xml`` with the label ``old`` renamed ``new`` in every label-carrying control.
+
+    The text is edited in place: only the ``value`` attributes that held ``old`` change (``new`` escaped
+    for the attribute's own quote); comments, order, formatting and the XML declaration stay as written.
+    """
+    _parse_xml(xml, source)
+    elements = _scan(xml)
+    edits: list[tuple[int, int, str]] = []
+    for index in sorted(_label_elements(elements, lambda e, control: True)):
+        value = elements[index].attrs.get("value")
+        if value is not None and value.text == old:
+            edits.append((value.start, value.end, _escape_attribute(new, value.quote)))
+    return _applied(xml, edits, source)
 
 
 def remove_label(xml: str, name: str, *, source: str = "<label config>") -> str:
-    """``xml`` without the label ``name``; a ``<Choices>`` left empty goes too (Label Studio refuses it)."""
-    root = _parse_xml(xml, source)
-    for kind in (CHOICES, RECTANGLE_LABELS):
-        for control in _controls_of(root, kind):
-            for child in list(control):
-                if child.get("value") == name:
-                    control.remove(child)
-            if kind == CHOICES and not any(c.get("value") for c in control.iter() if c is not control):
-                for parent in root.iter():
-                    if control in list(parent):
-                        parent.remove(control)
-                        break
-    return _serialize(root)
+    """``xml`` without the label ``name``; a ``<Choices>`` left empty goes too (Label Studio refuses it).
+
+    The text is edited in place: the element is cut out, with its line when it stood alone on it; the
+    rest of the config stays as written.
+    """
+    _parse_xml(xml, source)
+    elements = _scan(xml)
+    removed = _label_elements(elements, lambda e, control: e.parent == control)
+    removed = {i for i in removed if _value(elements[i]) == name}
+    for index, element in enumerate(elements):
+        if element.tag.lower() != CHOICES or element.parent is None:
+            continue
+        kept = [
+            i
+            for i in range(len(elements))
+            if i != index and i not in removed and _within(elements, i, index) and _value(elements[i])
+        ]
+        if not kept:
+            removed.add(index)
+    # An element inside one that goes goes with it.
+    outer = [i for i in removed if not any(_within(elements, i, j) for j in removed if j != i)]
+    edits = [(*_cut(xml, elements[i].start, elements[i].end), "") for i in outer]
+    return _applied(xml, edits, source)
+
+
+# ------------------------------------------------------------------- the config's text, with positions
+
+
+@dataclass(frozen=True, slots=True)
+class _Attribute:
+    """An attribute's value in the source: ``start``/``end`` bound the text between the quotes."""
+
+    start: int
+    end: int
+    quote: str
+    text: str  # the value as a parser reads it (references resolved, whitespace normalized)
+
+
+@dataclass(slots=True)
+class _Element:
+    """An element in the source: ``start`` is its ``<``, ``end`` just after its end tag (or ``/>``)."""
+
+    tag: str
+    start: int
+    end: int
+    parent: int | None
+    attrs: dict[str, _Attribute]
+
+
+_START_TAG = re.compile(r"""<([^\s/>!?]+)((?:\s+[^\s/>=]+\s*=\s*(?:"[^"]*"|'[^']*'))*)\s*(/?)>""")
+_ATTRIBUTE = re.compile(r"""([^\s/>=]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
+_REFERENCE = re.compile(r"&(#x[0-9a-fA-F]+|#[0-9]+|lt|gt|amp|quot|apos);")
+_NAMED = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
+# Characters XML 1.0 cannot hold, escaped or not.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+# Markup that holds no element, and where it ends.
+_SKIPPED = (("<!--", "-->"), ("<![CDATA[", "]]>"), ("<?", "?>"))
+
+
+def _scan(xml: str) -> list[_Element]:
+    """Every element of a well-formed config (checked by the parser first), in document order."""
+    elements: list[_Element] = []
+    stack: list[int] = []
+    pos = 0
+    while (at := xml.find("<", pos)) != -1:
+        skipped = next((end for begin, end in _SKIPPED if xml.startswith(begin, at)), None)
+        if skipped is not None:
+            pos = xml.index(skipped, at) + len(skipped)
+        elif xml.startswith("<!", at):  # a DOCTYPE, perhaps with an internal subset in brackets
+            close = xml.index(">", at)
+            bracket = xml.find("[", at, close)
+            pos = (xml.index(">", xml.index("]", bracket)) if bracket != -1 else close) + 1
+        elif xml.startswith("</", at):
+            pos = xml.index(">", at) + 1
+            elements[stack.pop()].end = pos
+        else:
+            match = _START_TAG.match(xml, at)
+            if match is None:
+                raise LabelConfigError(f"cannot read the tag at character {at}", source="<label config>")
+            attrs: dict[str, _Attribute] = {}
+            base = match.start(2)
+            for attr in _ATTRIBUTE.finditer(match.group(2)):
+                group = 2 if attr.group(2) is not None else 3
+                attrs[attr.group(1)] = _Attribute(
+                    base + attr.start(group),
+                    base + attr.end(group),
+                    '"' if group == 2 else "'",
+                    _attribute_text(attr.group(group)),
+                )
+            elements.append(_Element(match.group(1), at, match.end(), stack[-1] if stack else None, attrs))
+            if not match.group(3):
+                stack.append(len(elements) - 1)
+            pos = match.end()
+    return elements
+
+
+def _attribute_text(raw: str) -> str:
+    """An attribute value as the XML parser reads it: literal whitespace made spaces, references resolved."""
+    spaced = raw.replace("\r\n", " ").translate({ord("\r"): " ", ord("\n"): " ", ord("\t"): " "})
+
+    def resolve(ref: re.Match[str]) -> str:
+        name = ref.group(1)
+        if name.startswith("#x"):
+            return chr(int(name[2:], 16))
+        if name.startswith("#"):
+            return chr(int(name[1:]))
+        return _NAMED[name]
+
+    return _REFERENCE.sub(resolve, spaced)
+
+
+def _escape_attribute(value: str, quote: str) -> str:
+    """``value`` written between ``quote`` characters so that a parser reads ``value`` back."""
+    if _NOT_XML.search(value):
+        raise LabelConfigError(f"{value!r} holds a character XML cannot hold", source="<label config>")
+    out = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    out = out.replace(quote, "&quot;" if quote == '"' else "&apos;")
+    return out.replace("\t", "&#9;").replace("\n", "&#10;").replace("\r", "&#13;")
+
+
+def _value(element: _Element) -> str | None:
+    value = element.attrs.get("value")
+    return value.text if value is not None else None
+
+
+def _within(elements: list[_Element], index: int, ancestor: int) -> bool:
+    parent = elements[index].parent
+    while parent is not None:
+        if parent == ancestor:
+            return True
+        parent = elements[parent].parent
+    return False
+
+
+def _label_elements(elements: list[_Element], take: Callable[[_Element, int], bool]) -> set[int]:
+    """The elements under a ``<Choices>`` or ``<RectangleLabels>`` that ``take(element, control)`` takes."""
+    controls = [i for i, e in enumerate(elements) if e.tag.lower() in (CHOICES, RECTANGLE_LABELS)]
+    return {
+        i
+        for control in controls
+        for i, element in enumerate(elements)
+        if _within(elements, i, control) and take(element, control)
+    }
+
+
+def _cut(xml: str, start: int, end: int) -> tuple[int, int]:
+    """The span to delete for the element at ``start:end``: its whole line when nothing else is on it."""
+    line_start = xml.rfind("\n", 0, start) + 1
+    line_end = xml.find("\n", end)
+    line_end = len(xml) if line_end == -1 else line_end + 1
+    if not xml[line_start:start].strip() and not xml[end:line_end].strip():
+        return line_start, line_end
+    return start, end
+
+
+def _applied(xml: str, edits: list[tuple[int, int, str]], source: str) -> str:
+    """``xml`` with each ``(start, end, text)`` edit made (the spans do not overlap), checked to parse."""
+    if not edits:
+        return xml
+    out: list[str] = []
+    pos = 0
+    for start, end, text in sorted(edits):
+        out += [xml[pos:start], text]
+        pos = end
+    out.append(xml[pos:])
+    edited = "".join(out)
+    _parse_xml(edited, source)
+    return edited

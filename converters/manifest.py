@@ -9,6 +9,10 @@ dispatches on ``X-metadata.type``:
   label per class, named ``<attr><index>`` and typed ``groundtruth/image-classification`` (spec §9.10);
 * anything else: ``ERROR_UNSUPPORTED_USE_CASE_TYPE``; the pair is kept untouched in ``Entry.extra``.
 
+A label attribute without its ``-metadata``, or a ``-metadata`` without its attribute (a misspelt key),
+is ``ERROR_NO_LABEL_ATTRIBUTES`` and stops the line, whatever else it holds (see
+:func:`looks_like_label_attribute`). Other unknown keys are kept in ``Entry.extra``.
+
 Structural problems are reported as :class:`~converters.errors.Issue` with Rekognition's codes and scopes.
 Checks that need the whole box geometry or image facts (off-frame, too small, dimensions) live in
 :mod:`converters.validation`.
@@ -26,6 +30,8 @@ from converters.model import Box, BoxGroup, Entry, ImageLabel, ImageSize, JsonDi
 META_SUFFIX = "-metadata"
 # Rekognition's own key on dataset entries (``is_labeled``): not a label attribute's metadata (spec §1.2).
 SERVICE_METADATA = "cl-metadata"
+# Every Ground Truth label attribute metadata's ``type`` starts so (spec §1.2-§1.5).
+GROUND_TRUTH_TYPE_PREFIX = "groundtruth/"
 _CLASSIFICATION_META_KEYS = frozenset(
     ("confidence", "job-name", "class-name", "human-annotated", "creation-date", "type")
 )
@@ -105,6 +111,29 @@ def _is_int_like(value: Any) -> bool:
     return False
 
 
+def looks_like_label_attribute(value: Any) -> bool:
+    """True for a value of a key without its ``-metadata`` sibling that is shaped as a label attribute
+    or as a label attribute's metadata: then the key is an orphan, ``ERROR_NO_LABEL_ATTRIBUTES``.
+
+    The shapes (spec §1.3-§1.5): an integer or a numeric string (image-level), a list of them (the
+    SageMaker multi-label form), an object with ``image_size`` or ``annotations`` (boxes), or an object
+    with a ``groundtruth/...`` ``type`` (metadata under a misspelt key). Any other unknown key (a string,
+    a float, a boolean, another object) is not a label attribute and is kept as it is (spec §1.2).
+    """
+    if _is_int_like(value):
+        return True
+    if type(value) is list:
+        return bool(value) and all(_is_int_like(item) for item in value)
+    if type(value) is dict:
+        kind = value.get("type")
+        return (
+            "image_size" in value
+            or "annotations" in value
+            or (isinstance(kind, str) and kind.startswith(GROUND_TRUTH_TYPE_PREFIX))
+        )
+    return False
+
+
 def valid_source_ref(value: Any) -> bool:
     """True for ``s3://bucket/key`` with a lower-case scheme, a bucket and a key (spec §9.12)."""
     if not isinstance(value, str) or not value.startswith("s3://"):
@@ -152,18 +181,22 @@ def parse_line(obj: Any, *, max_label_name: int = codes.DEFAULT_LIMITS.max_label
             continue
         if key.endswith(META_SUFFIX):
             if key[: -len(META_SUFFIX)] not in obj:
-                if key != SERVICE_METADATA:
+                # Rekognition's own cl-metadata is no orphan, unless it is a label attribute's metadata.
+                if key != SERVICE_METADATA or looks_like_label_attribute(value):
                     orphans.append(key)
                 extra[key] = value
         elif key + META_SUFFIX in obj:
             pairs.append(key)
         else:
+            if looks_like_label_attribute(value):
+                orphans.append(key)
             extra[key] = value
+    if orphans:
+        # One orphan stops the whole line, even beside proper pairs: Rekognition's precedence rule
+        # (spec §2.5) stops a line's validation at ERROR_NO_LABEL_ATTRIBUTES, and taking the line
+        # with its other attributes would drop the orphan's labels without a word.
+        return ParsedLine(None, [_issue(codes.ERROR_NO_LABEL_ATTRIBUTES, Scope.LINE, field_name=orphans[0])])
     if not pairs:
-        if orphans:
-            return ParsedLine(
-                None, [_issue(codes.ERROR_NO_LABEL_ATTRIBUTES, Scope.LINE, field_name=orphans[0])]
-            )
         return ParsedLine(entry, [])
 
     usable = 0

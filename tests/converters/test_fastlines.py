@@ -104,12 +104,21 @@ PERTURBATIONS: list[Any] = [
     ),
     lambda o, a: o[a]["image_size"][0].__setitem__("depth", 1.0) if isinstance(o[a], dict) else None,
     lambda o, a: o[a].__setitem__("annotations", []) if isinstance(o[a], dict) else None,
+    # Orphans (ERROR_NO_LABEL_ATTRIBUTES): an attribute without its metadata, a metadata without its
+    # attribute, a misspelt metadata key, an orphan beside proper pairs; and unknown keys that are not.
+    lambda o, a: o.__delitem__(a + "-metadata"),
+    lambda o, a: o.__delitem__(a),
+    lambda o, a: o.__setitem__(a + "-metdata", o.pop(a + "-metadata")),
+    lambda o, a: o.__setitem__("extra-box", copy.deepcopy(o[a])),
+    lambda o, a: o.__setitem__("more", [0, "1"]),
+    lambda o, a: o.__setitem__("note", "free text"),
+    lambda o, a: o.__setitem__("score", 0.5),
 ]
 
 
 @st.composite
-def lines(draw: st.DrawFn) -> dict[str, Any]:
-    """Mostly well-formed lines (the shortcuts' business), some with one thing off."""
+def lines(draw: st.DrawFn, *, perturb: bool = True) -> dict[str, Any]:
+    """Mostly well-formed lines (the shortcuts' business), some with one thing off (when ``perturb``)."""
     width, height = draw(st.sampled_from([(640, 480), (480, 640), (90, 90), (1400, 600), (4000, 100)]))
     out: dict[str, Any] = {"source-ref": draw(st.sampled_from(["s3://b/k.jpg", "s3://b/d/k.png"]))}
     attrs = draw(
@@ -151,7 +160,7 @@ def lines(draw: st.DrawFn) -> dict[str, Any]:
             meta["class-map"] = class_map
             out[attr] = {"image_size": [{"width": width, "height": height, "depth": 3}], "annotations": boxes}
         out[attr + "-metadata"] = meta
-    if draw(st.integers(0, 2)) == 0:
+    if perturb and draw(st.integers(0, 2)) == 0:
         draw(st.sampled_from(PERTURBATIONS))(out, draw(st.sampled_from(attrs)))
     return out
 
@@ -161,6 +170,30 @@ def lines(draw: st.DrawFn) -> dict[str, Any]:
 def test_shortcuts_equal_the_general_readers(obj: dict[str, Any], orientation: int) -> None:
     meta = {"s3://b/k.jpg": ImageMeta(640, 480, orientation), "s3://b/d/k.png": ImageMeta(90, 90, 1)}
     assert_same(obj, meta)
+
+
+ORPHANINGS: list[Any] = PERTURBATIONS[-7:-3]
+
+
+@st.composite
+def orphaned_lines(draw: st.DrawFn) -> dict[str, Any]:
+    """Well-formed generated lines with one label attribute or metadata left without its other half."""
+    obj = draw(lines(perturb=False))
+    attr = draw(st.sampled_from([k for k in obj if k != "source-ref" and not k.endswith("-metadata")]))
+    draw(st.sampled_from(ORPHANINGS))(obj, attr)
+    return obj
+
+
+@settings(max_examples=200, deadline=None)
+@given(orphaned_lines())
+def test_an_orphan_is_no_label_attributes_on_both_paths(obj: dict[str, Any]) -> None:
+    data = orjson.dumps(obj)
+    assert line_check(1, data, obj) is None
+    assert line_task(obj, WriteOptions()) is None
+    check = check_line(RawLine(1, data))
+    assert check.has_error and check.source_ref is None and not check.terminal
+    assert [e["code"] for e in orjson.loads(check.output)["errors"]] == [codes.ERROR_NO_LABEL_ATTRIBUTES]
+    assert_same(obj, {})
 
 
 def common_line() -> dict[str, Any]:
@@ -224,6 +257,10 @@ def test_the_common_line_takes_the_shortcut() -> None:
         lambda o: o.__delitem__("label"),
         lambda o: o["label-metadata"].__setitem__("deep", nested(300)),
         lambda o: o["bounding-box"]["annotations"][0].__setitem__("deep", nested(260)),
+        lambda o: o.__delitem__("bounding-box-metadata"),
+        lambda o: o.__delitem__("bounding-box"),
+        lambda o: o.__setitem__("bounding-box-metdata", o.pop("bounding-box-metadata")),
+        lambda o: o.__setitem__("label2", 1),
     ],
 )
 def test_odd_lines_give_the_same_or_step_aside(change: Any) -> None:

@@ -56,3 +56,15 @@ def test_refused_exactly_when_more_than_a_fifth_is_invalid(total: int, bad: int)
     refusal = screen(jsonl(*lines)).refusal()
     expected = codes.ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST if bad * 5 > total else None
     assert refusal == expected
+
+
+def test_an_orphan_attribute_is_rejected_as_the_validator_reports_it() -> None:
+    boxes = det_attr("bounding-box", [("cat", 10, 10, 100, 50)])
+    no_meta = {"source-ref": "s3://b/o.jpg", "bounding-box": boxes["bounding-box"]}
+    beside_a_pair = line(
+        "s3://b/p.jpg", cls_attr("a", "cat"), **{"bounding-box-metadata": boxes["bounding-box-metadata"]}
+    )
+    out = screen(jsonl(no_meta, beside_a_pair, good(1), {"source-ref": "s3://b/plain.jpg", "note": "x"}))
+    assert [r.codes for r in out.rejected] == [(codes.ERROR_NO_LABEL_ATTRIBUTES,)] * 2
+    assert [r.number for r in out.rejected] == [1, 2]
+    assert [e.source_ref for e in out.entries] == ["s3://b/1.jpg", "s3://b/plain.jpg"]

@@ -900,3 +900,49 @@ def test_summary_has_rekognitions_shape_and_one_based_line_indices() -> None:
         },
         "errors": [],
     }
+
+
+def orphaned_lines() -> list[dict[str, Any]]:
+    """AWS's own example of ERROR_NO_LABEL_ATTRIBUTES and its kin: one half of a pair missing or misspelt."""
+    boxes = det_attr("bounding-box", [("Echo", 399, 251, 155, 101)])
+    label = cls_attr("label", "cat")
+    return [
+        {"source-ref": REF, "bounding-box": boxes["bounding-box"]},  # no bounding-box-metadata
+        {"source-ref": REF, "bounding-box-metadata": boxes["bounding-box-metadata"]},  # no bounding-box
+        {
+            "source-ref": REF,
+            "bounding-box": boxes["bounding-box"],
+            "bounding-box-metdata": {"type": codes.TYPE_DETECTION},
+        },
+        {"source-ref": REF, "label": 1},  # an image-level attribute without its metadata
+        {"source-ref": REF, "label": "0", "label_metadata": label["label-metadata"]},
+        {"source-ref": REF, "labels": [0, 1]},  # the multi-label form without its metadata
+        line(REF, label, **{"bounding-box": boxes["bounding-box"]}),  # an orphan beside a proper pair
+        line(REF, boxes, **{"label-metadata": label["label-metadata"]}),
+        {"source-ref": REF, "cl-metadata": label["label-metadata"]},  # not Rekognition's cl-metadata
+    ]
+
+
+def test_an_orphan_attribute_or_metadata_is_no_label_attributes_not_an_unannotated_record() -> None:
+    lines = orphaned_lines()
+    outputs, result = validate(lines)
+    for out in outputs:
+        assert out["errors"] == [
+            {"code": codes.ERROR_NO_LABEL_ATTRIBUTES, "message": "No label attributes found."}
+        ]
+        assert "warnings" not in out
+    assert (result.total, result.valid, result.invalid, result.ignored) == (len(lines), 0, len(lines), 0)
+    assert result.terminal == 0 and result.error_lines == list(range(1, len(lines) + 1))
+    parsed = parse_line(lines[0])
+    assert parsed.entry is None and parsed.issues[0].field == "bounding-box"
+
+
+def test_unknown_keys_that_are_no_label_attribute_are_kept() -> None:
+    unknown = {"note": "free text", "score": 0.5, "flag": True, "tags": [], "more": {"a": 1}}
+    out, result = validate(
+        [line(REF, **unknown), line("s3://bucket/b.jpg", cls_attr("label", "cat"), **unknown)]
+    )
+    assert [w["code"] for w in out[0]["warnings"]] == [codes.WARNING_UNANNOTATED_RECORD]
+    assert "errors" not in out[1] and (result.valid, result.ignored, result.invalid) == (1, 1, 0)
+    parsed = parse_line(line(REF, cls_attr("label", "cat"), **unknown))
+    assert parsed.entry is not None and parsed.entry.extra == unknown

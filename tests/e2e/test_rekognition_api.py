@@ -225,6 +225,8 @@ def _workflow(client: Any, check: Check, stack: Stack, name: str, bucket: str, r
         client.create_dataset(
             ProjectArn=project_arn, DatasetType="TEST", DatasetSource={**source, "DatasetArn": train}
         )
+    with pytest.raises(client.exceptions.InvalidParameterException):  # neither: an empty DatasetSource
+        client.create_dataset(ProjectArn=project_arn, DatasetType="TEST", DatasetSource={})
     with pytest.raises(client.exceptions.ResourceNotFoundException):
         client.describe_dataset(DatasetArn=train.rsplit("/", 1)[0] + "/1")
     with pytest.raises(client.exceptions.AccessDeniedException):

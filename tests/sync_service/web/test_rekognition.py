@@ -375,6 +375,27 @@ def test_create_dataset_checks_its_source_and_the_one_dataset_per_type(
     assert error_type(client, "CreateDataset", copy) == "InvalidParameterException"  # same project
 
 
+def test_a_dataset_source_naming_both_or_neither_is_an_invalid_parameter_for_boto3(
+    client: FlaskClient, endpoint: str, projects: Projects
+) -> None:
+    info = project(projects, "cats", datasets={"train": dataset_record()})
+    boto = rekognition(endpoint)
+    manifest = {"GroundTruthManifest": {"S3Object": {"Bucket": "bkt", "Name": "m.manifest"}}}
+    for source in ({}, {**manifest, "DatasetArn": dataset_arn(info, "train")}):
+        with pytest.raises(boto.exceptions.InvalidParameterException) as refused:
+            boto.create_dataset(ProjectArn=project_arn(info), DatasetType="TEST", DatasetSource=source)
+        assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert "exactly one of GroundTruthManifest and DatasetArn" in str(refused.value)
+    # Members sent as null are absent: still neither.
+    params = {"ProjectArn": project_arn(info), "DatasetType": "TEST"}
+    nulls = {**params, "DatasetSource": {"GroundTruthManifest": None, "DatasetArn": None}}
+    assert error_type(client, "CreateDataset", nulls) == "InvalidParameterException"
+    # No DatasetSource at all: an empty dataset.
+    assert "/dataset/test/" in boto.create_dataset(**params)["DatasetArn"]
+    record = (projects.find(info.label_studio_project_id) or info).datasets or {}
+    assert record["test"]["status"] == "CREATE_COMPLETE"
+
+
 def test_an_empty_dataset_is_complete_at_once(client: FlaskClient, projects: Projects) -> None:
     info = project(projects, "cats")
     status, body = post(client, "CreateDataset", {"ProjectArn": project_arn(info), "DatasetType": "TEST"})
