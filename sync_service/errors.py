@@ -16,7 +16,26 @@ class ConfigError(ServiceError):
 
 
 class LabelStudioError(ServiceError):
-    """Label Studio answered with an error or could not be reached (jobs retry these)."""
+    """Label Studio answered with an error or could not be reached (jobs retry these).
+
+    ``method`` and ``path`` name the request (no query string, never a token); ``status`` is the HTTP
+    status Label Studio answered, None when it could not be reached; ``detail`` its reason, on one line.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        status: int | None = None,
+        detail: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.method = method
+        self.path = path
+        self.status = status
+        self.detail = detail
 
 
 class StorageError(ServiceError):

@@ -20,16 +20,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-from label_studio_sdk import LabelStudio
-from label_studio_sdk.core.api_error import ApiError
-
 from converters.codes import DEFAULT_LIMITS
 from converters.labelconfig import build_label_config, label_lists, parse_label_config
 from sync_service.config import SECRET_HEADER, Settings
 from sync_service.domain.datasets import dataset_record
 from sync_service.domain.events import HANDLED
 from sync_service.domain.projects import ProjectInfo, Projects, slugify
+from sync_service.edges.labelstudio import LabelStudio
 from sync_service.edges.state import ProjectState
 from sync_service.errors import LabelStudioError
 
@@ -52,47 +49,40 @@ class Created:
     view_ids: tuple[int, ...]
 
 
-def sdk_client(settings: Settings) -> Any:
-    """The SDK client, without retries: the SDK retries POSTs too, and a create must not happen twice."""
-    return LabelStudio(base_url=settings.ls_url, api_key=settings.ls_api_key, max_retries=0)  # type: ignore[no-untyped-call]
-
-
-def _detail(body: Any) -> str:
-    """Label Studio's reason for an error, on one line (its ``detail`` when it gives one)."""
-    if isinstance(body, dict) and body.get("detail"):
-        body = body["detail"]
-    text = " ".join(str(body or "no reason given").split())
-    return text if len(text) <= 200 else text[:200] + "..."
+def label_studio(settings: Settings) -> LabelStudio:
+    """The Label Studio edge for ``settings`` (creates are sent once: the edge never retries them)."""
+    return LabelStudio(settings.ls_url, settings.ls_api_key)
 
 
 @contextmanager
 def label_studio_errors(settings: Settings, *, probe: bool = False) -> Iterator[None]:
-    """Turn the SDK's errors into one-line :class:`LabelStudioError` messages that name Label Studio's
+    """Turn the edge's errors into one-line :class:`LabelStudioError` messages that name Label Studio's
     URL and what to fix. ``probe``: the first call, so a 401/403 means the API key (later, a 403 is
     more likely Label Studio refusing a private URL: the reason it gives is quoted)."""
     where = f"Label Studio at {settings.ls_url}"
     try:
         yield
-    except ApiError as exc:
-        code = exc.status_code
+    except LabelStudioError as exc:
+        code = exc.status
+        if code is None:
+            cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else "no answer"
+            raise LabelStudioError(
+                f"{where} does not answer ({cause}); is it running? (or set CUSTOMLABELS_LS_URL)",
+                method=exc.method,
+                path=exc.path,
+            ) from None
+        detail = exc.detail or "no reason given"
         if code == 401 or (probe and code == 403):
             raise LabelStudioError(
-                f"{where} refused the API key (HTTP {code}: {_detail(exc.body)}); "
-                "set CUSTOMLABELS_LS_API_KEY to a valid token (Label Studio: Account & Settings)"
+                f"{where} refused the API key (HTTP {code}: {detail}); "
+                "set CUSTOMLABELS_LS_API_KEY to a valid token (Label Studio: Account & Settings)",
+                method=exc.method,
+                path=exc.path,
+                status=code,
             ) from None
-        raise LabelStudioError(f"{where} answered HTTP {code}: {_detail(exc.body)}") from None
-    except httpx.HTTPError as exc:
         raise LabelStudioError(
-            f"{where} does not answer ({type(exc).__name__}); is it running? (or set CUSTOMLABELS_LS_URL)"
+            f"{where} answered HTTP {code}: {detail}", method=exc.method, path=exc.path, status=code
         ) from None
-
-
-def find_project(client: Any, title: str) -> Any | None:
-    """The project titled exactly ``title``, or None."""
-    for project in client.projects.list(title=title):
-        if project.title == title:
-            return project
-    return None
 
 
 def create_project(
@@ -116,17 +106,17 @@ def create_project(
     if len(title.strip()) < 3:
         raise ValueError("a project title needs at least 3 characters")
     check_names(title, [*labels, *box_labels])
-    client = sdk_client(settings)
+    ls = label_studio(settings)
     with label_studio_errors(settings, probe=True):
-        project = find_project(client, title)
+        project = ls.project_by_title(title)
     created = project is None
     with label_studio_errors(settings):
         if project is None:
             config = build_label_config(template=template, choices=labels, boxes=box_labels)
-            project = client.projects.create(title=title, label_config=config)
-        pid = int(project.id)
+            project = ls.create_project(title=title, label_config=config)
+        pid = int(project["id"])
         existing = projects.find(pid)
-        declared = label_lists(parse_label_config(str(project.label_config or "")))
+        declared = label_lists(parse_label_config(str(project.get("label_config") or "")))
         info = existing or ProjectInfo(
             label_studio_project_id=pid,
             title=title,
@@ -140,9 +130,9 @@ def create_project(
         )
         # project.json first: Label Studio refuses a storage whose prefix holds no object yet.
         projects.save(info)
-        storage_id = _ensure_storage(client, settings, projects, info, s3_credentials)
-        webhook_id = _ensure_webhook(client, settings, pid)
-        view_ids = _ensure_tabs(client, pid)
+        storage_id = _ensure_storage(ls, settings, projects, info, s3_credentials)
+        webhook_id = _ensure_webhook(ls, settings, pid)
+        view_ids = _ensure_tabs(ls, pid)
     return Created(info, created, storage_id, webhook_id, view_ids)
 
 
@@ -151,11 +141,7 @@ def delete_project(settings: Settings, projects: Projects, info: ProjectInfo) ->
     record, manifests and validation files in S3 and what Redis keeps of it. Images and snapshots
     stay in S3 (they may be the only copy of uploads, and snapshots are never deleted)."""
     pid = info.label_studio_project_id
-    try:
-        sdk_client(settings).projects.delete(id=pid)
-    except ApiError as exc:
-        if exc.status_code != 404:
-            raise
+    label_studio(settings).delete_project(pid)  # already gone (404): the rest is still ours to remove
     keys = [projects.key(info, name) for name in ("project.json", "train.manifest", "test.manifest")]
     keys += projects.storage.list_keys(projects.key(info, "validation/"))
     projects.storage.delete_keys(keys)
@@ -191,22 +177,22 @@ def _free_slug(projects: Projects, slug: str, pid: int) -> str:
 
 
 def _ensure_storage(
-    client: Any,
+    ls: LabelStudio,
     settings: Settings,
     projects: Projects,
     info: ProjectInfo,
     credentials: tuple[str, str] | None,
 ) -> int:
-    for storage in client.import_storage.s3.list(project=info.label_studio_project_id):
-        if storage.bucket == settings.bucket:
-            return int(storage.id)
-    kwargs: dict[str, Any] = {}
+    for storage in ls.s3_storages(info.label_studio_project_id):
+        if storage.get("bucket") == settings.bucket:
+            return int(storage["id"])
+    fields: dict[str, Any] = {}
     if credentials is not None:
-        kwargs.update(aws_access_key_id=credentials[0], aws_secret_access_key=credentials[1])
+        fields.update(aws_access_key_id=credentials[0], aws_secret_access_key=credentials[1])
     if settings.s3_endpoint:
-        kwargs["s3endpoint"] = settings.s3_endpoint
-    storage = client.import_storage.s3.create(
-        project=info.label_studio_project_id,
+        fields["s3_endpoint"] = settings.s3_endpoint
+    storage = ls.create_s3_storage(
+        info.label_studio_project_id,
         title=f"customlabels {settings.bucket}",
         bucket=settings.bucket,
         prefix=projects.key(info, ""),
@@ -216,22 +202,20 @@ def _ensure_storage(
         presign_ttl=15,
         recursive_scan=True,
         region_name=settings.s3_region,
-        **kwargs,
+        **fields,
     )
-    return int(storage.id)
+    return int(storage["id"])
 
 
-def _ensure_webhook(client: Any, settings: Settings, pid: int) -> int:
+def _ensure_webhook(ls: LabelStudio, settings: Settings, pid: int) -> int:
     url = settings.service_url.rstrip("/") + WEBHOOK_PATH
-    for hook in client.webhooks.list(project=str(pid)):
-        if hook.url == url and hook.project == pid:
-            if (hook.headers or {}).get(SECRET_HEADER) != settings.webhook_secret:
-                client.webhooks.update(
-                    id=int(hook.id), url=url, headers={SECRET_HEADER: settings.webhook_secret}
-                )
-            return int(hook.id)
-    hook = client.webhooks.create(
-        project=pid,
+    for hook in ls.webhooks(pid):
+        if hook.get("url") == url and hook.get("project") == pid:
+            if (hook.get("headers") or {}).get(SECRET_HEADER) != settings.webhook_secret:
+                ls.update_webhook(int(hook["id"]), url=url, headers={SECRET_HEADER: settings.webhook_secret})
+            return int(hook["id"])
+    hook = ls.create_webhook(
+        pid,
         url=url,
         send_payload=True,
         send_for_all_actions=False,
@@ -239,7 +223,7 @@ def _ensure_webhook(client: Any, settings: Settings, pid: int) -> int:
         is_active=True,
         actions=sorted(HANDLED - {"PROJECT_DELETED"}),  # never delivered by the open-source server
     )
-    return int(hook.id)
+    return int(hook["id"])
 
 
 def tab_filter(dataset: str) -> dict[str, Any]:
@@ -252,17 +236,24 @@ def tab_filter(dataset: str) -> dict[str, Any]:
     }
 
 
-def _ensure_tabs(client: Any, pid: int) -> tuple[int, ...]:
+def tab_ids(views: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """The ids of Data Manager tabs by their titles (tabs without a title are left out)."""
     have = {}
-    for view in client.views.list(project=pid):
-        title = (view.data or {}).get("title") if isinstance(view.data, dict) else None
+    for view in views:
+        data = view.get("data")
+        title = data.get("title") if isinstance(data, dict) else None
         if title:
-            have[title] = int(view.id)
+            have[str(title)] = int(view["id"])
+    return have
+
+
+def _ensure_tabs(ls: LabelStudio, pid: int) -> tuple[int, ...]:
+    have = tab_ids(ls.views(pid))
     ids = []
     for title, dataset in TABS:
         if title in have:
             ids.append(have[title])
             continue
-        view = client.views.create(project=pid, data={"title": title, "filters": tab_filter(dataset)})
-        ids.append(int(view.id))
+        view = ls.create_view(pid, {"title": title, "filters": tab_filter(dataset)})
+        ids.append(int(view["id"]))
     return tuple(ids)

@@ -7,10 +7,14 @@ hints; everything a publish writes comes from here.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
+import os
+import threading
+import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -34,6 +38,25 @@ SPARSE_SPAN = 2.0
 """A full export covers the span between the project's first and last task id with windows when that
 span is at most this many times its task count; sparser ids (tasks interleaved with other projects')
 are read with one whole-project export request instead."""
+
+
+GET_ATTEMPTS = 3
+"""Tries of a GET (connection errors, 5xx) before its error is raised."""
+
+BACKOFF = 0.5
+"""Seconds before the second try of a request; doubled before each next one."""
+
+REFRESH_MARGIN = 30.0
+"""Seconds before an access token expires at which it is traded for a new one (clocks drift, requests
+take time: a token that expires on the way is refused)."""
+
+LIST_PAGE = 100
+"""Objects per page when listing (projects)."""
+
+
+def _bare(path: str) -> str:
+    """``path`` without its query string (an export's query lists 900 ids)."""
+    return path.split("?", 1)[0]
 
 
 class _ChunkReader(io.RawIOBase):
@@ -63,8 +86,50 @@ def auth_header(api_key: str) -> dict[str, str]:
     return {"Authorization": f"Token {api_key}"}
 
 
+def is_personal_access_token(api_key: str) -> bool:
+    """Whether ``api_key`` is a personal access token (a JWT: three dot-separated parts), not a legacy
+    token (hexadecimal, no dots)."""
+    return api_key.count(".") == 2
+
+
+def jwt_expiry(token: str) -> float | None:
+    """The ``exp`` claim of a JWT (seconds since the epoch), read from its payload without checking the
+    signature (the server checks it; we only need to know when to refresh); None when unreadable."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return float(claims["exp"])
+    except (IndexError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _detail(response: httpx.Response) -> str:
+    """Label Studio's reason for an error, on one line (its ``detail`` when it gives one)."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = response.text
+    if isinstance(body, dict) and body.get("detail"):
+        body = body["detail"]
+    text = " ".join(str(body or "no reason given").split())
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
 class LabelStudio:
-    """A small client for what the sync service reads from and writes to Label Studio."""
+    """The client for everything the product reads from and writes to Label Studio: the one place that
+    knows its URLs, its authentication and when a request may be tried again.
+
+    Authentication: a legacy token is sent as ``Token <key>``. A personal access token (a JWT refresh
+    token) is traded at ``POST /api/token/refresh/`` for an access token (5 minutes on Label Studio), sent
+    as ``Bearer``; it is traded again when less than :data:`REFRESH_MARGIN` seconds of it remain and when
+    Label Studio answers 401 (then the request is sent once more, once). One process may share the client
+    between threads (the export windows); a forked child (an RQ job) builds its own connections on first
+    use instead of reusing the parent's sockets.
+
+    Retries: GETs are tried :data:`GET_ATTEMPTS` times on connection errors and 5xx answers, with
+    :data:`BACKOFF` seconds doubling between tries. Other methods are tried again only when the
+    connection could not be opened (nothing was sent): a create sent twice makes two objects.
+    """
 
     def __init__(
         self,
@@ -73,58 +138,300 @@ class LabelStudio:
         *,
         timeout: float = 60.0,
         export_concurrency: int = EXPORT_CONCURRENCY,
+        attempts: int = GET_ATTEMPTS,
+        backoff: float = BACKOFF,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.url = url.rstrip("/")
         self._api_key = api_key
+        self._timeout = timeout
         self.export_concurrency = max(1, export_concurrency)
-        self._http = httpx.Client(base_url=self.url, timeout=timeout)
-        self._headers = self._authenticate()
+        self._attempts = max(1, attempts)
+        self._backoff = backoff
+        self._transport = transport
+        self._clock = clock
+        self._sleep = sleep
+        self._pat = is_personal_access_token(api_key)
+        self._access: str | None = None
+        self._expires = 0.0
+        self._client: httpx.Client | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+        self._client_lock = threading.Lock()
 
-    def _authenticate(self) -> dict[str, str]:
-        # A personal access token is a JWT refresh token: trade it for a short-lived access token.
-        if self._api_key.count(".") == 2:
-            response = self._call("POST", "/api/token/refresh", json={"refresh": self._api_key}, auth=False)
-            return {"Authorization": f"Bearer {response.json()['access']}"}
-        return auth_header(self._api_key)
+    @property
+    def _http(self) -> httpx.Client:
+        """This process's HTTP client, made on first use, and made again in a forked child (an RQ job):
+        the parent's pooled sockets stay the parent's, and a child writing on them garbles both
+        conversations."""
+        pid = os.getpid()
+        if self._pid != pid:
+            # New locks too: a lock some other thread of the parent held at the fork stays held here.
+            self._lock = threading.Lock()
+            self._client_lock = threading.Lock()
+            self._client = None
+            self._pid = pid
+        client = self._client
+        if client is None:
+            with self._client_lock:
+                if self._client is None:
+                    self._client = httpx.Client(
+                        base_url=self.url, timeout=self._timeout, transport=self._transport
+                    )
+                client = self._client
+        return client
 
     def close(self) -> None:
-        """Close the HTTP connections."""
-        self._http.close()
+        """Close the HTTP connections (those of this process)."""
+        if self._client is not None and self._pid == os.getpid():
+            self._client.close()
+        self._client = None
 
-    def _call(self, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> httpx.Response:
-        headers = self._headers if auth else {}
-        try:
-            response = self._http.request(method, path, headers=headers, **kwargs)
-        except httpx.HTTPError as exc:
-            raise LabelStudioError(
-                f"Label Studio at {self.url} unreachable ({method} {path}): {exc}"
-            ) from exc
+    # ------------------------------------------------------------------------------- authentication
+
+    def _auth_headers(self) -> dict[str, str]:
+        """The Authorization header to send now, refreshing the access token when it is about to expire."""
+        if not self._pat:
+            return auth_header(self._api_key)
+        _ = self._http  # after a fork, this makes the child's own lock before it is taken
+        with self._lock:
+            if self._access is None or self._expires - self._clock() < REFRESH_MARGIN:
+                self._refresh()
+            return {"Authorization": f"Bearer {self._access}"}
+
+    def _refresh(self) -> None:
+        """Trade the personal access token for a new access token (the caller holds the lock). A refused
+        refresh raises at once: the token itself is wrong, and asking again would not change that."""
+        path = "/api/token/refresh/"
+        response = self._send("POST", path, {}, json={"refresh": self._api_key})
         if response.status_code >= 400:
+            detail = _detail(response)
             raise LabelStudioError(
-                f"Label Studio {method} {path} answered {response.status_code}: {response.text[:300]}"
+                f"Label Studio at {self.url} refused the personal access token (POST {path} answered "
+                f"{response.status_code}: {detail}); make a new one (Account & Settings)",
+                method="POST",
+                path=path,
+                status=response.status_code,
+                detail=detail,
+            )
+        try:
+            access = str(response.json()["access"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LabelStudioError(
+                f"Label Studio POST {path}: no access token in the answer", method="POST", path=path
+            ) from exc
+        self._access = access
+        # No readable expiry: assume the shortest lifetime Label Studio gives (5 minutes).
+        self._expires = jwt_expiry(access) or self._clock() + 300.0
+
+    def _expire(self, refused: str) -> None:
+        """Forget the access token Label Studio just refused (unless another thread already replaced it)."""
+        with self._lock:
+            if self._access == refused:
+                self._access = None
+
+    # ------------------------------------------------------------------------------------- requests
+
+    def _send(
+        self, method: str, path: str, headers: dict[str, str], *, stream: bool = False, **kwargs: Any
+    ) -> httpx.Response:
+        """One request with its retries (see the class); returns the last answer, whatever its status."""
+        idempotent = method in ("GET", "HEAD")
+        delay = self._backoff
+        for attempt in range(1, self._attempts + 1):
+            last = attempt == self._attempts
+            try:
+                request = self._http.build_request(method, path, headers=headers, **kwargs)
+                response = self._http.send(request, stream=stream)
+            except httpx.TransportError as exc:
+                if last or not (idempotent or isinstance(exc, httpx.ConnectError)):
+                    raise LabelStudioError(
+                        f"Label Studio at {self.url} unreachable ({method} {_bare(path)}): {exc}",
+                        method=method,
+                        path=_bare(path),
+                    ) from exc
+            else:
+                if not (idempotent and response.status_code >= 500 and not last):
+                    return response
+                response.close()
+            self._sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        auth: bool = True,
+        allow: Collection[int] = (),
+        stream: bool = False,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Send a request, authenticated (a 401 on an access token: refreshed and sent once more);
+        raise :class:`LabelStudioError` on a status of 400 or more that is not in ``allow``."""
+        headers = self._auth_headers() if auth else {}
+        response = self._send(method, path, headers, stream=stream, **kwargs)
+        if response.status_code == 401 and auth and self._pat:
+            response.close()
+            self._expire(headers["Authorization"].removeprefix("Bearer "))
+            response = self._send(method, path, self._auth_headers(), stream=stream, **kwargs)
+        if response.status_code >= 400 and response.status_code not in allow:
+            if stream:
+                response.read()
+                response.close()
+            detail = _detail(response)
+            raise LabelStudioError(
+                f"Label Studio {method} {_bare(path)} answered {response.status_code}: {detail}",
+                method=method,
+                path=_bare(path),
+                status=response.status_code,
+                detail=detail,
             )
         return response
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The JSON body of an authenticated request's answer."""
+        response = self._request(method, path, **kwargs)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise LabelStudioError(
+                f"Label Studio {method} {_bare(path)}: the answer is not JSON",
+                method=method,
+                path=_bare(path),
+            ) from exc
+
+    def _list(self, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every object of a list endpoint, following its pages when it pages (``results``, ``next``)."""
+        found: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            body = self._json("GET", path, params={**params, "page": page, "page_size": LIST_PAGE})
+            if isinstance(body, list):  # endpoints without pages answer the whole list
+                return [item for item in body if isinstance(item, dict)]
+            found.extend(item for item in body.get("results") or () if isinstance(item, dict))
+            if not body.get("next"):
+                return found
+            page += 1
+
+    # ------------------------------------------------------------------------ health and identity
+
+    def health(self) -> dict[str, Any]:
+        """``GET /health`` (no token): ``{"status": "UP"}`` when Label Studio serves."""
+        result: dict[str, Any] = self._json("GET", "/health", auth=False)
+        return result
+
+    def version(self) -> dict[str, Any]:
+        """``GET /api/version/`` (no token): the release (``release``) and its parts' versions."""
+        result: dict[str, Any] = self._json("GET", "/api/version/", auth=False)
+        return result
+
+    def check_token(self) -> None:
+        """Make sure the API key authenticates (a page of one project); raises the refusal otherwise."""
+        self._request("GET", "/api/projects/", params={"page_size": 1})
+
+    # ------------------------------------------------------------------------------------ projects
 
     def project(self, project_id: int, *, fields: Sequence[str] = ()) -> dict[str, Any]:
         """The project object (title, label_config, ...), or only its ``fields``: Label Studio then skips
         counting the project's tasks and annotations (80 ms instead of 200 ms at 20,000 tasks, growing)."""
         params = {"include": ",".join(fields)} if fields else None
-        result: dict[str, Any] = self._call("GET", f"/api/projects/{project_id}", params=params).json()
+        result: dict[str, Any] = self._request("GET", f"/api/projects/{project_id}", params=params).json()
         return result
 
     def project_exists(self, project_id: int) -> bool:
         """Whether the project is there (a 404 says no; other failures raise)."""
-        try:
-            self._http.request(
-                "GET", f"/api/projects/{project_id}", params={"include": "id"}, headers=self._headers
-            ).raise_for_status()
-        except httpx.HTTPStatusError as exc:
-            if exc.response.status_code == 404:
-                return False
-            raise LabelStudioError(f"Label Studio GET /api/projects/{project_id}: {exc}") from exc
-        except httpx.HTTPError as exc:
-            raise LabelStudioError(f"Label Studio at {self.url} unreachable: {exc}") from exc
-        return True
+        return self.find_project(project_id, fields=("id",)) is not None
+
+    def find_project(self, project_id: int, *, fields: Sequence[str] = ()) -> dict[str, Any] | None:
+        """The project (or only its ``fields``), or None when Label Studio has no such project (404)."""
+        params = {"include": ",".join(fields)} if fields else None
+        response = self._request("GET", f"/api/projects/{project_id}", params=params, allow=(404,))
+        if response.status_code == 404:
+            return None
+        result: dict[str, Any] = response.json()
+        return result
+
+    def projects(self, *, title: str | None = None) -> list[dict[str, Any]]:
+        """Every project the token sees (or those whose title contains ``title``), all pages."""
+        return self._list("/api/projects/", {"title": title} if title else {})
+
+    def project_by_title(self, title: str) -> dict[str, Any] | None:
+        """The project titled exactly ``title``, or None."""
+        for project in self.projects(title=title):
+            if project.get("title") == title:
+                return project
+        return None
+
+    def create_project(self, *, title: str, label_config: str, **fields: Any) -> dict[str, Any]:
+        """Create a project (sent once: a create is never tried again); returns it."""
+        body = {"title": title, "label_config": label_config, **fields}
+        result: dict[str, Any] = self._json("POST", "/api/projects/", json=body)
+        return result
+
+    def delete_project(self, project_id: int) -> bool:
+        """Delete a project with its tasks, storages, webhooks and tabs; False when it was not there."""
+        return self._request("DELETE", f"/api/projects/{project_id}/", allow=(404,)).status_code != 404
+
+    # ---------------------------------------------------------------- Data Manager views (tabs)
+
+    def views(self, project_id: int) -> list[dict[str, Any]]:
+        """The project's Data Manager tabs (``id``, ``data`` with ``title`` and ``filters``)."""
+        return self._list("/api/dm/views/", {"project": project_id})
+
+    def create_view(self, project_id: int, data: dict[str, Any]) -> dict[str, Any]:
+        """Add a Data Manager tab (``data``: ``title``, ``filters``...); returns it."""
+        result: dict[str, Any] = self._json(
+            "POST", "/api/dm/views/", json={"project": project_id, "data": data}
+        )
+        return result
+
+    # ---------------------------------------------------------------------------------- webhooks
+
+    def webhooks(self, project_id: int) -> list[dict[str, Any]]:
+        """The project's webhooks (``id``, ``url``, ``headers``, ``actions``...)."""
+        return self._list("/api/webhooks/", {"project": project_id})
+
+    def create_webhook(self, project_id: int, *, url: str, **fields: Any) -> dict[str, Any]:
+        """Add a webhook to the project (``send_payload``, ``headers``, ``actions``...); returns it."""
+        result: dict[str, Any] = self._json(
+            "POST", "/api/webhooks/", json={"project": project_id, "url": url, **fields}
+        )
+        return result
+
+    def update_webhook(self, webhook_id: int, **fields: Any) -> dict[str, Any]:
+        """Change webhook fields (``url``, ``headers``...); returns the webhook."""
+        result: dict[str, Any] = self._json("PATCH", f"/api/webhooks/{webhook_id}/", json=fields)
+        return result
+
+    # ------------------------------------------------------------------------- S3 import storages
+
+    def s3_storages(self, project_id: int) -> list[dict[str, Any]]:
+        """The project's S3 import storages (``id``, ``bucket``, ``prefix``, ``s3_endpoint``...). A
+        project Label Studio does not have raises with status 404."""
+        return self._list("/api/storages/s3/", {"project": project_id})
+
+    def create_s3_storage(self, project_id: int, *, bucket: str, **fields: Any) -> dict[str, Any]:
+        """Add an S3 import storage to the project; ``fields`` use the wire names (``s3_endpoint``,
+        ``regex_filter``, ``use_blob_urls``, ``presign_ttl`` in minutes...). Returns the storage."""
+        result: dict[str, Any] = self._json(
+            "POST", "/api/storages/s3/", json={"project": project_id, "bucket": bucket, **fields}
+        )
+        return result
+
+    def update_s3_storage(self, storage_id: int, **fields: Any) -> dict[str, Any]:
+        """Change S3 import storage fields (``s3_endpoint``...); returns the storage."""
+        result: dict[str, Any] = self._json("PATCH", f"/api/storages/s3/{storage_id}", json=fields)
+        return result
+
+    def sync_s3_storage(self, storage_id: int) -> dict[str, Any]:
+        """Scan the storage's bucket now (inside the request): one task per new object; returns the
+        storage with its sync status."""
+        result: dict[str, Any] = self._json("POST", f"/api/storages/s3/{storage_id}/sync")
+        return result
 
     def export_tasks(
         self, project_id: int, task_ids: Iterable[int] | None = None
@@ -160,7 +467,7 @@ class LabelStudio:
         """(first task id, last task id, task count) of the project; None when it has no task."""
         ends = []
         for ordering in ("tasks:id", "-tasks:id"):
-            page = self._call(
+            page = self._request(
                 "GET",
                 "/api/tasks",
                 params={
@@ -197,18 +504,12 @@ class LabelStudio:
         # Brackets stay unencoded: 13 bytes an id instead of 19, for proxies' request-line limits.
         query = "&".join(["exportType=JSON&download_all_tasks=true", *(f"ids[]={i}" for i in ids)])
         path = f"/api/projects/{project_id}/export"
-        try:
-            response = self._http.get(f"{path}?{query}", headers=self._headers)
-        except httpx.HTTPError as exc:
-            raise LabelStudioError(f"Label Studio export of project {project_id} failed: {exc}") from exc
-        if response.status_code in (414, 431) and len(ids) > 1:  # request line too long for a proxy
+        # A request line too long for a proxy (414, 431): the window is halved until it passes.
+        too_long = (414, 431) if len(ids) > 1 else ()
+        response = self._request("GET", f"{path}?{query}", allow=too_long)
+        if response.status_code in too_long:
             half = len(ids) // 2
             return self._export_window(project_id, ids[:half]) + self._export_window(project_id, ids[half:])
-        if response.status_code >= 400:
-            raise LabelStudioError(
-                f"Label Studio export of project {project_id} answered {response.status_code}: "
-                f"{response.text[:300]}"
-            )
         try:
             tasks = orjson.loads(response.content)
         except orjson.JSONDecodeError as exc:
@@ -231,61 +532,58 @@ class LabelStudio:
 
     def _stream_objects(self, path: str, params: Any, *, what: str) -> Iterator[dict[str, Any]]:
         """The objects of the JSON array a GET of ``path`` answers, parsed as the response streams in."""
+        response = self._request("GET", path, params=params, stream=True)
         try:
-            with self._http.stream("GET", path, params=params, headers=self._headers) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise LabelStudioError(
-                        f"Label Studio {what} answered {response.status_code}: {response.text[:300]}"
-                    )
-                stream = io.BufferedReader(_ChunkReader(response.iter_bytes()), buffer_size=1 << 16)
-                for record in iter_json_records(stream, source=f"{self.url}{path}"):
-                    if isinstance(record.value, dict):
-                        yield record.value
+            stream = io.BufferedReader(_ChunkReader(response.iter_bytes()), buffer_size=1 << 16)
+            for record in iter_json_records(stream, source=f"{self.url}{path}"):
+                if isinstance(record.value, dict):
+                    yield record.value
         except httpx.HTTPError as exc:
-            raise LabelStudioError(f"Label Studio {what} failed: {exc}") from exc
+            raise LabelStudioError(f"Label Studio {what} failed: {exc}", method="GET", path=path) from exc
+        finally:
+            response.close()
 
     def update_annotation(self, annotation_id: int, result: list[dict[str, Any]]) -> dict[str, Any]:
         """Replace an annotation's result; returns the annotation as it now is (a new ``updated_at``)."""
-        updated: dict[str, Any] = self._call(
+        updated: dict[str, Any] = self._request(
             "PATCH", f"/api/annotations/{annotation_id}", json={"result": result}
         ).json()
         return updated
 
     def update_project(self, project_id: int, **fields: Any) -> dict[str, Any]:
         """Change project fields (``label_config``, ``title``...); returns the project."""
-        result: dict[str, Any] = self._call("PATCH", f"/api/projects/{project_id}", json=fields).json()
+        result: dict[str, Any] = self._request("PATCH", f"/api/projects/{project_id}", json=fields).json()
         return result
 
     def import_tasks(self, project_id: int, tasks: list[dict[str, Any]]) -> list[int]:
         """Import tasks (with their annotations and predictions); returns the new task ids in order."""
         if not tasks:
             return []
-        response = self._call(
+        response = self._request(
             "POST", f"/api/projects/{project_id}/import", params={"return_task_ids": "true"}, json=tasks
         ).json()
         return [int(i) for i in response.get("task_ids") or []]
 
     def update_task_data(self, task_id: int, data: dict[str, Any]) -> None:
         """Replace a task's data object."""
-        self._call("PATCH", f"/api/tasks/{task_id}", json={"data": data})
+        self._request("PATCH", f"/api/tasks/{task_id}", json={"data": data})
 
     def delete_task(self, task_id: int) -> None:
         """Delete a task (and its annotations)."""
-        self._call("DELETE", f"/api/tasks/{task_id}")
+        self._request("DELETE", f"/api/tasks/{task_id}")
 
     def delete_annotation(self, annotation_id: int) -> None:
         """Delete an annotation."""
-        self._call("DELETE", f"/api/annotations/{annotation_id}")
+        self._request("DELETE", f"/api/annotations/{annotation_id}")
 
     def delete_prediction(self, prediction_id: int) -> None:
         """Delete a prediction."""
-        self._call("DELETE", f"/api/predictions/{prediction_id}")
+        self._request("DELETE", f"/api/predictions/{prediction_id}")
 
     def create_annotation(self, task_id: int, result: list[dict[str, Any]]) -> int:
         """Add an annotation made of ``result`` to a task; returns its id."""
         body = {"result": result, "was_cancelled": False, "ground_truth": False}
-        made: dict[str, Any] = self._call("POST", f"/api/tasks/{task_id}/annotations/", json=body).json()
+        made: dict[str, Any] = self._request("POST", f"/api/tasks/{task_id}/annotations/", json=body).json()
         return int(made["id"])
 
     def create_prediction(
@@ -295,12 +593,12 @@ class LabelStudio:
         body: dict[str, Any] = {"task": task_id, "result": result}
         if score is not None:
             body["score"] = score
-        made: dict[str, Any] = self._call("POST", "/api/predictions/", json=body).json()
+        made: dict[str, Any] = self._request("POST", "/api/predictions/", json=body).json()
         return int(made["id"])
 
     def update_prediction(self, prediction_id: int, result: list[dict[str, Any]]) -> dict[str, Any]:
         """Replace a prediction's result; returns the prediction as it now is (a new ``updated_at``)."""
-        updated: dict[str, Any] = self._call(
+        updated: dict[str, Any] = self._request(
             "PATCH", f"/api/predictions/{prediction_id}", json={"result": result}
         ).json()
         return updated
@@ -316,15 +614,8 @@ class LabelStudio:
     def download(self, url: str) -> bytes | None:
         """The bytes behind a file URL of Label Studio's (an uploaded image, ``/data/upload/...``), or
         None when Label Studio no longer has the file (404); other failures raise."""
-        try:
-            response = self._http.request("GET", url, headers=self._headers)
-        except httpx.HTTPError as exc:
-            raise LabelStudioError(f"Label Studio at {self.url} unreachable (GET {url}): {exc}") from exc
-        if response.status_code == 404:
-            return None
-        if response.status_code >= 400:
-            raise LabelStudioError(f"Label Studio GET {url} answered {response.status_code}")
-        return response.content
+        response = self._request("GET", url, allow=(404,))
+        return None if response.status_code == 404 else response.content
 
 
 def reachable(url: str) -> bool:

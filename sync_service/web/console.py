@@ -14,19 +14,18 @@ import hmac
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
 import orjson
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from label_studio_sdk.core.api_error import ApiError
 from redis import Redis
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from sync_service.domain.bootstrap import TABS, sdk_client
+from sync_service.domain.bootstrap import TABS, label_studio, tab_ids
 from sync_service.domain.context import Context, make_context
 from sync_service.domain.datasets import DATASETS, Datasets, invalid
 from sync_service.domain.projects import ProjectInfo
 from sync_service.edges.state import ProjectState
+from sync_service.errors import LabelStudioError
 from sync_service.jobs.publish import JOB_TIMEOUT, context, reconcile_job
 from sync_service.web import ext
 
@@ -112,13 +111,12 @@ def _tab_links(info: ProjectInfo) -> dict[str, str]:
     base = f"{settings.ls_url}/projects/{info.label_studio_project_id}/data"
     links = {"all": base}
     try:
-        views = sdk_client(settings).views.list(project=info.label_studio_project_id)
-        by_title = {(v.data or {}).get("title"): v.id for v in views if isinstance(v.data, dict)}
-        for title, dataset in TABS:
-            if title in by_title:
-                links[dataset] = f"{base}?{urlencode({'tab': by_title[title]})}"
-    except (ApiError, httpx.HTTPError):  # the page still works without Label Studio's tabs
-        pass
+        by_title = tab_ids(label_studio(settings).views(info.label_studio_project_id))
+    except LabelStudioError:  # the page still works without Label Studio's tabs
+        return links
+    for title, dataset in TABS:
+        if title in by_title:
+            links[dataset] = f"{base}?{urlencode({'tab': by_title[title]})}"
     return links
 
 

@@ -36,7 +36,7 @@ import orjson
 from flask import Blueprint, Response, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from sync_service.domain.bootstrap import create_project, delete_project, find_project, sdk_client
+from sync_service.domain.bootstrap import create_project, delete_project, label_studio
 from sync_service.domain.datasets import (
     DATASETS,
     DatasetError,
@@ -265,7 +265,7 @@ class Api:
         if self.ctx.projects.named(name):
             raise DatasetError("ResourceInUseException", f"A project named {name} already exists.")
         title = name if len(name) >= 3 else f"Rekognition project {name}"  # Label Studio wants 3+
-        if find_project(sdk_client(self.settings), title) is not None:
+        if label_studio(self.settings).project_by_title(title) is not None:
             raise DatasetError("ResourceInUseException", f"A Label Studio project titled {title!r} exists.")
         key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
         made = create_project(

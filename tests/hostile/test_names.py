@@ -8,7 +8,6 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -119,31 +118,35 @@ def test_the_cli_prefix_option_is_checked_like_the_setting(
 
 
 class FakeLabelStudio:
-    """The parts of the SDK client ``create_project`` calls, recording what it was asked to create."""
+    """The parts of the Label Studio edge ``create_project`` calls, recording what it was asked to create."""
 
     def __init__(self) -> None:
         self.created: list[dict[str, Any]] = []
-        me = self
 
-        class Projects:
-            def list(self, title: str) -> list[Any]:
-                return []
+    def project_by_title(self, title: str) -> dict[str, Any] | None:
+        return None
 
-            def create(self, title: str, label_config: str) -> Any:
-                me.created.append({"title": title, "label_config": label_config})
-                return SimpleNamespace(id=424242, title=title, label_config=label_config)
+    def create_project(self, *, title: str, label_config: str) -> dict[str, Any]:
+        self.created.append({"title": title, "label_config": label_config})
+        return {"id": 424242, "title": title, "label_config": label_config}
 
-        class Empty:
-            def list(self, **kwargs: Any) -> list[Any]:
-                return []
+    def s3_storages(self, project_id: int) -> list[dict[str, Any]]:
+        return []
 
-            def create(self, **kwargs: Any) -> Any:
-                return SimpleNamespace(id=1, data=kwargs.get("data"))
+    def webhooks(self, project_id: int) -> list[dict[str, Any]]:
+        return []
 
-        self.projects = Projects()
-        self.import_storage = SimpleNamespace(s3=Empty())
-        self.webhooks = Empty()
-        self.views = Empty()
+    def views(self, project_id: int) -> list[dict[str, Any]]:
+        return []
+
+    def create_s3_storage(self, project_id: int, **fields: Any) -> dict[str, Any]:
+        return {"id": 1}
+
+    def create_webhook(self, project_id: int, **fields: Any) -> dict[str, Any]:
+        return {"id": 1}
+
+    def create_view(self, project_id: int, data: dict[str, Any]) -> dict[str, Any]:
+        return {"id": 1, "data": data}
 
 
 @pytest.fixture
@@ -178,7 +181,7 @@ def test_create_project_writes_only_inside_its_folder(
     title: str,
 ) -> None:
     settings, projects, fake = real_projects
-    monkeypatch.setattr(bootstrap, "sdk_client", lambda _settings: fake)
+    monkeypatch.setattr(bootstrap, "label_studio", lambda _settings: fake)
     made = bootstrap.create_project(settings, projects, title=title, labels=["cat"])
     keys = [o["Key"] for o in s3.client.list_objects_v2(Bucket=bucket).get("Contents", [])]
     assert keys == [f"{settings.prefix}/{made.info.slug}/project.json"], keys
@@ -207,7 +210,7 @@ def test_create_project_refuses_what_label_studio_or_rekognition_cannot_take(
     """Found by these tests: a label with a control character made a labeling config that is not XML,
     sent to Label Studio as is; a 300-character title or label went through to fail later."""
     settings, projects, fake = real_projects
-    monkeypatch.setattr(bootstrap, "sdk_client", lambda _settings: fake)
+    monkeypatch.setattr(bootstrap, "label_studio", lambda _settings: fake)
     with pytest.raises(ValueError, match=r"title|label"):
         bootstrap.create_project(settings, projects, title=title, labels=labels)
     assert fake.created == []
@@ -221,7 +224,7 @@ def test_odd_but_legal_label_names_are_escaped_into_the_config(
     from converters.labelconfig import label_lists, parse_label_config  # noqa: PLC0415
 
     settings, projects, fake = real_projects
-    monkeypatch.setattr(bootstrap, "sdk_client", lambda _settings: fake)
+    monkeypatch.setattr(bootstrap, "label_studio", lambda _settings: fake)
     made = bootstrap.create_project(replace(settings), projects, title="Odd labels", labels=[label])
     assert label_lists(parse_label_config(fake.created[0]["label_config"]))["label"] == [label]
     assert SLUG.match(made.info.slug)

@@ -15,7 +15,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from label_studio_sdk.core.api_error import ApiError
 
 from plugin import services
 from plugin.cli import main
@@ -136,5 +135,7 @@ def test_a_later_403_quotes_label_studio_instead_of_blaming_the_key() -> None:
     )
     reason = {"detail": "URL resolves to a reserved network address (block: 127.0.0.0/8)"}
     with pytest.raises(LabelStudioError) as raised, label_studio_errors(settings):
-        raise ApiError(status_code=403, body=reason, headers={})
+        raise LabelStudioError(
+            "Label Studio POST /api/webhooks/ answered 403", status=403, detail=reason["detail"]
+        )
     assert str(raised.value) == f"Label Studio at {settings.ls_url} answered HTTP 403: {reason['detail']}"
