@@ -49,7 +49,8 @@ import orjson  # noqa: E402
 from redis import Redis  # noqa: E402
 
 from converters.labelconfig import build_label_config  # noqa: E402
-from plugin import services  # noqa: E402
+from plugin.localstack.http_calls import http_get  # noqa: E402
+from plugin.localstack.processes import free_port  # noqa: E402
 from sync_service import publisher as publisher_module  # noqa: E402
 from sync_service.domain.projects import ProjectInfo, Projects  # noqa: E402
 from sync_service.domain.publisher import Publisher  # noqa: E402
@@ -243,7 +244,7 @@ def bench_size(
 @contextlib.contextmanager
 def moto_process() -> Iterator[str]:
     """moto's S3 server as a process of its own (not a thread of this one: it would share our GIL)."""
-    port = services.free_port()
+    port = free_port()
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
@@ -254,7 +255,7 @@ def moto_process() -> Iterator[str]:
         deadline = time.monotonic() + 30
         while True:
             try:
-                services.http_get(f"{url}/moto-api/", timeout=1)
+                http_get(f"{url}/moto-api/", timeout=1)
                 break
             except OSError:
                 if time.monotonic() > deadline or server.poll() is not None:

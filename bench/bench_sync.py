@@ -5,7 +5,7 @@ Run from the repository root::
     .venv/bin/python bench/bench_sync.py [--quick] [--debounce 1.0,0.25] [--serve 2x4,2x2] [--phases 1,2,3]
 
 It starts, in a temporary directory that is removed afterwards, a Label Studio server (its own
-environment, :func:`plugin.services.start_label_studio`), a ``redis-server`` of its own, moto's S3 server,
+environment, :func:`plugin.start_label_studio`), a ``redis-server`` of its own, moto's S3 server,
 and ``customlabels serve`` / ``customlabels worker`` as processes (``tests/e2e/stack.py``); everything it
 started is stopped at the end, also on Ctrl-C, SIGTERM or an error. Then:
 
@@ -65,7 +65,9 @@ import orjson  # noqa: E402
 import psutil  # noqa: E402
 
 from converters.labelconfig import build_label_config  # noqa: E402
-from plugin import services  # noqa: E402
+from plugin.localstack.moto_s3 import start_s3_server  # noqa: E402
+from plugin.localstack.processes import free_port  # noqa: E402
+from plugin.localstack.redis_server import start_redis  # noqa: E402
 from sync_service.edges.labelstudio import LabelStudio  # noqa: E402
 from tests.e2e.stack import CUSTOMLABELS, SECRET, Stack, stack_env  # noqa: E402
 from tests.realparts import LabelStudioServer, WebhookReceiver, label_studio, s3_client  # noqa: E402
@@ -144,17 +146,15 @@ def parts(workdir: Path, ls_workers: int, export_concurrency: int) -> Iterator[P
     moto's S3 server, a bucket; all stopped after."""
     with contextlib.ExitStack() as stop:
         say("starting redis-server, moto S3 and Label Studio (a fresh data dir migrates: ~35 s) ...")
-        redis = services.start_redis(services.free_port(), workdir / "redis")
+        redis = start_redis(free_port(), workdir / "redis")
         stop.callback(redis.stop)
-        s3 = services.start_s3_server()
+        s3 = start_s3_server()
         stop.callback(s3.stop)
         ls = stop.enter_context(label_studio(workdir / "label-studio", timeout=300, workers=ls_workers))
         client = s3_client(s3.endpoint_url)
         bucket = f"bench-{uuid.uuid4().hex[:10]}"
         client.create_bucket(Bucket=bucket)
-        yield Parts(
-            workdir, ls, redis.url, s3.endpoint_url, client, bucket, services.free_port(), export_concurrency
-        )
+        yield Parts(workdir, ls, redis.url, s3.endpoint_url, client, bucket, free_port(), export_concurrency)
 
 
 def _quiet_moto() -> None:
@@ -478,7 +478,7 @@ def bench_intake(p: Parts, payload: bytes, serve_config: str, quick: bool) -> In
         null.join(5)
     workdir = p.workdir / f"intake-{serve_config}"
     workdir.mkdir()
-    port = services.free_port()
+    port = free_port()
     stack = BenchStack(env=p.env(db=1), workdir=workdir, port=port, serve_extra=("--workers", str(workers), "--threads", str(threads)))  # fmt: skip
     import redis as redis_lib  # noqa: PLC0415
 

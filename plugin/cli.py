@@ -51,12 +51,13 @@ from converters.validation import (
     mark_duplicate,
     summarize,
 )
+from plugin import localstack
 from plugin.fileio import CliError, atomic_output, open_input, write_text
 from plugin.pipelines import chunked, map_ranges, ordered_map
 from plugin.service_cli import add_parsers, run_service_command
 
 MAX_LINE = codes.DEFAULT_LIMITS.max_line_chars
-SERVICE_MODULES = ("plugin.service_cli", "plugin.dataset_cli", "plugin.localstack")
+SERVICE_MODULES = ("plugin.service_cli", "plugin.dataset_cli", "plugin.localstack.commands")
 
 
 def _now() -> str:
@@ -1234,6 +1235,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_split)
 
     add_parsers(sub)
+    localstack.add_parsers(sub)
     return parser
 
 

@@ -180,13 +180,14 @@ def _checked_url(value: str, name: str) -> str:
 
 def _stack_service_url(env: Mapping[str, str]) -> str | None:
     """The service URL ``customlabels up`` recorded in its home's ``state.json``, if a stack runs there."""
-    from plugin.localstack import Layout, State, resolve_home  # noqa: PLC0415 - the local stack costs start-up time
+    from plugin.localstack.layout import Layout, resolve_home  # noqa: PLC0415 - the local stack costs start-up time
+    from plugin.localstack.record import StackRecord  # noqa: PLC0415 - the local stack costs start-up time
 
     try:
         path = Layout(resolve_home(None, env)).state
         if not path.is_file():
             return None
-        url = State.from_json(json.loads(path.read_text())).urls.get("service")
+        url = StackRecord.from_json(json.loads(path.read_text())).urls.get("service")
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return str(url).rstrip("/") if url else None
@@ -431,12 +432,6 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on standard error")
     p.set_defaults(func=cmd_project_resync)
-
-    from plugin import doctor  # noqa: PLC0415 - the local stack costs start-up time
-    from plugin.localstack import add_parsers as add_stack_parsers  # noqa: PLC0415 - the local stack costs start-up time
-
-    add_stack_parsers(sub)  # up, down
-    doctor.add_parser(sub)
 
     dataset_cli.add_parsers(sub)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from plugin import services
+from plugin.localstack.moto_s3 import start_s3_server
 from tests import realparts
 
 E2E_DIR = Path(__file__).parent / "e2e"
@@ -60,7 +60,7 @@ def redis_url(redis_db: realparts.RedisDb) -> str:
 @pytest.fixture(scope="session")
 def s3() -> Iterator[realparts.S3]:
     """A moto S3 server (a real HTTP endpoint on loopback) and a boto3 client for it."""
-    with services.start_s3_server() as server:
+    with start_s3_server() as server:
         yield realparts.S3(endpoint_url=server.endpoint_url, client=realparts.s3_client(server.endpoint_url))
 
 

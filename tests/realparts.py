@@ -1,7 +1,7 @@
 """The real parts for end-to-end tests: Label Studio, Redis, S3 (moto server) and a webhook receiver.
 
 The pytest fixtures in ``tests/conftest.py`` are thin wrappers around these. Rules they follow:
-- Label Studio is the real server from its own environment (``plugin.services``), one per test session.
+- Label Studio is the real server from its own environment (``plugin.localstack.label_studio``), one per test session.
 - Redis is the one on 127.0.0.1:6379 when it answers (else one we start). Tests get a database index
   that was EMPTY, claimed with a claim key; only that database is flushed at the end, and only when our
   claim key is still there. Never FLUSHDB/FLUSHALL in a test: delete your own keys.
@@ -24,7 +24,9 @@ from typing import Any
 
 import redis
 
-from plugin import services
+from plugin.localstack.label_studio import LabelStudioProcess, ensure_label_studio_env, start_label_studio
+from plugin.localstack.processes import free_port
+from plugin.localstack.redis_server import RedisProcess, redis_available, start_redis
 
 ADMIN_EMAIL = "admin@customlabels.test"
 S3_REGION = "us-east-1"
@@ -45,7 +47,7 @@ class LabelStudioServer:
     token: str
     username: str
     password: str
-    process: services.LabelStudioProcess
+    process: LabelStudioProcess
 
     def client(self, **kwargs: Any) -> Any:
         """A ``label_studio_sdk.LabelStudio`` client (no retries unless asked: creates are not idempotent)."""
@@ -61,13 +63,13 @@ def label_studio(workdir: Path, *, timeout: float = 240.0, workers: int = 0) -> 
     """Install (once, if needed) and start Label Studio with its data under ``workdir``; stop it after.
 
     ``workers``: 0 for Label Studio's development server, N for N gunicorn processes (see
-    ``services.start_label_studio``)."""
-    env_dir = services.ensure_label_studio_env()
+    ``start_label_studio``)."""
+    env_dir = ensure_label_studio_env()
     password = secrets.token_urlsafe(12)
     token = secrets.token_hex(20)  # 40 characters, the most a legacy token may have
-    process = services.start_label_studio(
+    process = start_label_studio(
         workdir / "data",
-        services.free_port(),
+        free_port(),
         username=ADMIN_EMAIL,
         password=password,
         token=token,
@@ -92,7 +94,7 @@ class RedisDb:
     url: str
     db: int
     claim: str
-    server: services.RedisProcess | None = None
+    server: RedisProcess | None = None
 
 
 def _with_db(url: str, db: int) -> str:
@@ -154,8 +156,8 @@ def release_redis_db(claimed: RedisDb) -> bool:
 def redis_db(workdir: Path, base_url: str = DEFAULT_REDIS_URL) -> Iterator[RedisDb]:
     """A claimed database on the Redis at ``base_url``, or on a ``redis-server`` we start if none answers."""
     server = None
-    if not services.redis_available(base_url):
-        server = services.start_redis(services.free_port(), workdir / "redis")
+    if not redis_available(base_url):
+        server = start_redis(free_port(), workdir / "redis")
         base_url = server.url
     try:
         claimed = claim_redis_db(base_url)

@@ -1,11 +1,13 @@
 """The layers import one way (DESIGN.md §7, README "Layout"), read from the source with ``ast``.
 
 converters (pure) <- sync_service's base (config, errors) <- edges (Label Studio, S3, Redis) <- domain
-<- jobs <- web <- plugin's base (progress, files, pipelines) <- the local stack (its process helpers, the
-stack, its doctor) <- the command line (the dataset commands, the service and project commands, the root). A module may
-import its own layer and the ones below it, never one above; no cycle between modules, counting the
-imports made inside functions too; and every import made inside a function says why (a comment naming
-the start-up time it saves).
+<- jobs <- web <- plugin's base (progress, files, pipelines) <- the local stack (its modules in their own
+order, lowest first: errors, processes and HTTP calls; the home; its private files; the servers; the
+plan; the record; S3 and Redis; the demo; signals; the stack; the up/down commands; the doctor; the
+package's ``add_parsers``) <- the command line (the dataset commands, the service and project commands,
+the root). A module may import its own layer and the ones below it, never one above; no cycle between
+modules, counting the imports made inside functions too; and every import made inside a function says
+why (a comment naming the start-up time it saves).
 """
 
 from __future__ import annotations
@@ -28,9 +30,19 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("sync_service.jobs",),
     ("sync_service.web",),
     ("plugin", "plugin.progress", "plugin.fileio", "plugin.pipelines"),
-    ("plugin.services",),
+    ("plugin.localstack.errors", "plugin.localstack.processes", "plugin.localstack.http_calls"),
+    ("plugin.localstack.layout",),
+    ("plugin.localstack.private_files",),
+    ("plugin.localstack.label_studio", "plugin.localstack.moto_s3", "plugin.localstack.redis_server"),
+    ("plugin.localstack.plan",),
+    ("plugin.localstack.record",),
+    ("plugin.localstack.s3_store", "plugin.localstack.redis_db"),
+    ("plugin.localstack.demo",),
+    ("plugin.localstack.stop_signals",),
+    ("plugin.localstack.stack",),
+    ("plugin.localstack.commands",),
+    ("plugin.localstack.doctor",),
     ("plugin.localstack",),
-    ("plugin.doctor",),
     ("plugin.dataset_cli",),
     ("plugin.service_cli",),
     ("plugin.cli",),

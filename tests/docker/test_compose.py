@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from plugin.localstack import parse_env_file
+from plugin.localstack.private_files import parse_env_file
 from sync_service.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from plugin.services import free_port
+from plugin.localstack.processes import free_port
 from tests.e2e.stack import Stack, World, open_world, stack_env
 from tests.realparts import LabelStudioServer
 

@@ -22,7 +22,7 @@ import psutil
 from PIL import Image
 
 from converters.labelconfig import build_label_config
-from plugin import services
+from plugin.localstack.processes import log_tail
 from tests.realparts import LabelStudioServer
 
 CUSTOMLABELS = str(Path(sys.executable).with_name("customlabels"))
@@ -78,7 +78,7 @@ class Stack:
             if self.serve.poll() is not None:
                 break
             time.sleep(0.2)
-        raise RuntimeError(f"the service did not start:\n{services.log_tail(self.workdir / 'serve.log')}")
+        raise RuntimeError(f"the service did not start:\n{log_tail(self.workdir / 'serve.log')}")
 
     def start_worker(self) -> subprocess.Popen[bytes]:
         """Start one worker process."""
@@ -122,7 +122,7 @@ class Stack:
     def logs(self) -> str:
         """The tails of the service's and the worker's logs (for failure messages)."""
         return "\n".join(
-            f"--- {name}\n{services.log_tail(self.workdir / name, 60)}"
+            f"--- {name}\n{log_tail(self.workdir / name, 60)}"
             for name in ("serve.log", "worker.log")
             if (self.workdir / name).exists()
         )

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import redis
 
-from plugin import services
+from plugin.localstack.http_calls import http_get
 from tests import realparts
 
 pytestmark = pytest.mark.e2e
@@ -22,7 +22,7 @@ CONFIG = """<View>
 
 
 def test_label_studio_round_trip(label_studio: realparts.LabelStudioServer, ls_client: Any) -> None:
-    status, body = services.http_get(f"{label_studio.url}/health")
+    status, body = http_get(f"{label_studio.url}/health")
     assert (status, json.loads(body)) == (200, {"status": "UP"})
 
     project = ls_client.projects.create(title="smoke round trip", label_config=CONFIG)
@@ -49,7 +49,7 @@ def test_label_studio_round_trip(label_studio: realparts.LabelStudioServer, ls_c
         assert imported.task_count == 2
         assert imported.annotation_count == 1
 
-        status, body = services.http_get(
+        status, body = http_get(
             f"{label_studio.url}/api/projects/{project.id}/export"
             f"?exportType=JSON&download_all_tasks=true&ids[]={imported.task_ids[0]}",
             token=label_studio.token,

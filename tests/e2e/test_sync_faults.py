@@ -15,7 +15,7 @@ from redis import Redis
 from rq import Queue
 
 from converters.labelconfig import build_label_config
-from plugin.services import free_port
+from plugin.localstack.processes import free_port
 from sync_service.config import Settings
 from sync_service.domain.bootstrap import create_project
 from sync_service.domain.context import Context, make_context

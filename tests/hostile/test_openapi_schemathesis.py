@@ -38,7 +38,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from plugin import services
+from plugin.localstack.processes import free_port
 from sync_service.config import SECRET_HEADER, Settings
 from sync_service.domain.projects import ProjectInfo, Projects
 from sync_service.edges.s3 import Storage, client_for
@@ -78,7 +78,7 @@ def app(redis: Redis, s3: realparts.S3) -> Iterator[Flask]:
     bucket = f"schemathesis-{uuid.uuid4().hex[:12]}"
     s3.client.create_bucket(Bucket=bucket)
     app_settings = Settings(
-        ls_url=f"http://127.0.0.1:{services.free_port()}",  # nothing listens: Label Studio is away
+        ls_url=f"http://127.0.0.1:{free_port()}",  # nothing listens: Label Studio is away
         ls_api_key="unused",
         redis_url="redis://unused",
         s3_endpoint=s3.endpoint_url,

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from plugin import services
 from plugin.cli import main
+from plugin.localstack.processes import free_port
 from sync_service.config import load_settings
 from sync_service.domain.bootstrap import label_studio_errors
 from sync_service.errors import LabelStudioError
@@ -55,7 +55,7 @@ def _run(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ls_url: str, *extra: str
 ) -> tuple[int, str, str]:
     """``customlabels project create`` against ``ls_url``: exit code, standard output and error."""
-    away = f"127.0.0.1:{services.free_port()}"  # Redis and S3: never reached, Label Studio is first
+    away = f"127.0.0.1:{free_port()}"  # Redis and S3: never reached, Label Studio is first
     for name, value in {
         "CUSTOMLABELS_LS_URL": ls_url,
         "CUSTOMLABELS_LS_API_KEY": API_KEY,
@@ -101,7 +101,7 @@ def test_a_refused_api_key_is_one_line_naming_the_url_and_the_setting(
 def test_label_studio_away_is_one_line_naming_the_url_and_the_setting(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = f"http://127.0.0.1:{services.free_port()}"  # nothing listens there
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     _assert_one_error_line(
         *_run(monkeypatch, capsys, url),
         starts=f"error: Label Studio at {url} does not answer (ConnectError)",

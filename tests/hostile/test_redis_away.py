@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 from flask import Flask
 from flask.testing import FlaskClient
 
-from plugin import services
+from plugin.localstack.processes import free_port, port_in_use
 from sync_service.config import DEFAULT_ACCOUNT_ID, SECRET_HEADER, Settings
 from sync_service.web import awsjson
 from sync_service.web.app import create_app
@@ -42,14 +42,14 @@ DATASET_ARN = f"arn:aws:rekognition:{REGION}:{DEFAULT_ACCOUNT_ID}:project/parts/
 def app(monkeypatch: pytest.MonkeyPatch) -> Flask:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDS3AWAY")  # S3 is refused, not short of credentials
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3-away-secret-access-key")
-    closed = services.free_port()  # bound by the OS a moment, then released: nothing listens there
-    assert not services.port_in_use(closed)
+    closed = free_port()  # bound by the OS a moment, then released: nothing listens there
+    assert not port_in_use(closed)
     return create_app(
         Settings(
-            ls_url=f"http://127.0.0.1:{services.free_port()}",
+            ls_url=f"http://127.0.0.1:{free_port()}",
             ls_api_key="unused",
             redis_url=f"redis://:{PASSWORD}@127.0.0.1:{closed}/0",
-            s3_endpoint=f"http://127.0.0.1:{services.free_port()}",
+            s3_endpoint=f"http://127.0.0.1:{free_port()}",
             s3_region="us-east-1",
             bucket="bucket",
             prefix="customlabels",

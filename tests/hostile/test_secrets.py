@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from plugin import services
+from plugin.localstack.processes import free_port
 from sync_service.config import SECRET_HEADER, load_settings
 from sync_service.errors import ConfigError
 from tests.e2e.stack import CUSTOMLABELS, Stack, stack_env
@@ -93,7 +93,7 @@ def test_no_secret_in_any_log(
         "task data password (in payloads)": _distinct("tdpw"),
         "wrong Label Studio key": _distinct("lswrong"),
     }
-    port = services.free_port()
+    port = free_port()
     env = stack_env(
         ls_url=label_studio.url,
         ls_token=label_studio.token,
@@ -132,9 +132,9 @@ def test_no_secret_in_any_log(
 
         # Label Studio away, then a wrong key for it, then S3 away: the worker's jobs fail and log why.
         for name, change in (
-            ("ls-away", {"CUSTOMLABELS_LS_URL": f"http://127.0.0.1:{services.free_port()}"}),
+            ("ls-away", {"CUSTOMLABELS_LS_URL": f"http://127.0.0.1:{free_port()}"}),
             ("ls-wrong-key", {"CUSTOMLABELS_LS_API_KEY": secret_values["wrong Label Studio key"]}),
-            ("s3-away", {"CUSTOMLABELS_S3_ENDPOINT": f"http://127.0.0.1:{services.free_port()}"}),
+            ("s3-away", {"CUSTOMLABELS_S3_ENDPOINT": f"http://127.0.0.1:{free_port()}"}),
         ):
             stack.kill_workers()
             stack.env = {**env, **change}

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from plugin.progress import ItemProgress
+from plugin.progress import ItemProgress, Progress
 
 
 class Clock:
@@ -184,3 +184,31 @@ def test_a_slow_step_on_a_terminal_is_redrawn_as_its_seconds_pass() -> None:
     clock.now += 5
     time.sleep(0.1)  # the thread has stopped: nothing after the end line
     assert out.getvalue().endswith("done in 3 s\n")
+
+
+def test_progress_prints_plain_lines_off_a_terminal() -> None:
+    out = io.StringIO()
+    progress = Progress(3, stream=out)
+    progress.step("one")
+    progress.note("a note")
+    progress.step("two")
+    progress.finish("ready")
+    assert out.getvalue() == (
+        "customlabels: [1/3] one\ncustomlabels: a note\ncustomlabels: [2/3] two\ncustomlabels: ready\n"
+    )
+
+
+def test_progress_draws_a_bar_on_a_terminal() -> None:
+    out = io.StringIO()
+    progress = Progress(4, stream=out, tty=True)
+    progress.step("starting")
+    progress.step("waiting")
+    assert progress.render(now=progress.step_started + 3).startswith(
+        "[#####---------------] 2/4  waiting  3 s"
+    )
+    with progress.paused():
+        progress.note("from pip")
+    progress.finish()
+    text = out.getvalue()
+    assert "\r\x1b[2K[" in text and "customlabels: from pip\n" in text and text.endswith("s\n")
+    assert Progress(2, stream=io.StringIO(), enabled=False).tty is False

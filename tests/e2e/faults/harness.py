@@ -26,7 +26,8 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
 
-from plugin import services
+from plugin.localstack.label_studio import label_studio_env, start_label_studio
+from plugin.localstack.processes import free_port
 from sync_service.edges.state import ProjectState
 from tests.e2e.faults.hookproxy import HookProxy
 from tests.e2e.faults.s3proxy import S3Proxy
@@ -183,7 +184,7 @@ def fault_world(
     """Start proxies and the stack, make the project (webhook at the hook proxy when asked), start the
     watcher; stop everything after (the project is deleted from Label Studio)."""
     proxy = S3Proxy(s3.endpoint_url, seed=seed).start()
-    port = services.free_port()
+    port = free_port()
     hooks = HookProxy(f"http://127.0.0.1:{port}", seed=seed).start() if hook_proxy else None
     env = stack_env(
         ls_url=ls.url,
@@ -240,14 +241,14 @@ class PrivateLabelStudio:
     def start(self) -> float:
         """Start it again; return the seconds it took to serve."""
         started = time.monotonic()
-        self.server.process = services.start_label_studio(
+        self.server.process = start_label_studio(
             self.data_dir,
             self.port,
             username=self.server.username,
             password=self.server.password,
             token=self.server.token,
             log_path=self.log_path,
-            env_dir=services.label_studio_env(),
+            env_dir=label_studio_env(),
         )
         return time.monotonic() - started
 
@@ -267,7 +268,7 @@ def private_label_studio(session: LabelStudioServer, workdir: Path) -> Iterator[
         src.backup(dst)
     private = PrivateLabelStudio(
         LabelStudioServer(session.url, session.token, session.username, session.password, session.process),
-        services.free_port(),
+        free_port(),
         data_dir,
         workdir / "label-studio.log",
     )

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from plugin import services
+from plugin.localstack.processes import free_port
+from plugin.localstack.redis_server import start_redis
 from tests.e2e.faults.harness import fault_world
 from tests.realparts import LabelStudioServer
 
@@ -28,8 +29,8 @@ DOWN_SECONDS = 2.0
 def test_redis_restarted_with_its_data_gone(
     label_studio: LabelStudioServer, s3: Any, bucket: str, tmp_path: Path
 ) -> None:
-    port = services.free_port()
-    servers = [services.start_redis(port, tmp_path / "redis")]
+    port = free_port()
+    servers = [start_redis(port, tmp_path / "redis")]
     try:
         with fault_world(
             label_studio, s3, bucket, tmp_path, redis_url=servers[0].url, title="Faults redis",
@@ -43,7 +44,7 @@ def test_redis_restarted_with_its_data_gone(
             os.killpg(servers[0].process.pid, signal.SIGKILL)
             servers[0].process.wait(10)
             time.sleep(DOWN_SECONDS)
-            servers.append(services.start_redis(port, tmp_path / "redis"))
+            servers.append(start_redis(port, tmp_path / "redis"))
             assert not fw.redis.exists(f"cl:p:{fw.world.project_id}:entries")  # its data is gone
             time.sleep(3)
             fw.stream.stop()

@@ -1,4 +1,5 @@
-"""``customlabels doctor``'s look at Label Studio's ``export/`` folder and ``doctor --prune-exports``.
+"""``customlabels doctor``: on an empty home, its look at Label Studio's ``export/`` folder and
+``doctor --prune-exports``.
 
 A temporary home holds a Label Studio data dir whose ``export/`` folder has files named as Label Studio
 names its exports and files that only look like them, each with a set modification time: pruning
@@ -14,13 +15,22 @@ from pathlib import Path
 
 import pytest
 
-from plugin import doctor, services
 from plugin.cli import main
-from plugin.localstack import Layout
+from plugin.localstack import doctor
+from plugin.localstack.layout import Layout
+from plugin.localstack.processes import free_port
 
 NOW = time.time()
 HOUR = 3600.0
 EXPORT = "project-12-at-2026-11-20-09-41-0f3a9c2e"  # the name Label Studio gives one export request
+
+
+def test_doctor_on_an_empty_home_fails_with_fixes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["doctor", "--home", str(tmp_path / "none"), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False and report["checks"][0]["fix"]
+    assert main(["doctor", "--home", str(tmp_path / "none")]) == 1
+    assert "fix: run `customlabels up`" in capsys.readouterr().out
 
 
 def _write(path: Path, size: int, *, age_hours: float) -> Path:
@@ -185,8 +195,8 @@ def test_doctor_reports_the_export_folder_of_the_local_stack(
     """Everything else is away (free ports): the export folder is still reported, as a check of its own."""
     for name in [name for name in os.environ if name.startswith("CUSTOMLABELS_")]:
         monkeypatch.delenv(name)
-    monkeypatch.setenv("CUSTOMLABELS_REDIS_URL", f"redis://127.0.0.1:{services.free_port()}/0")
-    ports = [str(services.free_port()) for _ in range(3)]
+    monkeypatch.setenv("CUSTOMLABELS_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    ports = [str(free_port()) for _ in range(3)]
     args = ["doctor", "--home", str(home), "--json", "--ls-port", ports[0], "--port", ports[1]]
     assert main([*args, "--s3-port", ports[2]]) == 1
     checks = {check["name"]: check for check in json.loads(capsys.readouterr().out)["checks"]}

@@ -29,31 +29,24 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from plugin import services
-from plugin.localstack import (
+from plugin.localstack.commands import home_flag, port_flags
+from plugin.localstack.demo import project_links
+from plugin.localstack.errors import StackError
+from plugin.localstack.http_calls import http_get, json_get
+from plugin.localstack.label_studio import installed_label_studio_version, label_studio_env
+from plugin.localstack.layout import Layout, resolve_home
+from plugin.localstack.plan import Plan, make_plan
+from plugin.localstack.private_files import (
     LS_ENV_DEFAULTS,
-    Layout,
-    Plan,
     Secrets,
-    StackError,
-    State,
-    home_flag,
     load_ls_env,
     load_secrets,
-    make_plan,
-    node_binary,
-    port_flags,
-    project_links,
-    read_state,
-    redis_owner,
-    redis_version,
-    resolve_home,
-    rq_worker_pids,
-    s3_client,
-    s3store_dir,
-    s3store_version,
     ssrf_allows_loopback,
 )
+from plugin.localstack.record import StackRecord, read_record
+from plugin.localstack.redis_db import redis_owner, rq_worker_pids
+from plugin.localstack.redis_server import redis_version
+from plugin.localstack.s3_store import node_binary, s3_client, s3store_dir, s3store_version
 
 # --- checks ------------------------------------------------------------------------------------------------
 
@@ -85,7 +78,7 @@ def _proc_environ(pid: int) -> dict[str, str] | None:
     return out
 
 
-def diagnose(layout: Layout, plan: Plan, state: State | None) -> list[Check]:
+def diagnose(layout: Layout, plan: Plan, record: StackRecord | None) -> list[Check]:
     """Every check of ``doctor``, in order."""
     checks: list[Check] = []
     up_hint = "run `customlabels up`"
@@ -107,15 +100,15 @@ def diagnose(layout: Layout, plan: Plan, state: State | None) -> list[Check]:
             )
         )
 
-    if state is None:
+    if record is None:
         checks.append(
             Check("processes", "fail", f"nothing started by `customlabels up` in {layout.home}", up_hint)
         )
     else:
-        alive = state.alive()
+        alive = record.alive()
         dead = [name for name, up in alive.items() if not up]
         if dead:
-            logs = ", ".join(state.processes[name].log for name in dead)
+            logs = ", ".join(record.processes[name].log for name in dead)
             checks.append(
                 Check(
                     "processes",
@@ -125,11 +118,11 @@ def diagnose(layout: Layout, plan: Plan, state: State | None) -> list[Check]:
                 )
             )
         else:
-            pids = ", ".join(f"{name} {proc.pid}" for name, proc in state.processes.items())
+            pids = ", ".join(f"{name} {proc.pid}" for name, proc in record.processes.items())
             checks.append(Check("processes", "ok", f"running: {pids}"))
 
-    checks += _check_label_studio(layout, plan, state, secrets_)
-    checks += _check_redis(plan, state)
+    checks += _check_label_studio(layout, plan, record, secrets_)
+    checks += _check_redis(plan, record)
     checks += _check_s3(plan)
     checks.append(_check_service(plan))
     if secrets_ is not None:
@@ -140,11 +133,11 @@ def diagnose(layout: Layout, plan: Plan, state: State | None) -> list[Check]:
 
 
 def _check_label_studio(
-    layout: Layout, plan: Plan, state: State | None, secrets_: Secrets | None
+    layout: Layout, plan: Plan, record: StackRecord | None, secrets_: Secrets | None
 ) -> list[Check]:
     checks = []
-    env_dir = services.label_studio_env(plan.ls_version)
-    installed = services.installed_label_studio_version(env_dir)
+    env_dir = label_studio_env(plan.ls_version)
+    installed = installed_label_studio_version(env_dir)
     if installed is None:
         checks.append(
             Check(
@@ -169,7 +162,7 @@ def _check_label_studio(
     file_settings = load_ls_env(layout, create=False)
     effective = {**LS_ENV_DEFAULTS, **(file_settings or {})}
     source = str(layout.ls_env) if file_settings is not None else "defaults"
-    proc = state.processes.get("label_studio") if state else None
+    proc = record.processes.get("label_studio") if record else None
     if proc is not None and proc.alive:
         running = _proc_environ(proc.pid)
         if running is not None:
@@ -194,7 +187,7 @@ def _check_label_studio(
         checks.append(Check("label studio settings", "ok", f"{source}: loopback allowed, legacy token on"))
 
     try:
-        status, body = services.http_get(f"{plan.ls_url}/health", timeout=3)
+        status, body = http_get(f"{plan.ls_url}/health", timeout=3)
     except OSError as exc:
         checks.append(
             Check("label studio", "fail", f"{plan.ls_url} does not answer: {exc}", "run `customlabels up`")
@@ -210,13 +203,11 @@ def _check_label_studio(
             )
         )
         return checks
-    _, version = _json_get(f"{plan.ls_url}/api/version/")
+    _, version = json_get(f"{plan.ls_url}/api/version/")
     release = (version or {}).get("release") if isinstance(version, dict) else None
     checks.append(Check("label studio", "ok", f"{plan.ls_url} is up (release {release or '?'})"))
     if secrets_ is not None:
-        status, body = services.http_get(
-            f"{plan.ls_url}/api/projects?page_size=1", token=secrets_.token, timeout=10
-        )
+        status, body = http_get(f"{plan.ls_url}/api/projects?page_size=1", token=secrets_.token, timeout=10)
         if status == 200:
             checks.append(Check("label studio token", "ok", "the API token in secrets.json works"))
         else:
@@ -232,18 +223,7 @@ def _check_label_studio(
     return checks
 
 
-def _json_get(url: str) -> tuple[int, Any]:
-    try:
-        status, body = services.http_get(url, timeout=5)
-    except OSError:
-        return 0, None
-    try:
-        return status, json.loads(body)
-    except ValueError:
-        return status, None
-
-
-def _check_redis(plan: Plan, state: State | None) -> list[Check]:
+def _check_redis(plan: Plan, record: StackRecord | None) -> list[Check]:
     version = redis_version(plan.redis_url)
     if version is None:
         return [
@@ -251,7 +231,7 @@ def _check_redis(plan: Plan, state: State | None) -> list[Check]:
                 "redis", "fail", f"no Redis answers at {plan.redis_url}", "run `customlabels up` (starts one)"
             )
         ]
-    ours = "started by up" if state is not None and state.redis_started else "not started by up"
+    ours = "started by up" if record is not None and record.redis_started else "not started by up"
     checks = [Check("redis", "ok", f"Redis {version} at {plan.redis_url} ({ours})")]
     owner = redis_owner(plan.redis_url)
     if owner is not None and owner.get("home") != str(plan.layout.home):
@@ -323,7 +303,7 @@ def _check_s3(plan: Plan) -> list[Check]:
 
 
 def _check_service(plan: Plan) -> Check:
-    status, body = _json_get(f"{plan.service_url}/readyz")
+    status, body = json_get(f"{plan.service_url}/readyz")
     if status == 0:
         return Check("service", "fail", f"{plan.service_url} does not answer", "run `customlabels up`")
     if status == 200:
@@ -531,14 +511,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         return _cmd_prune_exports(layout, args)
     if args.older_than is not None:
         return _usage_error(args, "--older-than goes with --prune-exports")
-    state = read_state(layout)
+    record = read_record(layout)
     try:
         plan = make_plan(layout.home, ls_port=args.ls_port, service_port=args.port, s3_port=args.s3_port)
     except StackError as exc:
         return _usage_error(args, str(exc))
-    if state is not None:
-        plan = _plan_of_state(plan, state)
-    checks = diagnose(layout, plan, state)
+    if record is not None:
+        plan = _plan_of_record(plan, record)
+    checks = diagnose(layout, plan, record)
     ok = all(check.status != "fail" for check in checks)
     if args.json:
         print(json.dumps({"ok": ok, "home": str(layout.home), "checks": [c.to_json() for c in checks]}))
@@ -559,7 +539,7 @@ def _usage_error(args: argparse.Namespace, message: str) -> int:
     return 2
 
 
-def _plan_of_state(plan: Plan, state: State) -> Plan:
+def _plan_of_record(plan: Plan, record: StackRecord) -> Plan:
     """The plan of the running stack: its ports and URLs win over flags and variables."""
 
     def port(url: str | None, default: int) -> int:
@@ -568,11 +548,11 @@ def _plan_of_state(plan: Plan, state: State) -> Plan:
 
     return replace(
         plan,
-        ls_port=port(state.urls.get("label_studio"), plan.ls_port),
-        service_port=port(state.urls.get("service"), plan.service_port),
-        s3_port=port(state.urls.get("s3"), plan.s3_port) if state.s3_embedded else plan.s3_port,
-        external_s3=None if state.s3_embedded else state.urls.get("s3"),
-        redis_url=state.urls.get("redis", plan.redis_url),
-        bucket=state.bucket,
-        prefix=state.prefix,
+        ls_port=port(record.urls.get("label_studio"), plan.ls_port),
+        service_port=port(record.urls.get("service"), plan.service_port),
+        s3_port=port(record.urls.get("s3"), plan.s3_port) if record.s3_embedded else plan.s3_port,
+        external_s3=None if record.s3_embedded else record.urls.get("s3"),
+        redis_url=record.urls.get("redis", plan.redis_url),
+        bucket=record.bucket,
+        prefix=record.prefix,
     )

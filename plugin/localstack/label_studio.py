@@ -1,8 +1,8 @@
-"""Launchers of the real parts: Label Studio, an S3 endpoint (moto) and Redis, as local processes.
+"""Label Studio as a local process: its own virtual environment (installed once per machine; its pins
+clash with ours) and its server, started on loopback and spoken to only over HTTP.
 
-Used by the product (``customlabels up``) and by the end-to-end tests. Label Studio runs from its own
-virtual environment (its pins clash with ours) and is only ever spoken to over HTTP: nothing here
-imports Label Studio's server modules.
+Used by ``customlabels up`` and by the end-to-end tests. Nothing here imports Label Studio's server
+modules.
 """
 
 from __future__ import annotations
@@ -11,17 +11,17 @@ import contextlib
 import fcntl
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Self
+
+from plugin.localstack.errors import ServerStartError
+from plugin.localstack.http_calls import http_get
+from plugin.localstack.processes import LOOPBACK, log_tail, port_in_use, say, stop_group
 
 DEFAULT_LS_VERSION = "1.23.2"
 """The Label Studio server version the product is tested with."""
@@ -31,8 +31,6 @@ GUNICORN_REQUIREMENT = "gunicorn>=22,<28"
 
 LS_ENV_VARIABLE = "CUSTOMLABELS_LS_ENV"
 """Environment variable naming Label Studio's virtual environment (overrides the default path)."""
-
-LOOPBACK = "127.0.0.1"
 
 _PASSED_THROUGH = (
     "PATH",
@@ -72,59 +70,6 @@ _LS_SETTINGS = {
 organization is first created), loopback webhooks and a loopback S3 endpoint are allowed, no calls out."""
 
 
-class ServiceError(RuntimeError):
-    """A real part could not be installed or started."""
-
-
-def _say(message: str) -> None:
-    print(f"customlabels: {message}", file=sys.stderr, flush=True)
-
-
-def free_port(host: str = LOOPBACK) -> int:
-    """A TCP port free on ``host`` right now (the OS picks it; another process may still take it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def port_in_use(port: int, host: str = LOOPBACK) -> bool:
-    """Whether something accepts TCP connections on ``host:port``."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
-
-
-def log_tail(path: Path, lines: int = 40) -> str:
-    """The last ``lines`` lines of a log file ('' when it does not exist)."""
-    try:
-        with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - 64 * 1024))
-            text = handle.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _stop_group(process: subprocess.Popen[bytes], grace: float) -> None:
-    """Terminate a process started in its own session (its whole group), then kill it after ``grace``."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=grace)
-    # Children that outlived the leader (same group) go too.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
 # --- Label Studio's environment ---------------------------------------------------------------------
 
 
@@ -160,7 +105,7 @@ def _file_lock(path: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            _say(f"waiting for another process installing Label Studio (lock {path})...")
+            say(f"waiting for another process installing Label Studio (lock {path})...")
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -213,19 +158,19 @@ def ensure_label_studio_env(
             return env_dir  # installed by the process we waited for
         started = time.monotonic()
         if not (env_dir / "bin" / "python").exists():
-            _say(f"creating Label Studio's virtual environment {env_dir} ...")
+            say(f"creating Label Studio's virtual environment {env_dir} ...")
             subprocess.run([python, "-m", "venv", str(env_dir)], check=True, stdout=sys.stderr)
-        _say(f"installing label-studio=={version} into {env_dir} (about 1.2 GB; takes a few minutes) ...")
+        say(f"installing label-studio=={version} into {env_dir} (about 1.2 GB; takes a few minutes) ...")
         requirements = [f"label-studio=={version}", GUNICORN_REQUIREMENT]
         pip = [str(env_dir / "bin" / "python"), "-m", "pip", "install", *requirements]
         result = subprocess.run(pip, check=False, stdout=sys.stderr, stderr=sys.stderr)
         if result.returncode != 0:
-            raise ServiceError(f"pip install {' '.join(requirements)} failed (exit {result.returncode})")
+            raise ServerStartError(f"pip install {' '.join(requirements)} failed (exit {result.returncode})")
         found = installed_label_studio_version(env_dir)
         if found != version:
-            raise ServiceError(f"{env_dir} holds label_studio {found!r}, expected {version}")
+            raise ServerStartError(f"{env_dir} holds label_studio {found!r}, expected {version}")
         stamp.write_text(f"label-studio=={version}\n{GUNICORN_REQUIREMENT}\n")
-        _say(f"Label Studio {version} ready in {time.monotonic() - started:.0f} s")
+        say(f"Label Studio {version} ready in {time.monotonic() - started:.0f} s")
     return env_dir
 
 
@@ -241,23 +186,6 @@ def _clean_env(settings: Mapping[str, str]) -> dict[str, str]:
             env[name] = ",".join([*hosts, "127.0.0.1", "localhost"])
     env.update(settings)
     return env
-
-
-def http_get(url: str, *, token: str | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
-    """GET ``url`` (optionally with ``Authorization: Token <token>``); returns (status, body).
-
-    HTTP errors are returned, not raised; connection errors raise ``OSError``.
-    """
-    request = urllib.request.Request(url)
-    if token is not None:
-        request.add_header("Authorization", f"Token {token}")
-    # No proxy for our own servers.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(request, timeout=timeout) as response:
-            return int(response.status), bytes(response.read())
-    except urllib.error.HTTPError as error:
-        return int(error.code), error.read()
 
 
 @dataclass
@@ -285,7 +213,7 @@ class LabelStudioProcess:
 
     def stop(self, grace: float = 10.0) -> None:
         """Terminate the server's process group; kill it if it is still there after ``grace`` seconds."""
-        _stop_group(self.process, grace)
+        stop_group(self.process, grace)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -324,18 +252,18 @@ def start_label_studio(
     ``data_dir`` as working directory (a ``./mydata`` folder in the working directory would switch on
     local-file serving) with an environment built from scratch (see ``_PASSED_THROUGH``) plus
     ``extra_env``. Returns once ``GET /health`` says UP and the token authenticates; raises
-    ``ServiceError`` with the end of the log if the server exits or ``timeout`` passes first (the first
+    ``ServerStartError`` with the end of the log if the server exits or ``timeout`` passes first (the first
     start on an empty data dir migrates its database: about 20 s).
     """
     if not 6 <= len(token) <= 40:
         raise ValueError("the Label Studio token must have 6 to 40 characters")
     if port_in_use(port):
         # Label Studio would silently move to the next free port; we would then talk to someone else.
-        raise ServiceError(f"port {port} on {LOOPBACK} is already in use")
+        raise ServerStartError(f"port {port} on {LOOPBACK} is already in use")
     env_dir = env_dir if env_dir is not None else label_studio_env(version)
     executable = env_dir / "bin" / "label-studio"
     if not executable.exists():
-        raise ServiceError(f"{executable} not found: run ensure_label_studio_env() first")
+        raise ServerStartError(f"{executable} not found: run ensure_label_studio_env() first")
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -418,7 +346,7 @@ def start_label_studio(
 def _label_studio_package(env_dir: Path) -> Path:
     found = sorted(env_dir.glob("lib/python3*/site-packages/label_studio/core/wsgi.py"))
     if not found:
-        raise ServiceError(f"no label_studio package with core/wsgi.py under {env_dir}/lib")
+        raise ServerStartError(f"no label_studio package with core/wsgi.py under {env_dir}/lib")
     return found[-1].parent.parent
 
 
@@ -444,9 +372,9 @@ def _init_label_studio(
         raise _failed(f"label-studio init exited with code {done.returncode}", log_path)
 
 
-def _failed(reason: str, log_path: Path) -> ServiceError:
+def _failed(reason: str, log_path: Path) -> ServerStartError:
     """A start that failed, with the end of its log."""
-    return ServiceError(f"{reason}\n--- {log_path} (end) ---\n{log_tail(log_path)}")
+    return ServerStartError(f"{reason}\n--- {log_path} (end) ---\n{log_tail(log_path)}")
 
 
 def _wait_for_label_studio(server: LabelStudioProcess, timeout: float) -> None:
@@ -456,7 +384,7 @@ def _wait_for_label_studio(server: LabelStudioProcess, timeout: float) -> None:
     port = server.url.rsplit(":", 1)[1]
     moved = f"Port {port} is in use"
 
-    def fail(reason: str) -> ServiceError:
+    def fail(reason: str) -> ServerStartError:
         return _failed(f"Label Studio at {server.url}: {reason}", server.log_path)
 
     while time.monotonic() < deadline:
@@ -490,141 +418,3 @@ def _json(body: bytes) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
-
-
-# --- S3 (moto's server mode) ---------------------------------------------------------------------------
-
-
-@dataclass
-class S3Server:
-    """A moto S3 endpoint running in a thread of this process. Credentials: anything (e.g. "testing")."""
-
-    endpoint_url: str
-    port: int
-    server: Any = field(repr=False)
-
-    def stop(self) -> None:
-        """Stop the server thread."""
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def start_s3_server(port: int | None = None, *, timeout: float = 10.0) -> S3Server:
-    """Start moto's S3-compatible server (``ThreadedMotoServer``) on ``127.0.0.1:port`` (a free port
-    when None). Its state lives in this process's memory and is shared by all servers of the process.
-    Needs ``moto[server]``.
-    """
-    try:
-        from moto.server import ThreadedMotoServer  # noqa: PLC0415 - optional, only for a local S3
-    except ImportError as error:  # pragma: no cover - depends on the installation
-        raise ServiceError("a local S3 endpoint needs moto's server: pip install 'moto[server]'") from error
-    port = port if port is not None else free_port()
-    if port_in_use(port):
-        raise ServiceError(f"port {port} on {LOOPBACK} is already in use")
-    server = ThreadedMotoServer(ip_address=LOOPBACK, port=port, verbose=False)
-    server.start()
-    url = f"http://{LOOPBACK}:{port}"
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            http_get(f"{url}/moto-api/", timeout=1)
-            break
-        except OSError as error:
-            if time.monotonic() > deadline:
-                server.stop()
-                raise ServiceError(f"moto server on {url} did not answer: {error}") from error
-            time.sleep(0.05)
-    return S3Server(endpoint_url=url, port=port, server=server)
-
-
-# --- Redis ---------------------------------------------------------------------------------------------
-
-
-def redis_available(url: str, timeout: float = 1.0) -> bool:
-    """Whether a Redis server answers PING at ``url`` (e.g. ``redis://127.0.0.1:6379/0``)."""
-    import redis  # noqa: PLC0415 - keeps this module light to import
-
-    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
-    try:
-        return bool(client.ping())
-    except (redis.RedisError, OSError):
-        return False
-    finally:
-        client.close()
-
-
-@dataclass
-class RedisProcess:
-    """A ``redis-server`` we started (no persistence). ``stop()`` ends it."""
-
-    url: str
-    port: int
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def stop(self, grace: float = 5.0) -> None:
-        """Terminate the server; kill it if it is still there after ``grace`` seconds."""
-        _stop_group(self.process, grace)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def start_redis(
-    port: int, directory: Path, *, binary: str = "redis-server", timeout: float = 10.0
-) -> RedisProcess:
-    """Start ``redis-server`` on ``127.0.0.1:port`` without persistence (``--save "" --appendonly no``),
-    working in ``directory`` (its log: ``redis.log`` there); waits until it answers PING."""
-    if port_in_use(port):
-        raise ServiceError(f"port {port} on {LOOPBACK} is already in use")
-    directory = directory.resolve()
-    directory.mkdir(parents=True, exist_ok=True)
-    log_path = directory / "redis.log"
-    command = [
-        binary,
-        "--port",
-        str(port),
-        "--bind",
-        LOOPBACK,
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--daemonize",
-        "no",
-        "--dir",
-        str(directory),
-        "--logfile",
-        str(log_path),
-    ]
-    try:
-        process = subprocess.Popen(
-            command,
-            cwd=directory,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    except FileNotFoundError as error:
-        raise ServiceError(
-            f"{binary} not found: install Redis (Debian: apt-get install redis-server)"
-        ) from error
-    server = RedisProcess(url=f"redis://{LOOPBACK}:{port}/0", port=port, process=process, log_path=log_path)
-    deadline = time.monotonic() + timeout
-    while not redis_available(server.url, timeout=0.5):
-        if process.poll() is not None or time.monotonic() > deadline:
-            server.stop()
-            raise ServiceError(f"redis-server on port {port} did not start:\n{log_tail(log_path)}")
-        time.sleep(0.05)
-    return server

@@ -1,0 +1,188 @@
+"""Processes the local stack starts: free ports, logs, and the record of a process we started (``Proc``:
+pid plus start time, so a pid reused by another program is never signalled), started in its own session
+and stopped with its whole process group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+LOOPBACK = "127.0.0.1"
+
+
+def say(message: str) -> None:
+    """A line of the local stack's progress or warnings on standard error."""
+    print(f"customlabels: {message}", file=sys.stderr, flush=True)
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port free on ``host`` right now (the OS picks it; another process may still take it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_in_use(port: int, host: str = LOOPBACK) -> bool:
+    """Whether something accepts TCP connections on ``host:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    """The last ``lines`` lines of a log file ('' when it does not exist)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 64 * 1024))
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def stop_group(process: subprocess.Popen[bytes], grace: float) -> None:
+    """Terminate a process started in its own session (its whole group), then kill it after ``grace``."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=grace)
+    # Children that outlived the leader (same group) go too.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def process_start_time(pid: int) -> int | None:
+    """The start time of process ``pid`` (clock ticks since boot), None when it is gone or a zombie.
+
+    Recorded with each pid so that a pid the system gave to another process since is never taken for
+    ours. Where there is no ``/proc`` (macOS), 0 for a live process.
+    """
+    stat = Path(f"/proc/{pid}/stat")
+    if not Path("/proc/self/stat").exists():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return 0
+        return 0
+    try:
+        text = stat.read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+@dataclass
+class Proc:
+    """A process this stack started: its pid (also its process group: each runs in its own session)."""
+
+    name: str
+    pid: int
+    start: int | None
+    log: str
+    command: list[str]
+    popen: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, name: str, popen: subprocess.Popen[bytes], log: Path, command: list[str]) -> Proc:
+        """Record a process we just started."""
+        return cls(name, popen.pid, process_start_time(popen.pid), str(log), command, popen)
+
+    def to_json(self) -> dict[str, Any]:
+        """The state-file record."""
+        return {"pid": self.pid, "start": self.start, "log": self.log, "command": self.command}
+
+    @classmethod
+    def from_json(cls, name: str, raw: Mapping[str, Any]) -> Proc:
+        """Read a state-file record."""
+        start = raw.get("start")
+        return cls(
+            name,
+            int(raw["pid"]),
+            int(start) if start is not None else None,
+            str(raw.get("log", "")),
+            [str(x) for x in raw.get("command", [])],
+        )
+
+    @property
+    def alive(self) -> bool:
+        """Whether this very process still runs (same pid and same start time)."""
+        if self.popen is not None and self.popen.poll() is not None:
+            return False
+        now = process_start_time(self.pid)
+        return now is not None and (self.start is None or now == self.start)
+
+    def stop(self, grace: float = 10.0) -> bool:
+        """SIGTERM its process group, SIGKILL after ``grace`` s; True when it was running."""
+        if not self.alive:
+            self._reap()
+            return False
+        self._signal(signal.SIGTERM)
+        if not self._wait(grace):
+            self._signal(signal.SIGKILL)
+            self._wait(5.0)
+        # Children left in its group (a worker's work horse, say) go with it.
+        self._signal(signal.SIGKILL)
+        self._reap()
+        return True
+
+    def _signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.pid, sig)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.pid, sig)
+
+    def _wait(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if not self.alive:
+                self._reap()
+                return True
+            time.sleep(0.1)
+        return not self.alive
+
+    def _reap(self) -> None:
+        if self.popen is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(timeout=1)
+
+
+def spawn(command: list[str], *, env: Mapping[str, str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    """Start ``command`` in its own session with stdout and stderr appended to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as handle:
+        return subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
