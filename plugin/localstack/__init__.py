@@ -29,7 +29,7 @@ The package, one concern a module, each importing only the ones above it in this
 
 - ``errors``: ``StackError`` and ``ServerStartError``.
 - ``processes``: ports, logs, the record of a process we started (``Proc``), ``spawn``.
-- ``http_calls``: every HTTP call the stack makes (a loopback GET, Label Studio's JSON API, its SDK).
+- ``http_calls``: a plain GET to the stack's own servers (Label Studio goes through sync_service's edge).
 - ``layout``: the home directory, its paths and its lock.
 - ``private_files``: ``secrets.json`` and ``label-studio.env`` (mode 0600).
 - ``label_studio``: Label Studio's own environment and server process.

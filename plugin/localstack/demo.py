@@ -6,17 +6,27 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from converters.labelconfig import DEFAULT_BOXES_NAME, DEFAULT_CHOICES_NAME, DEFAULT_IMAGE_NAME
 from plugin.localstack.errors import StackError
-from plugin.localstack.http_calls import ls_json, ls_sdk
 from plugin.localstack.plan import Plan
 from plugin.localstack.private_files import Secrets
 from plugin.localstack.record import utc_now
 from plugin.localstack.s3_store import s3_client
+from sync_service.errors import LabelStudioError
 
 SAMPLES = Path(__file__).parent.parent / "samples"
+
+if TYPE_CHECKING:
+    from sync_service.edges.labelstudio import LabelStudio
+
+
+def label_studio(plan: Plan, secrets_: Secrets) -> LabelStudio:
+    """The stack's Label Studio through the service's one edge (a GET tried once: the server is ours)."""
+    from sync_service.edges.labelstudio import LabelStudio  # noqa: PLC0415 - httpx costs start-up time
+
+    return LabelStudio(plan.ls_url, secrets_.token, timeout=30, attempts=1)
 
 
 def demo_definition() -> dict[str, Any]:
@@ -74,15 +84,16 @@ def ensure_demo(plan: Plan, secrets_: Secrets, settings: Any) -> dict[str, Any]:
 
     Later runs find it through ``demo.json`` and make nothing (a demo the user deleted stays deleted).
     """
-    from sync_service.domain.bootstrap import create_project  # noqa: PLC0415 - label-studio-sdk costs start-up time
+    from sync_service.domain.bootstrap import create_project  # noqa: PLC0415 - boto3 and httpx cost start-up time
     from sync_service.domain.projects import Projects  # noqa: PLC0415 - boto3 costs start-up time
     from sync_service.edges.s3 import Storage  # noqa: PLC0415 - boto3 costs start-up time
 
     layout = plan.layout
     if layout.demo.exists():
         demo: dict[str, Any] = json.loads(layout.demo.read_text())
-        status, _ = ls_json(plan.ls_url, secrets_.token, f"/api/projects/{int(demo['project'])}")
-        demo["exists"] = status == 200
+        demo["exists"] = (
+            label_studio(plan, secrets_).find_project(int(demo["project"]), fields=("id",)) is not None
+        )
         return demo
     definition = demo_definition()
     import redis  # noqa: PLC0415 - redis-py costs start-up time
@@ -107,12 +118,12 @@ def ensure_demo(plan: Plan, secrets_: Secrets, settings: Any) -> dict[str, Any]:
             key = f"{folder}images/{image['file']}"
             storage.put_bytes(key, (SAMPLES / "demo" / image["file"]).read_bytes(), content_type="image/jpeg")
             tasks.append(demo_task(image, f"s3://{plan.bucket}/{key}"))
-        status, project = ls_json(plan.ls_url, secrets_.token, f"/api/projects/{pid}")
-        if status != 200:
-            raise StackError(f"Label Studio does not show the demo project {pid} (HTTP {status})")
-        if not int((project or {}).get("task_number") or 0):
-            sdk = ls_sdk(plan.ls_url, secrets_.token)
-            sdk.projects.import_tasks(id=pid, request=tasks, return_task_ids=True)
+        ls = label_studio(plan, secrets_)
+        project = ls.find_project(pid)
+        if project is None:
+            raise StackError(f"Label Studio does not show the demo project {pid} (HTTP 404)")
+        if not int(project.get("task_number") or 0):
+            ls.import_tasks(pid, tasks)
     finally:
         client.close()
     counts = {"train": 0, "test": 0}
@@ -148,15 +159,19 @@ def our_projects(plan: Plan) -> list[dict[str, Any]]:
 
 def project_links(plan: Plan, secrets_: Secrets) -> list[dict[str, Any]]:
     """For each project of ours: its S3 storages' endpoints and its webhooks' URLs in Label Studio."""
-    from sync_service.domain.bootstrap import WEBHOOK_PATH  # noqa: PLC0415 - label-studio-sdk costs start-up time
+    from sync_service.domain.bootstrap import WEBHOOK_PATH  # noqa: PLC0415 - boto3 and httpx cost start-up time
 
+    ls = label_studio(plan, secrets_)
     out = []
     for info in our_projects(plan):
         pid = int(info["label_studio_project_id"])
-        status, storages = ls_json(plan.ls_url, secrets_.token, f"/api/storages/s3?project={pid}")
-        if status == 404:
-            continue
-        _, hooks = ls_json(plan.ls_url, secrets_.token, f"/api/webhooks/?project={pid}")
+        try:
+            storages = ls.s3_storages(pid)
+        except LabelStudioError as exc:
+            if exc.status == 404:  # a project deleted in Label Studio
+                continue
+            raise
+        hooks = ls.webhooks(pid)
         out.append(
             {
                 "project": pid,
@@ -182,20 +197,18 @@ def repoint_projects(plan: Plan, secrets_: Secrets) -> int:
     Label Studio keeps the endpoint and the webhook URL it was given; a stack started on other ports
     would leave them pointing at nothing. Returns how many were changed.
     """
-    from sync_service.domain.bootstrap import WEBHOOK_PATH  # noqa: PLC0415 - label-studio-sdk costs start-up time
+    from sync_service.domain.bootstrap import WEBHOOK_PATH  # noqa: PLC0415 - boto3 and httpx cost start-up time
 
     webhook = plan.service_url + WEBHOOK_PATH
+    ls = label_studio(plan, secrets_)
     changed = 0
-    sdk = None
     for link in project_links(plan, secrets_):
         for storage in link["storages"]:
             if storage["endpoint"] != plan.s3_endpoint:
-                sdk = sdk or ls_sdk(plan.ls_url, secrets_.token)
-                sdk.import_storage.s3.update(id=int(storage["id"]), s3endpoint=plan.s3_endpoint)
+                ls.update_s3_storage(int(storage["id"]), s3_endpoint=plan.s3_endpoint)
                 changed += 1
         for hook in link["webhooks"]:
             if hook["url"] != webhook:
-                sdk = sdk or ls_sdk(plan.ls_url, secrets_.token)
-                sdk.webhooks.update(id=int(hook["id"]), url=webhook)
+                ls.update_webhook(int(hook["id"]), url=webhook)
                 changed += 1
     return changed

@@ -32,7 +32,7 @@ from urllib.parse import urlparse
 from plugin.localstack.commands import home_flag, port_flags
 from plugin.localstack.demo import project_links
 from plugin.localstack.errors import StackError
-from plugin.localstack.http_calls import http_get, json_get
+from plugin.localstack.http_calls import json_get
 from plugin.localstack.label_studio import installed_label_studio_version, label_studio_env
 from plugin.localstack.layout import Layout, resolve_home
 from plugin.localstack.plan import Plan, make_plan
@@ -47,6 +47,7 @@ from plugin.localstack.record import StackRecord, read_record
 from plugin.localstack.redis_db import redis_owner, rq_worker_pids
 from plugin.localstack.redis_server import redis_version
 from plugin.localstack.s3_store import node_binary, s3_client, s3store_dir, s3store_version
+from sync_service.errors import LabelStudioError
 
 # --- checks ------------------------------------------------------------------------------------------------
 
@@ -186,36 +187,43 @@ def _check_label_studio(
     else:
         checks.append(Check("label studio settings", "ok", f"{source}: loopback allowed, legacy token on"))
 
+    from sync_service.edges.labelstudio import LabelStudio  # noqa: PLC0415 - httpx costs start-up time
+
+    ls = LabelStudio(plan.ls_url, secrets_.token if secrets_ is not None else "", timeout=10, attempts=1)
     try:
-        status, body = http_get(f"{plan.ls_url}/health", timeout=3)
-    except OSError as exc:
-        checks.append(
-            Check("label studio", "fail", f"{plan.ls_url} does not answer: {exc}", "run `customlabels up`")
-        )
-        return checks
-    if status != 200:
-        checks.append(
-            Check(
-                "label studio",
-                "fail",
-                f"{plan.ls_url}/health: HTTP {status}",
-                f"read {layout.log('label_studio')}",
+        ls.health()
+    except LabelStudioError as exc:
+        if exc.status is None:
+            checks.append(
+                Check(
+                    "label studio", "fail", f"{plan.ls_url} does not answer: {exc}", "run `customlabels up`"
+                )
             )
-        )
+        else:
+            checks.append(
+                Check(
+                    "label studio",
+                    "fail",
+                    f"{plan.ls_url}/health: HTTP {exc.status}",
+                    f"read {layout.log('label_studio')}",
+                )
+            )
         return checks
-    _, version = json_get(f"{plan.ls_url}/api/version/")
-    release = (version or {}).get("release") if isinstance(version, dict) else None
+    try:
+        release = ls.version().get("release")
+    except LabelStudioError:
+        release = None
     checks.append(Check("label studio", "ok", f"{plan.ls_url} is up (release {release or '?'})"))
     if secrets_ is not None:
-        status, body = http_get(f"{plan.ls_url}/api/projects?page_size=1", token=secrets_.token, timeout=10)
-        if status == 200:
+        try:
+            ls.check_token()
             checks.append(Check("label studio token", "ok", "the API token in secrets.json works"))
-        else:
+        except LabelStudioError as exc:
             checks.append(
                 Check(
                     "label studio token",
                     "fail",
-                    f"HTTP {status}: {body[:200].decode('utf-8', 'replace')}",
+                    f"HTTP {exc.status}: {(exc.detail or str(exc))[:200]}",
                     f"the token in {layout.secrets} is not the one Label Studio's database knows: restore the "
                     f"secrets.json of {layout.label_studio}, or remove both to start over",
                 )
@@ -322,7 +330,7 @@ def _check_service(plan: Plan) -> Check:
 
 
 def _check_links(plan: Plan, secrets_: Secrets) -> Check:
-    from sync_service.domain.bootstrap import WEBHOOK_PATH  # noqa: PLC0415 - label-studio-sdk costs start-up time
+    from sync_service.domain.bootstrap import WEBHOOK_PATH  # noqa: PLC0415 - boto3 and httpx cost start-up time
 
     webhook = plan.service_url + WEBHOOK_PATH
     try:

@@ -1,7 +1,6 @@
-"""Every HTTP call the local stack makes, in one place: a plain GET to our own loopback servers, and
-Label Studio's API (its JSON over that GET, and a label-studio-sdk client for the writes).
+"""A plain GET to the stack's own loopback servers (the S3 store, moto, the service's readiness).
 
-Kept together so that they can move onto sync_service's one Label Studio edge in one step.
+Label Studio is not one of them: the stack talks to it through sync_service's one Label Studio edge.
 """
 
 from __future__ import annotations
@@ -40,20 +39,3 @@ def json_get(url: str) -> tuple[int, Any]:
         return status, json.loads(body)
     except ValueError:
         return status, None
-
-
-def ls_json(ls_url: str, token: str, path: str) -> tuple[int, Any]:
-    """GET ``path`` of Label Studio's API at ``ls_url`` with the API ``token``: (status, document or None)."""
-    status, body = http_get(f"{ls_url}{path}", token=token, timeout=30)
-    try:
-        return status, json.loads(body)
-    except ValueError:
-        return status, None
-
-
-def ls_sdk(ls_url: str, token: str) -> Any:
-    """A label-studio-sdk client of Label Studio at ``ls_url`` (no retries: the stack's servers are ours)."""
-    from label_studio_sdk import LabelStudio  # noqa: PLC0415 - label-studio-sdk costs start-up time
-
-    make: Any = LabelStudio  # its __init__ is untyped
-    return make(base_url=ls_url, api_key=token, max_retries=0)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import subprocess
 import sys
@@ -17,11 +16,11 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Self
+from typing import IO, Self
 
 from plugin.localstack.errors import ServerStartError
-from plugin.localstack.http_calls import http_get
 from plugin.localstack.processes import LOOPBACK, log_tail, port_in_use, say, stop_group
+from sync_service.errors import LabelStudioError
 
 DEFAULT_LS_VERSION = "1.23.2"
 """The Label Studio server version the product is tested with."""
@@ -387,6 +386,9 @@ def _wait_for_label_studio(server: LabelStudioProcess, timeout: float) -> None:
     def fail(reason: str) -> ServerStartError:
         return _failed(f"Label Studio at {server.url}: {reason}", server.log_path)
 
+    from sync_service.edges.labelstudio import LabelStudio  # noqa: PLC0415 - httpx costs start-up time
+
+    ls = LabelStudio(server.url, server.token, timeout=10, attempts=1)
     while time.monotonic() < deadline:
         if not server.alive:
             raise fail(f"exited with code {server.process.returncode} while waiting for {stage}")
@@ -395,26 +397,14 @@ def _wait_for_label_studio(server: LabelStudioProcess, timeout: float) -> None:
             raise fail(f"port {port} was taken before the server could listen")
         try:
             if stage == "GET /health":
-                status, body = http_get(f"{server.url}/health", timeout=2)
-                if status == 200 and _json(body).get("status") == "UP":
+                if ls.health().get("status") == "UP":
                     stage = "the token to authenticate (GET /api/projects)"
                     continue
+                last = "GET /health did not say UP"
             else:
-                status, body = http_get(
-                    f"{server.url}/api/projects?page_size=1", token=server.token, timeout=10
-                )
-                if status == 200:
-                    return
-            last = f"HTTP {status}: {body[:300].decode('utf-8', 'replace')}"
-        except OSError as error:
+                ls.check_token()
+                return
+        except LabelStudioError as error:
             last = str(error)
         time.sleep(0.25)
     raise fail(f"not ready after {timeout:.0f} s waiting for {stage}; last answer: {last}")
-
-
-def _json(body: bytes) -> dict[str, Any]:
-    try:
-        value = json.loads(body)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
