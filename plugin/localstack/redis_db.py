@@ -39,8 +39,11 @@ def claim_redis(plan: Plan) -> int:
 
     The service keeps its caches under ``cl:`` keyed by Label Studio project id, which is 1 in every
     fresh Label Studio: two homes on one database would read each other's project records. So a
-    database last used by another home has its ``cl:`` keys dropped (they are caches, rebuilt from S3
-    and Label Studio), and one in use by another home's running stack is refused.
+    database last used by another home's stack (recorded in :data:`REDIS_OWNER_KEY`) has its ``cl:`` keys
+    dropped (that stack's caches, rebuilt from S3 and Label Studio), and one in use by another home's
+    running stack is refused. A database holding ``cl:`` keys that no stack of ours recorded is refused
+    too, and nothing of it is deleted: those keys are another deployment's (a service pointed at this
+    Redis), whose caches and pending events it would lose.
     """
     import redis  # noqa: PLC0415 - redis-py costs start-up time
 
@@ -52,15 +55,21 @@ def claim_redis(plan: Plan) -> int:
         other = read_record(Layout(Path(str(owner["home"]))))
         if other is not None and other.processes and all(other.alive().values()):
             raise StackError(
-                f"the Redis database {plan.redis_url} is in use by the customlabels stack in {owner['home']}: "
-                "stop it (`customlabels down --home ...`) or give this one its own database, e.g. "
-                "CUSTOMLABELS_REDIS_URL=redis://127.0.0.1:6379/1"
+                f"the Redis database {redact_url(plan.redis_url)} is in use by the customlabels stack in "
+                f"{owner['home']}: stop it (`customlabels down --home ...`) or give this one its own "
+                "database, e.g. CUSTOMLABELS_REDIS_URL=redis://127.0.0.1:6379/1"
             )
     client = redis.Redis.from_url(plan.redis_url, socket_connect_timeout=2, socket_timeout=10)
     try:
+        if owner is None and next(iter(client.scan_iter(match="cl:*", count=1000)), None) is not None:
+            raise StackError(
+                f"the Redis database {redact_url(plan.redis_url)} holds keys of a customlabels service that "
+                "`customlabels up` did not start (cl:*); they are left as they are. Give the stack a "
+                "database of its own, e.g. CUSTOMLABELS_REDIS_URL=redis://127.0.0.1:6379/1"
+            )
         dropped = 0
         batch: list[bytes] = []
-        for key in client.scan_iter(match="cl:*", count=1000):
+        for key in client.scan_iter(match="cl:*", count=1000) if owner is not None else ():
             batch.append(key)
             if len(batch) >= 1000:
                 dropped += int(client.delete(*batch))

@@ -34,10 +34,16 @@ def test_a_redis_database_serves_one_home_at_a_time(
     a = Plan(layout=Layout(tmp_path / "a"), redis_url=redis_url)
     b = Plan(layout=Layout(tmp_path / "b"), redis_url=redis_url)
     try:
-        client.set("cl:projects", "from a stack without a marker")
+        client.set("cl:projects", "of a service that up did not start")
         client.set("cl:p:1:x", "1")
         client.set("elsewhere", "kept")
-        assert claim_redis(a) == 2
+        with pytest.raises(StackError, match="did not start") as refused:
+            claim_redis(a)  # another deployment's caches and pending events: never deleted
+        assert redis_url.rsplit("/", 1)[0] in str(refused.value)
+        assert client.get("cl:projects") == b"of a service that up did not start" and client.get("cl:p:1:x") == b"1"
+        assert redis_owner(redis_url) is None
+        client.delete("cl:projects", "cl:p:1:x")  # the user gave that deployment its own database
+        assert claim_redis(a) == 0
         assert redis_owner(redis_url) is not None and redis_owner(redis_url)["home"] == str(a.layout.home)
         assert client.get("elsewhere") == b"kept"
         client.set("cl:projects", "a's cache")
