@@ -24,11 +24,11 @@ from urllib.parse import urlparse
 from converters.labelconfig import TEMPLATES
 from plugin import dataset_cli
 from plugin.progress import ItemProgress
-from sync_service.config import Settings, check_prefix, load_settings
+from sync_service.config import DEFAULTS, Settings, check_prefix, load_settings
 from sync_service.errors import ConfigError, ProjectNotFound, ServiceError
 
 SERVICE_URL_VARIABLE = "CUSTOMLABELS_SERVICE_URL"
-DEFAULT_SERVICE_URL = str(next(f.default for f in dataclasses.fields(Settings) if f.name == "service_url"))
+DEFAULT_SERVICE_URL = DEFAULTS.service_url
 POLL_SECONDS = 0.5  # between two status requests of ``project resync --wait``
 REQUEST_SECONDS = 10.0  # the longest one request to the service may take
 

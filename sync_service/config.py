@@ -1,34 +1,42 @@
 """The service's settings, read once from environment variables with documented defaults.
 
+Each setting is declared once, as a field of :class:`Settings`: its attribute and type, its default, its
+variable, how environs parses and validates it, and its line in this table. ``tests/sync_service/
+test_config.py`` checks the table below, the README's and ``docker/.env.example`` against those
+declarations.
+
 | variable | default | meaning |
 |---|---|---|
 | ``CUSTOMLABELS_LS_URL`` | ``http://127.0.0.1:8080`` | Label Studio's base URL |
 | ``CUSTOMLABELS_LS_API_KEY`` | (required) | Label Studio API token (legacy token or personal access token) |
-| ``CUSTOMLABELS_REDIS_URL`` | ``redis://127.0.0.1:6379/0`` | Redis for queues, locks and caches |
-| ``CUSTOMLABELS_S3_ENDPOINT`` | empty = AWS | S3 endpoint URL (MinIO, moto) |
+| ``CUSTOMLABELS_REDIS_URL`` | ``redis://127.0.0.1:6379/0`` | Redis for queues, locks and caches (no data: losing it loses nothing) |
+| ``CUSTOMLABELS_S3_ENDPOINT`` | empty = AWS | S3 endpoint URL (MinIO, s3rver, moto) |
 | ``CUSTOMLABELS_S3_REGION`` | ``us-east-1`` | S3 region |
 | ``CUSTOMLABELS_BUCKET`` | (required) | bucket of the projects' manifests and images |
-| ``CUSTOMLABELS_PREFIX`` | ``customlabels`` | key prefix of all projects in the bucket |
-| ``CUSTOMLABELS_WEBHOOK_SECRET`` | (required) | shared secret Label Studio sends in ``X-Customlabels-Secret`` |
-| ``CUSTOMLABELS_DEBOUNCE_SECONDS`` | ``0.25`` | seconds a publish waits after the first event it will take (a burst is published once) |
-| ``CUSTOMLABELS_RECONCILE_SECONDS`` | ``300`` | period of the full reconcile of every project, seconds |
-| ``CUSTOMLABELS_LS_EXPORT_CONCURRENCY`` | ``2`` | Label Studio export requests a worker keeps in flight while it reads a project (1 to 16; more only helps a Label Studio served by several processes) |
-| ``CUSTOMLABELS_MAX_WEBHOOK_BYTES`` | ``10485760`` | largest webhook body accepted (413 above), bytes |
+| ``CUSTOMLABELS_PREFIX`` | ``customlabels`` | key prefix of all projects in the bucket (empty: none) |
+| ``CUSTOMLABELS_WEBHOOK_SECRET`` | (required) | shared secret Label Studio sends in ``X-Customlabels-Secret`` (16+ characters) |
+| ``CUSTOMLABELS_DEBOUNCE_SECONDS`` | ``0.25`` | how long a publish waits after the first event it will take, so that a burst is published once (events that came in during the previous publish have waited already and are taken at once) |
+| ``CUSTOMLABELS_RECONCILE_SECONDS`` | ``300`` | period of the full reconcile of every project, seconds (1 or more) |
+| ``CUSTOMLABELS_LS_EXPORT_CONCURRENCY`` | ``2`` | Label Studio export requests a worker keeps in flight while it reads a project (1 to 16); more than 2 helps only a Label Studio served by several processes (its Docker image, or the one ``customlabels up`` starts) |
+| ``CUSTOMLABELS_MAX_WEBHOOK_BYTES`` | ``10485760`` | largest webhook body accepted (413 above), bytes (1024 or more) |
 | ``CUSTOMLABELS_QUEUE`` | ``customlabels`` | RQ queue name |
 | ``CUSTOMLABELS_SERVICE_URL`` | ``http://127.0.0.1:5000`` | where Label Studio reaches this service (webhooks) |
-| ``CUSTOMLABELS_API_ACCESS_KEY_ID`` | empty = endpoint refuses all | access key id clients of the Rekognition-compatible endpoint sign with (SigV4) |
-| ``CUSTOMLABELS_API_SECRET_ACCESS_KEY`` | empty = endpoint refuses all | its secret (at least 16 characters; set both or neither) |
+| ``CUSTOMLABELS_API_ACCESS_KEY_ID`` | empty = endpoint refuses all | key id clients of the Rekognition-compatible endpoint sign with (SigV4) |
+| ``CUSTOMLABELS_API_SECRET_ACCESS_KEY`` | empty = endpoint refuses all | its secret (16+ characters; set both or neither) |
 | ``CUSTOMLABELS_API_ACCOUNT_ID`` | ``123456789012`` | the 12-digit account id in the endpoint's ARNs |
 
-AWS credentials come from boto3's usual chain (``AWS_ACCESS_KEY_ID`` ...).
+A blank value counts as unset (the default applies), except for ``CUSTOMLABELS_PREFIX``, where it means
+no prefix. AWS credentials come from boto3's usual chain (``AWS_ACCESS_KEY_ID`` ...).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import MISSING, Field, dataclass, field, fields
+from types import MappingProxyType
+from typing import Any
 from urllib.parse import urlparse
 
 from sync_service.errors import ConfigError
@@ -40,30 +48,228 @@ _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _ACCESS_KEY_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # no '/', ',' or blanks: it sits in a SigV4 scope
 _ACCOUNT_RE = re.compile(r"^[0-9]{12}$")
 DEFAULT_ACCOUNT_ID = "123456789012"
+_HTTP = ("http", "https")
+_REDIS = ("redis", "rediss", "unix")
+_MIN_SECRET = 16
+
+
+# --- the checks that clean a raw value, or say what is wrong with it (never quoting it) -----------------
+
+
+def _url_of(schemes: tuple[str, ...]) -> Callable[[str], str]:
+    """A check: a URL of one of ``schemes``, returned without its trailing slash."""
+
+    def check(value: str) -> str:
+        want = f"must be a {' or '.join(schemes)} URL"
+        try:
+            parsed = urlparse(value)
+            parsed.port  # noqa: B018 - parses the port: ValueError when it is not a number
+        except ValueError:
+            raise ValueError(f"{want}; this one does not parse") from None
+        if parsed.scheme not in schemes or not parsed.netloc:
+            # Never the value itself: it may hold a password, or be a secret pasted into the wrong variable.
+            raise ValueError(f"{want}, got one with scheme {parsed.scheme[:10]!r}")
+        return value.rstrip("/")
+
+    return check
+
+
+def _clean_prefix(value: str) -> str:
+    """``value`` without the slashes around it, if it is a safe key prefix (see :func:`check_prefix`)."""
+    prefix = value.strip().strip("/")
+    if prefix and (
+        not _PREFIX_RE.fullmatch(prefix) or {".", ".."} & set(prefix.split("/")) or len(prefix) > MAX_PREFIX
+    ):
+        raise ValueError(
+            f"{prefix[:80]!r} may hold only letters, digits, . _ - and / (no . or .. segments, "
+            f"at most {MAX_PREFIX} characters)"
+        )
+    return prefix
+
+
+def check_prefix(value: str, variable: str = "CUSTOMLABELS_PREFIX") -> str:
+    """``value`` without the slashes around it, if it is a safe key prefix: segments of letters, digits,
+    ``. _ -``, none of them ``.`` or ``..``, at most :data:`MAX_PREFIX` characters; else a
+    :class:`ConfigError` naming ``variable`` (the setting, or the command-line option)."""
+    try:
+        return _clean_prefix(value)
+    except ValueError as error:
+        raise ConfigError(variable, str(error)) from None
+
+
+# --- the declarations ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
-    """Everything the service and its workers need to know about their surroundings."""
+class Variable:
+    """How one :class:`Settings` field is read and documented (plain data: environs is imported only
+    when settings are read, see :mod:`sync_service.envreader`, which takes it as its ``Rule``).
 
-    ls_url: str
-    ls_api_key: str
-    redis_url: str
-    s3_endpoint: str | None
-    s3_region: str
-    bucket: str
-    prefix: str
-    webhook_secret: str
-    debounce_seconds: float = 0.25
-    reconcile_seconds: float = 300.0
-    ls_export_concurrency: int = 2
-    max_webhook_bytes: int = 10 * 1024 * 1024
-    queue: str = "customlabels"
-    service_url: str = "http://127.0.0.1:5000"
+    ``parser``: ``str``, ``int`` or ``float``; ``check`` cleans a string or raises ``ValueError``;
+    ``low``/``high`` bound a number; ``pattern`` (with ``pattern_error``) and ``min_length`` constrain a
+    string. ``shown`` is the table's default column when it is not the default itself; ``example`` the
+    value the local stack and ``docker/.env.example`` use for a required setting; ``blank_is_value``
+    makes a blank value a value rather than unset.
+    """
+
+    name: str
+    meaning: str
+    parser: str = "str"
+    check: Callable[[str], Any] | None = None
+    low: float | None = None
+    high: float | None = None
+    pattern: re.Pattern[str] | None = None
+    pattern_error: str = ""
+    min_length: int | None = None
+    shown: str = ""
+    example: str | None = None
+    blank_is_value: bool = False
+
+
+def _var(name: str, meaning: str, **how: Any) -> Mapping[str, Variable]:
+    """A field's metadata declaring its variable (``how``: the other fields of :class:`Variable`)."""
+    return MappingProxyType({"variable": Variable(name, meaning, **how)})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Everything the service and its workers need to know about their surroundings.
+
+    Each field declares its environment variable in its metadata (:class:`Variable`); a field without a
+    default is a required setting.
+    """
+
+    ls_url: str = field(
+        default="http://127.0.0.1:8080",
+        metadata=_var("CUSTOMLABELS_LS_URL", "Label Studio's base URL", check=_url_of(_HTTP)),
+    )
+    ls_api_key: str = field(
+        metadata=_var(
+            "CUSTOMLABELS_LS_API_KEY", "Label Studio API token (legacy token or personal access token)"
+        )
+    )
+    redis_url: str = field(
+        default="redis://127.0.0.1:6379/0",
+        metadata=_var(
+            "CUSTOMLABELS_REDIS_URL",
+            "Redis for queues, locks and caches (no data: losing it loses nothing)",
+            check=_url_of(_REDIS),
+        ),
+    )
+    s3_endpoint: str | None = field(
+        default=None,
+        metadata=_var(
+            "CUSTOMLABELS_S3_ENDPOINT",
+            "S3 endpoint URL (MinIO, s3rver, moto)",
+            shown="empty = AWS",
+            check=_url_of(_HTTP),
+        ),
+    )
+    s3_region: str = field(default="us-east-1", metadata=_var("CUSTOMLABELS_S3_REGION", "S3 region"))
+    bucket: str = field(
+        metadata=_var(
+            "CUSTOMLABELS_BUCKET",
+            "bucket of the projects' manifests and images",
+            example="customlabels",
+            pattern=_BUCKET_RE,
+            pattern_error="{input!r} is not a valid S3 bucket name",
+        )
+    )
+    prefix: str = field(
+        default="customlabels",
+        metadata=_var(
+            "CUSTOMLABELS_PREFIX",
+            "key prefix of all projects in the bucket (empty: none)",
+            blank_is_value=True,
+            check=_clean_prefix,
+        ),
+    )
+    webhook_secret: str = field(
+        metadata=_var(
+            "CUSTOMLABELS_WEBHOOK_SECRET",
+            f"shared secret Label Studio sends in ``{SECRET_HEADER}`` ({_MIN_SECRET}+ characters)",
+            min_length=_MIN_SECRET,
+        )
+    )
+    debounce_seconds: float = field(
+        default=0.25,
+        metadata=_var(
+            "CUSTOMLABELS_DEBOUNCE_SECONDS",
+            "how long a publish waits after the first event it will take, so that a burst is published "
+            "once (events that came in during the previous publish have waited already and are taken at "
+            "once)",
+            parser="float",
+            low=0.0,
+        ),
+    )
+    reconcile_seconds: float = field(
+        default=300.0,
+        metadata=_var(
+            "CUSTOMLABELS_RECONCILE_SECONDS",
+            "period of the full reconcile of every project, seconds (1 or more)",
+            parser="float",
+            low=1.0,
+        ),
+    )
+    ls_export_concurrency: int = field(
+        default=2,
+        metadata=_var(
+            "CUSTOMLABELS_LS_EXPORT_CONCURRENCY",
+            "Label Studio export requests a worker keeps in flight while it reads a project (1 to 16); "
+            "more than 2 helps only a Label Studio served by several processes (its Docker image, or "
+            "the one ``customlabels up`` starts)",
+            parser="int",
+            low=1,
+            high=16,
+        ),
+    )
+    max_webhook_bytes: int = field(
+        default=10 * 1024 * 1024,
+        metadata=_var(
+            "CUSTOMLABELS_MAX_WEBHOOK_BYTES",
+            "largest webhook body accepted (413 above), bytes (1024 or more)",
+            parser="int",
+            low=1024,
+        ),
+    )
+    queue: str = field(default="customlabels", metadata=_var("CUSTOMLABELS_QUEUE", "RQ queue name"))
+    service_url: str = field(
+        default="http://127.0.0.1:5000",
+        metadata=_var(
+            "CUSTOMLABELS_SERVICE_URL",
+            "where Label Studio reaches this service (webhooks)",
+            check=_url_of(_HTTP),
+        ),
+    )
     # The Rekognition-compatible endpoint: the one key pair it accepts (None: it refuses every request).
-    api_access_key_id: str | None = None
-    api_secret_access_key: str | None = None
-    api_account_id: str = DEFAULT_ACCOUNT_ID
+    api_access_key_id: str | None = field(
+        default=None,
+        metadata=_var(
+            "CUSTOMLABELS_API_ACCESS_KEY_ID",
+            "key id clients of the Rekognition-compatible endpoint sign with (SigV4)",
+            shown="empty = endpoint refuses all",
+            pattern=_ACCESS_KEY_RE,
+            pattern_error="may hold only letters, digits, _ and - (1..128)",
+        ),
+    )
+    api_secret_access_key: str | None = field(
+        default=None,
+        metadata=_var(
+            "CUSTOMLABELS_API_SECRET_ACCESS_KEY",
+            f"its secret ({_MIN_SECRET}+ characters; set both or neither)",
+            shown="empty = endpoint refuses all",
+            min_length=_MIN_SECRET,
+        ),
+    )
+    api_account_id: str = field(
+        default=DEFAULT_ACCOUNT_ID,
+        metadata=_var(
+            "CUSTOMLABELS_API_ACCOUNT_ID",
+            "the 12-digit account id in the endpoint's ARNs",
+            pattern=_ACCOUNT_RE,
+            pattern_error="must be 12 digits, got {input!r}",
+        ),
+    )
 
     def __repr__(self) -> str:
         # Secrets never reach logs or error messages, not even through a repr.
@@ -73,6 +279,12 @@ class Settings:
         )
 
 
+def declarations() -> Iterator[tuple[Field[Any], Variable]]:
+    """Each :class:`Settings` field with its :class:`Variable`, in the order of the table."""
+    for each in fields(Settings):
+        yield each, each.metadata["variable"]
+
+
 def _redact_url(url: str) -> str:
     parsed = urlparse(url)
     if parsed.password:
@@ -80,116 +292,65 @@ def _redact_url(url: str) -> str:
     return url
 
 
-def _url(env: Mapping[str, str], name: str, default: str | None, schemes: tuple[str, ...]) -> str:
-    value = env.get(name, "").strip() or default
-    if value is None:
-        raise ConfigError(name, "is required")
-    want = f"must be a {' or '.join(schemes)} URL"
-    try:
-        parsed = urlparse(value)
-        parsed.port  # noqa: B018 - parses the port: ValueError when it is not a number
-    except ValueError:
-        raise ConfigError(name, f"{want}; this one does not parse") from None
-    if parsed.scheme not in schemes or not parsed.netloc:
-        # Never the value itself: it may hold a password, or be a secret pasted into the wrong variable.
-        raise ConfigError(name, f"{want}, got one with scheme {parsed.scheme[:10]!r}")
-    return value.rstrip("/")
+# --- the defaults other code builds settings from --------------------------------------------------------
 
 
-def _required(env: Mapping[str, str], name: str) -> str:
-    value = env.get(name, "").strip()
-    if not value:
-        raise ConfigError(name, "is required")
-    return value
+def _default(attribute: str) -> Any:
+    """The declared default of a setting, else the example value of a required one."""
+    for each, variable in declarations():
+        if each.name == attribute:
+            return variable.example if each.default is MISSING else each.default
+    raise KeyError(attribute)
 
 
-def _api_keys(env: Mapping[str, str]) -> tuple[str | None, str | None]:
-    key_id = env.get("CUSTOMLABELS_API_ACCESS_KEY_ID", "").strip() or None
-    secret = env.get("CUSTOMLABELS_API_SECRET_ACCESS_KEY", "").strip() or None
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    """The documented values code uses when it makes settings rather than reads them (the local stack's
+    plan, ``docker/.env.example``): each setting's default, and the bucket the local stack makes."""
+
+    ls_url: str
+    service_url: str
+    redis_url: str
+    s3_region: str
+    bucket: str
+    prefix: str
+
+    @property
+    def ls_port(self) -> int:
+        """The port of :attr:`ls_url`."""
+        return urlparse(self.ls_url).port or 80
+
+    @property
+    def service_port(self) -> int:
+        """The port of :attr:`service_url`."""
+        return urlparse(self.service_url).port or 80
+
+
+DEFAULTS = Defaults(**{each.name: _default(each.name) for each in fields(Defaults)})
+
+
+# --- reading --------------------------------------------------------------------------------------------
+
+
+def _check_key_pair(key_id: str | None, secret: str | None) -> None:
     if key_id is None and secret is not None:
         raise ConfigError("CUSTOMLABELS_API_ACCESS_KEY_ID", "is required when the secret access key is set")
     if secret is None and key_id is not None:
         raise ConfigError("CUSTOMLABELS_API_SECRET_ACCESS_KEY", "is required when the access key id is set")
-    if key_id is not None and not _ACCESS_KEY_RE.match(key_id):
-        raise ConfigError("CUSTOMLABELS_API_ACCESS_KEY_ID", "may hold only letters, digits, _ and - (1..128)")
-    if secret is not None and len(secret) < 16:
-        raise ConfigError("CUSTOMLABELS_API_SECRET_ACCESS_KEY", "must be at least 16 characters")
-    return key_id, secret
-
-
-def check_prefix(value: str, variable: str = "CUSTOMLABELS_PREFIX") -> str:
-    """``value`` without the slashes around it, if it is a safe key prefix: segments of letters, digits,
-    ``. _ -``, none of them ``.`` or ``..``, at most :data:`MAX_PREFIX` characters; else a
-    :class:`ConfigError` naming ``variable`` (the setting, or the command-line option)."""
-    prefix = value.strip().strip("/")
-    if prefix and (
-        not _PREFIX_RE.fullmatch(prefix) or {".", ".."} & set(prefix.split("/")) or len(prefix) > MAX_PREFIX
-    ):
-        raise ConfigError(
-            variable,
-            f"{prefix[:80]!r} may hold only letters, digits, . _ - and / (no . or .. segments, "
-            f"at most {MAX_PREFIX} characters)",
-        )
-    return prefix
-
-
-def _number(
-    env: Mapping[str, str],
-    name: str,
-    default: float,
-    *,
-    minimum: float,
-    maximum: float | None = None,
-    whole: bool = False,
-) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw) if whole else float(raw)
-    except ValueError:
-        raise ConfigError(name, f"must be a {'whole ' if whole else ''}number, got {raw!r}") from None
-    if value < minimum or (maximum is not None and value > maximum):
-        bounds = f"at least {minimum}" if maximum is None else f"from {minimum} to {maximum}"
-        raise ConfigError(name, f"must be {bounds}, got {raw!r}")
-    return value
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read :class:`Settings` from ``env`` (default ``os.environ``); raise :class:`ConfigError` naming a bad one."""
-    env = os.environ if env is None else env
-    bucket = _required(env, "CUSTOMLABELS_BUCKET")
-    if not _BUCKET_RE.match(bucket):
-        raise ConfigError("CUSTOMLABELS_BUCKET", f"{bucket!r} is not a valid S3 bucket name")
-    prefix = check_prefix(env.get("CUSTOMLABELS_PREFIX", "customlabels"))
-    endpoint = env.get("CUSTOMLABELS_S3_ENDPOINT", "").strip()
-    secret = _required(env, "CUSTOMLABELS_WEBHOOK_SECRET")
-    if len(secret) < 16:
-        raise ConfigError("CUSTOMLABELS_WEBHOOK_SECRET", "must be at least 16 characters")
-    api_key_id, api_secret = _api_keys(env)
-    account = env.get("CUSTOMLABELS_API_ACCOUNT_ID", "").strip() or DEFAULT_ACCOUNT_ID
-    if not _ACCOUNT_RE.match(account):
-        raise ConfigError("CUSTOMLABELS_API_ACCOUNT_ID", f"must be 12 digits, got {account!r}")
-    return Settings(
-        ls_url=_url(env, "CUSTOMLABELS_LS_URL", "http://127.0.0.1:8080", ("http", "https")),
-        ls_api_key=_required(env, "CUSTOMLABELS_LS_API_KEY"),
-        redis_url=_url(
-            env, "CUSTOMLABELS_REDIS_URL", "redis://127.0.0.1:6379/0", ("redis", "rediss", "unix")
+    from sync_service import envreader  # noqa: PLC0415 - environs and marshmallow: ~70 ms of every command's start-up
+
+    declared = list(declarations())
+    values = envreader.read(
+        os.environ if env is None else env,
+        (
+            (variable, envreader.REQUIRED if each.default is MISSING else each.default)
+            for each, variable in declared
         ),
-        s3_endpoint=_url(env, "CUSTOMLABELS_S3_ENDPOINT", None, ("http", "https")) if endpoint else None,
-        s3_region=env.get("CUSTOMLABELS_S3_REGION", "").strip() or "us-east-1",
-        bucket=bucket,
-        prefix=prefix,
-        webhook_secret=secret,
-        debounce_seconds=_number(env, "CUSTOMLABELS_DEBOUNCE_SECONDS", 0.25, minimum=0.0),
-        reconcile_seconds=_number(env, "CUSTOMLABELS_RECONCILE_SECONDS", 300.0, minimum=1.0),
-        ls_export_concurrency=int(
-            _number(env, "CUSTOMLABELS_LS_EXPORT_CONCURRENCY", 2, minimum=1, maximum=16, whole=True)
-        ),
-        max_webhook_bytes=int(_number(env, "CUSTOMLABELS_MAX_WEBHOOK_BYTES", 10 * 1024 * 1024, minimum=1024)),
-        queue=env.get("CUSTOMLABELS_QUEUE", "").strip() or "customlabels",
-        service_url=_url(env, "CUSTOMLABELS_SERVICE_URL", "http://127.0.0.1:5000", ("http", "https")),
-        api_access_key_id=api_key_id,
-        api_secret_access_key=api_secret,
-        api_account_id=account,
     )
+    settings = {each.name: values[variable.name] for each, variable in declared}
+    _check_key_pair(settings["api_access_key_id"], settings["api_secret_access_key"])
+    return Settings(**settings)
