@@ -274,7 +274,7 @@ class Settings:
     def __repr__(self) -> str:
         # Secrets never reach logs or error messages, not even through a repr.
         return (
-            f"Settings(ls_url={self.ls_url!r}, redis_url={_redact_url(self.redis_url)!r}, "
+            f"Settings(ls_url={self.ls_url!r}, redis_url={redact_url(self.redis_url)!r}, "
             f"s3_endpoint={self.s3_endpoint!r}, bucket={self.bucket!r}, prefix={self.prefix!r})"
         )
 
@@ -285,7 +285,7 @@ def declarations() -> Iterator[tuple[Field[Any], Variable]]:
         yield each, each.metadata["variable"]
 
 
-def _redact_url(url: str) -> str:
+def redact_url(url: str) -> str:
     parsed = urlparse(url)
     if parsed.password:
         return url.replace(f":{parsed.password}@", ":***@")

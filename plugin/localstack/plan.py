@@ -14,14 +14,9 @@ from plugin.localstack.errors import StackError
 from plugin.localstack.label_studio import DEFAULT_LS_VERSION
 from plugin.localstack.layout import Layout
 from plugin.localstack.processes import LOOPBACK, port_in_use
+from sync_service.config import DEFAULTS
 
-DEFAULT_LS_PORT = 8080
-DEFAULT_SERVICE_PORT = 5000
 DEFAULT_S3_PORT = 9000
-DEFAULT_BUCKET = "customlabels"
-DEFAULT_PREFIX = "customlabels"
-DEFAULT_REGION = "us-east-1"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 S3STORE_KEY = "S3RVER"
 """s3rver's one key pair (access key and secret are both this); the store listens on loopback only."""
 DEFAULT_LS_WORKERS = 2
@@ -35,14 +30,14 @@ class Plan:
     """Where each part of the stack listens and keeps its data."""
 
     layout: Layout
-    ls_port: int = DEFAULT_LS_PORT
-    service_port: int = DEFAULT_SERVICE_PORT
+    ls_port: int = DEFAULTS.ls_port
+    service_port: int = DEFAULTS.service_port
     s3_port: int = DEFAULT_S3_PORT
-    redis_url: str = DEFAULT_REDIS_URL
+    redis_url: str = DEFAULTS.redis_url
     external_s3: str | None = None
-    bucket: str = DEFAULT_BUCKET
-    prefix: str = DEFAULT_PREFIX
-    region: str = DEFAULT_REGION
+    bucket: str = DEFAULTS.bucket
+    prefix: str = DEFAULTS.prefix
+    region: str = DEFAULTS.s3_region
     ls_version: str = DEFAULT_LS_VERSION
     ls_workers: int = DEFAULT_LS_WORKERS
 
@@ -114,14 +109,14 @@ def make_plan(
 
     plan = Plan(
         layout=Layout(home),
-        ls_port=pick(ls_port, "CUSTOMLABELS_LS_PORT", DEFAULT_LS_PORT, "--ls-port"),
-        service_port=pick(service_port, "CUSTOMLABELS_PORT", DEFAULT_SERVICE_PORT, "--port"),
+        ls_port=pick(ls_port, "CUSTOMLABELS_LS_PORT", DEFAULTS.ls_port, "--ls-port"),
+        service_port=pick(service_port, "CUSTOMLABELS_PORT", DEFAULTS.service_port, "--port"),
         s3_port=pick(s3_port, "CUSTOMLABELS_S3_PORT", DEFAULT_S3_PORT, "--s3-port"),
-        redis_url=env.get("CUSTOMLABELS_REDIS_URL", "").strip() or DEFAULT_REDIS_URL,
+        redis_url=env.get("CUSTOMLABELS_REDIS_URL", "").strip() or DEFAULTS.redis_url,
         external_s3=env.get("CUSTOMLABELS_S3_ENDPOINT", "").strip().rstrip("/") or None,
-        bucket=env.get("CUSTOMLABELS_BUCKET", "").strip() or DEFAULT_BUCKET,
-        prefix=env.get("CUSTOMLABELS_PREFIX", DEFAULT_PREFIX).strip().strip("/"),
-        region=env.get("CUSTOMLABELS_S3_REGION", "").strip() or DEFAULT_REGION,
+        bucket=env.get("CUSTOMLABELS_BUCKET", "").strip() or DEFAULTS.bucket,
+        prefix=env.get("CUSTOMLABELS_PREFIX", DEFAULTS.prefix).strip().strip("/"),
+        region=env.get("CUSTOMLABELS_S3_REGION", "").strip() or DEFAULTS.s3_region,
         ls_workers=_ls_workers(env.get("CUSTOMLABELS_LS_WORKERS", "").strip()),
     )
     ports = [plan.ls_port, plan.service_port] + ([plan.s3_port] if plan.embedded_s3 else [])

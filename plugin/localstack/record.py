@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from plugin.localstack.layout import Layout
-from plugin.localstack.plan import DEFAULT_BUCKET, DEFAULT_PREFIX
 from plugin.localstack.private_files import write_private
 from plugin.localstack.processes import Proc, say
+from sync_service.config import DEFAULTS
 
 
 def utc_now() -> str:
@@ -31,8 +31,8 @@ class StackRecord:
     supervisor: Proc | None = None
     detached: bool = False
     started_at: str = ""
-    bucket: str = DEFAULT_BUCKET
-    prefix: str = DEFAULT_PREFIX
+    bucket: str = DEFAULTS.bucket
+    prefix: str = DEFAULTS.prefix
     redis_started: bool = False
     s3_embedded: bool = True
     demo: dict[str, Any] | None = None
@@ -68,8 +68,8 @@ class StackRecord:
             supervisor=Proc.from_json("supervisor", supervisor) if supervisor else None,
             detached=bool(raw.get("detached", False)),
             started_at=str(raw.get("started_at", "")),
-            bucket=str(raw.get("bucket", DEFAULT_BUCKET)),
-            prefix=str(raw.get("prefix", DEFAULT_PREFIX)),
+            bucket=str(raw.get("bucket", DEFAULTS.bucket)),
+            prefix=str(raw.get("prefix", DEFAULTS.prefix)),
             redis_started=bool(raw.get("redis_started", False)),
             s3_embedded=bool(raw.get("s3_embedded", True)),
             demo=raw.get("demo"),

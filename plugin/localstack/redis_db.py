@@ -11,6 +11,7 @@ from plugin.localstack.errors import StackError
 from plugin.localstack.layout import Layout
 from plugin.localstack.plan import Plan
 from plugin.localstack.record import read_record, utc_now
+from sync_service.config import redact_url
 
 REDIS_OWNER_KEY = "customlabels:up:owner"
 """Names the home whose stack uses this Redis database (the service's keys are not per stack)."""

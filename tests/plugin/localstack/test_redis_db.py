@@ -40,7 +40,10 @@ def test_a_redis_database_serves_one_home_at_a_time(
         with pytest.raises(StackError, match="did not start") as refused:
             claim_redis(a)  # another deployment's caches and pending events: never deleted
         assert redis_url.rsplit("/", 1)[0] in str(refused.value)
-        assert client.get("cl:projects") == b"of a service that up did not start" and client.get("cl:p:1:x") == b"1"
+        assert (
+            client.get("cl:projects") == b"of a service that up did not start"
+            and client.get("cl:p:1:x") == b"1"
+        )
         assert redis_owner(redis_url) is None
         client.delete("cl:projects", "cl:p:1:x")  # the user gave that deployment its own database
         assert claim_redis(a) == 0
