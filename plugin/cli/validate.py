@@ -34,13 +34,14 @@ _CHECK_LIMITS = codes.DEFAULT_LIMITS
 _CHECK_META: dict[str, ImageMeta] = {}
 
 
-def _set_check_state(limits: codes.Limits, meta: dict[str, ImageMeta]) -> None:
+def set_check_state(limits: codes.Limits, meta: dict[str, ImageMeta]) -> None:
+    """Set the limits and image facts a worker process checks lines with (the pool's initializer)."""
     global _CHECK_LIMITS, _CHECK_META
     _CHECK_LIMITS, _CHECK_META = limits, meta
 
 
 @dataclass(slots=True)
-class _CheckChunk:
+class CheckChunk:
     """Checked lines of one piece: their validation lines as one blob, and the counts as plain tuples."""
 
     rows: list[tuple[Any, ...]] = field(default_factory=list)
@@ -48,8 +49,10 @@ class _CheckChunk:
     lines: int = 0
 
 
-def _checks_of_lines(lines: Iterable[Line]) -> _CheckChunk:
-    out = _CheckChunk()
+def check_lines(lines: Iterable[Line]) -> CheckChunk:
+    """Check manifest lines by Rekognition's rules (the shortcut of fastlines when it applies, else the
+    general checker); runs in a worker."""
+    out = CheckChunk()
     outputs = []
     for number, data, too_long, length in lines:
         check = None
@@ -70,8 +73,9 @@ def _checks_of_lines(lines: Iterable[Line]) -> _CheckChunk:
     return out
 
 
-def _checks_of_range(path: str, start: int, end: int) -> _CheckChunk:
-    return _checks_of_lines(range_lines(path, start, end, _CHECK_LIMITS.max_line_chars))
+def check_range(path: str, start: int, end: int) -> CheckChunk:
+    """Check the lines of the byte range ``[start, end)`` of ``path``; runs in a worker."""
+    return check_lines(range_lines(path, start, end, _CHECK_LIMITS.max_line_chars))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -106,9 +110,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             out = stack.enter_context(
                 atomic_output(os.path.join(outdir, f"{name}_manifest_with_validation.json"))
             )
-            work = map_manifest_lines(
-                path, stream, _checks_of_lines, _checks_of_range, _set_check_state, (limits, meta)
-            )
+            work = map_manifest_lines(path, stream, check_lines, check_range, set_check_state, (limits, meta))
             for base, chunk in work:
                 fates = validator.account_rows(chunk.rows, base)
                 if fates is None:  # every line kept
