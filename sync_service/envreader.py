@@ -135,16 +135,22 @@ def _options(rule: Rule) -> tuple[str, dict[str, Any]]:
 
 def read(source: Mapping[str, str], wanted: Iterable[tuple[Rule, Any]]) -> dict[str, Any]:
     """The value of each ``(rule, default)`` in ``source``, by variable name; ``default`` may be
-    :data:`REQUIRED`. Raise :class:`ConfigError` naming the first variable that is missing or wrong."""
+    :data:`REQUIRED`. Raise :class:`ConfigError` naming the first variable that is missing or wrong (its
+    message lists the others too)."""
     wanted = list(wanted)
     reader = MappingEnv(source, (rule.name for rule, _ in wanted if rule.blank_is_value))
     values: dict[str, Any] = {}
+    problems: list[tuple[str, str]] = []
     for rule, default in wanted:
         method, options = _options(rule)
         try:
             values[rule.name] = getattr(reader, method)(rule.name, default, **options)
         except EnvNotSetError:
-            raise ConfigError(rule.name, "is required") from None
+            problems.append((rule.name, "is required"))
         except EnvValidationError as error:
-            raise ConfigError(rule.name, message(error.error_messages)) from None
+            problems.append((rule.name, message(error.error_messages)))
+    if problems:
+        # Every wrong setting at once, so that a deployment is fixed in one round, not one per setting.
+        (first, first_message), *rest = problems
+        raise ConfigError(first, first_message + "".join(f"; {name}: {text}" for name, text in rest))
     return values

@@ -4,7 +4,8 @@ converters (pure) <- sync_service's base (config, errors) <- edges (Label Studio
 <- jobs <- web <- plugin's base (progress, files, pipelines) <- the local stack (its modules in their own
 order, lowest first: errors, processes and HTTP calls; the home; its private files; the servers; the
 plan; the record; S3 and Redis; the demo; signals; the stack; the up/down commands; the doctor; the
-package's ``add_parsers``) <- the command line (the dataset commands, the service and project commands,
+package's ``add_parsers``) <- the command line, plugin.cli (what its groups share, the byte-level fast
+path, the convert, validate and split commands, the dataset commands, the service and project commands,
 the root). A module may import its own layer and the ones below it, never one above; no cycle between
 modules, counting the imports made inside functions too; and every import made inside a function says
 why (a comment naming the start-up time it saves).
@@ -43,8 +44,11 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("plugin.localstack.commands",),
     ("plugin.localstack.doctor",),
     ("plugin.localstack",),
-    ("plugin.dataset_cli",),
-    ("plugin.service_cli",),
+    ("plugin.cli.common",),
+    ("plugin.cli.fastpath",),
+    ("plugin.cli.convert", "plugin.cli.validate", "plugin.cli.split"),
+    ("plugin.cli.dataset",),
+    ("plugin.cli.service",),
     ("plugin.cli",),
 )
 

@@ -58,7 +58,7 @@ class RenewingLock:
         self.ttl = ttl
         self.wait = wait
         self._on_wait = on_wait
-        self._lock = Lock(redis, name, timeout=ttl, sleep=0.05, thread_local=False)
+        self._lock: Lock = redis.lock(name, timeout=ttl, sleep=0.05, thread_local=False)
         self._stop = threading.Event()
         self._lost = threading.Event()
         self._renewer: threading.Thread | None = None

@@ -35,9 +35,9 @@ from typing import Any
 
 import httpx
 import pytest
-from plugin.services import free_port
 
 from converters.labelconfig import build_label_config
+from plugin.localstack.processes import free_port
 from sync_service.config import Settings
 from sync_service.domain.bootstrap import create_project, delete_project
 from sync_service.domain.context import Context, make_context

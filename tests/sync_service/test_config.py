@@ -237,3 +237,17 @@ def test_importing_the_settings_costs_no_environs_or_marshmallow() -> None:
         "assert not {'environs', 'marshmallow'} & set(sys.modules), 'imported at start'"
     )
     subprocess.run([sys.executable, "-c", probe], check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_every_wrong_setting_is_named_at_once() -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings({"CUSTOMLABELS_DEBOUNCE_SECONDS": "soon"})
+    text = str(refused.value)
+    for name in (
+        "CUSTOMLABELS_LS_API_KEY",
+        "CUSTOMLABELS_BUCKET",
+        "CUSTOMLABELS_WEBHOOK_SECRET",
+        "CUSTOMLABELS_DEBOUNCE_SECONDS",
+    ):
+        assert name in text
+    assert refused.value.variable == "CUSTOMLABELS_LS_API_KEY"  # the first, in declaration order

@@ -1,5 +1,4 @@
-"""``--json`` on every command: one JSON document on standard output holding the documented fields,
-progress and warnings on standard error only; the human output without ``--json`` as it was.
+"""``customlabels dataset ...`` and ``snapshot``: ``--json`` documents, progress on standard error.
 
 The dataset commands run the real :class:`sync_service.domain.datasets.Datasets` over an in-memory world (Label
 Studio, S3, Redis and the publisher faked at the context), so the progress they report is the real one.
@@ -8,7 +7,6 @@ Studio, S3, Redis and the publisher faked at the context), so the progress they 
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 import json
 import sys
@@ -19,295 +17,24 @@ from typing import Any, ClassVar
 
 import pytest
 
-from converters import codes
 from converters.jsonio import dumps
 from converters.labelconfig import build_label_config
 from converters.labelstudio import ReadOptions, task_to_entry
 from converters.manifest import entry_to_line
-from plugin import dataset_cli
-from plugin.cli import main
+from plugin.cli import dataset, main
 from sync_service.domain import datasets as datasets_module
 from sync_service.domain.datasets import Datasets, ProgressCallback
 from sync_service.domain.projects import ProjectInfo
 from sync_service.edges.state import CachedEntry
-from tests.builders import cls_attr, coco, coco_box, coco_image, det_attr, jsonl, line
-
-SAMPLES = Path(__file__).resolve().parents[2] / "plugin" / "samples"
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def parsed(out: str) -> Any:
-    """The whole of standard output as one JSON document (fails on anything else there)."""
-    return json.loads(out)
-
-
-# ------------------------------------------------------------------------------------------ convert
-
-
-def test_ls_to_manifest_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out_path = tmp_path / "out.manifest"
-    code, out, err = run(
-        capsys,
-        "convert",
-        "ls-to-manifest",
-        str(SAMPLES / "tasks.json"),
-        "-o",
-        str(out_path),
-        "--label-config",
-        str(SAMPLES / "label_config.xml"),
-        "--image-meta",
-        str(SAMPLES / "image_meta.jsonl"),
-        "--json",
-    )
-    assert code == 0
-    doc = parsed(out)
-    assert doc["output"] == str(out_path) and doc["input"] == str(SAMPLES / "tasks.json")
-    assert doc["count"] == len(out_path.read_text().splitlines()) == 4
-    assert doc["warnings"] == 3
-    assert [i["code"] for i in doc["issues"]] == [
-        "WARNING_IGNORED_RESULT",
-        "WARNING_ROTATED_BOX",
-        "WARNING_BOX_CLIPPED",
-    ]
-    assert doc["issues"][1] == {
-        "item": 2,
-        "code": "WARNING_ROTATED_BOX",
-        "severity": "warning",
-        "field": "annotations[0].result[1].value.rotation",
-        "message": doc["issues"][1]["message"],
-    }
-    assert "WARNING_ROTATED_BOX" in err  # the warnings are still said on stderr
-    assert "wrote 4 manifest lines" not in err  # the JSON says it
-
-
-def test_ls_to_manifest_without_json_is_unchanged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(
-        capsys,
-        "convert",
-        "ls-to-manifest",
-        str(SAMPLES / "tasks.json"),
-        "-o",
-        str(tmp_path / "o.manifest"),
-        "--label-config",
-        str(SAMPLES / "label_config.xml"),
-    )
-    assert code == 0
-    assert out == ""
-    assert err.rstrip().endswith(f"wrote 4 manifest lines to {tmp_path / 'o.manifest'}")
-
-
-def test_manifest_to_ls_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    manifest = tmp_path / "in.manifest"
-    manifest.write_text(
-        jsonl(
-            line("s3://b/1.jpg", cls_attr("label", "cat")),
-            line("s3://b/2.jpg", det_attr("bb", [("dog", 10, 10, 50, 50)])),
-            "{broken",
-        )
-    )
-    config = tmp_path / "config.xml"
-    code, out, _ = run(
-        capsys,
-        "convert",
-        "manifest-to-ls",
-        str(manifest),
-        "-o",
-        str(tmp_path / "tasks.json"),
-        "--label-config-out",
-        str(config),
-        "--skip-invalid",
-        "--json",
-    )
-    assert code == 0
-    doc = parsed(out)
-    assert doc["count"] == len(json.loads((tmp_path / "tasks.json").read_text())) == 2
-    assert doc["skipped_invalid"] == 1
-    assert doc["issues"][0]["line"] == 3 and doc["issues"][0]["code"] == codes.ERROR_INVALID_JSON_LINE
-    assert doc["labels"] == {"choices": ["cat"], "boxes": ["dog"]}
-    assert doc["label_config"] == str(config) and config.exists()
-
-
-def test_coco_and_csv_to_manifest_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    coco_path = tmp_path / "coco.json"
-    coco_path.write_text(
-        json.dumps(
-            coco(
-                [coco_image(1, "a.jpg"), coco_image(2, "b.jpg")],
-                [coco_box(1, 1, 7, [10, 10, 20, 20]), coco_box(2, 2, 7, [5, 5, 10, 10])],
-                {7: "bolt"},
-            )
-        )
-    )
-    code, out, _ = run(
-        capsys,
-        "convert",
-        "coco-to-manifest",
-        str(coco_path),
-        "--s3-prefix",
-        "s3://b/imgs/",
-        "-o",
-        str(tmp_path / "coco.manifest"),
-        "--json",
-    )
-    assert code == 0
-    doc = parsed(out)
-    assert (doc["count"], doc["warnings"], doc["output"]) == (2, 0, str(tmp_path / "coco.manifest"))
-
-    csv_path = tmp_path / "labels.csv"
-    with csv_path.open("w", newline="") as f:
-        csv.writer(f).writerows([["s3://b/1.jpg", "cat"], ["s3://b/2.jpg", "dog"], ["s3://b/3.jpg", "cat"]])
-    code, out, _ = run(
-        capsys, "convert", "csv-to-manifest", str(csv_path), "-o", str(tmp_path / "csv.manifest"), "--json"
-    )
-    assert code == 0
-    assert parsed(out)["count"] == 3
-
-
-def test_a_failing_command_with_json_prints_an_error_document(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    csv_path = tmp_path / "dupes.csv"
-    csv_path.write_text("s3://b/1.jpg,cat\ns3://b/1.jpg,dog\n")
-    code, out, err = run(
-        capsys, "convert", "csv-to-manifest", str(csv_path), "-o", str(tmp_path / "o.manifest"), "--json"
-    )
-    assert code == 1  # exit codes do not change with --json
-    doc = parsed(out)
-    assert doc["status"] == "error" and "duplicate image" in doc["error"]
-    assert err.startswith("error: ") and "duplicate image" in err
-
-
-def test_json_refuses_an_output_on_standard_output(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as done:
-        main(["convert", "ls-to-manifest", str(SAMPLES / "tasks.json"), "-o", "-", "--json"])
-    assert done.value.code == 2
-    assert "--json" in capsys.readouterr().err
-
-
-# --------------------------------------------------------------------------------- validate, split
-
-
-def classified(first: int, count: int, labels: str = "ab") -> list[dict[str, Any]]:
-    return [line(f"s3://b/{i}.jpg", cls_attr("label", labels[i % 2])) for i in range(first, first + count)]
-
-
-def test_validate_json_usable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "train.manifest").write_text(jsonl(*classified(0, 10)))
-    (tmp_path / "test.manifest").write_text(jsonl(*classified(100, 4)))
-    outdir = tmp_path / "out"
-    code, out, _ = run(
-        capsys,
-        "validate",
-        str(tmp_path / "train.manifest"),
-        "--test",
-        str(tmp_path / "test.manifest"),
-        "--output-dir",
-        str(outdir),
-        "--json",
-    )
-    assert code == 0
-    doc = parsed(out)
-    assert doc["usable"] is True
-    assert doc["files"] == {
-        "summary": str(outdir / "manifest_summary.json"),
-        "training": str(outdir / "training_manifest_with_validation.json"),
-        "testing": str(outdir / "testing_manifest_with_validation.json"),
-    }
-    assert all(Path(p).exists() for p in doc["files"].values())
-    assert doc["training"] == {
-        "use_case": "IMAGE_LEVEL_LABELS",
-        "lines": 10,
-        "valid": 10,
-        "invalid": 0,
-        "ignored": 0,
-        "lines_with_errors": 0,
-        "errors": {},
-        "line_errors": {},
-    }
-    assert doc["testing"]["lines"] == 4 and doc["errors"] == {}
-
-
-def test_validate_json_counts_the_error_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    lines = classified(0, 10)
-    lines[3] = line("s3://b/3.jpg", det_attr("bb", [("a", -50, 0, 20, 20)], size=(100, 100)))
-    (tmp_path / "train.manifest").write_text(jsonl(*lines, "not json", "{broken"))
-    (tmp_path / "test.manifest").write_text(jsonl(*classified(100, 4, labels="xy")))
-    code, out, err = run(
-        capsys,
-        "validate",
-        str(tmp_path / "train.manifest"),
-        "--test",
-        str(tmp_path / "test.manifest"),
-        "--output-dir",
-        str(tmp_path / "out"),
-        "--json",
-    )
-    assert code == 1  # not usable: the exit code is as without --json
-    assert err == ""
-    doc = parsed(out)
-    assert doc["usable"] is False
-    assert doc["errors"] == {codes.ERROR_INSUFFICIENT_LABEL_OVERLAP: 1}
-    training = doc["training"]
-    assert (training["lines"], training["lines_with_errors"]) == (12, 3)
-    assert training["line_errors"][codes.ERROR_INVALID_JSON_LINE] == 2
-    assert sum(training["line_errors"].values()) >= 3
-
-
-def test_validate_json_of_a_file_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "empty.manifest").write_text("")
-    code, out, _ = run(
-        capsys, "validate", str(tmp_path / "empty.manifest"), "--output-dir", str(tmp_path / "o"), "--json"
-    )
-    assert code == 1
-    doc = parsed(out)
-    assert doc["usable"] is False and doc["errors"] == {codes.ERROR_EMPTY_MANIFEST: 1}
-
-
-def test_validate_without_json_is_unchanged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "train.manifest").write_text(jsonl(*classified(0, 10)))
-    code, out, _ = run(
-        capsys, "validate", str(tmp_path / "train.manifest"), "--output-dir", str(tmp_path / "o")
-    )
-    assert code == 0
-    assert out.splitlines()[0].startswith("training: 10 lines, 10 valid")
-    assert out.splitlines()[-1] == f"usable for training; details in {tmp_path / 'o'}/"
-
-
-def test_split_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "all.manifest").write_text(jsonl(*classified(0, 20), *classified(50, 1, labels="zz")))
-    train, test = tmp_path / "train.manifest", tmp_path / "test.manifest"
-    code, out, err = run(
-        capsys,
-        "split",
-        str(tmp_path / "all.manifest"),
-        "--train-out",
-        str(train),
-        "--test-out",
-        str(test),
-        "--json",
-    )
-    assert code == 0
-    doc = parsed(out)
-    assert doc["train"] == {"output": str(train), "count": len(train.read_text().splitlines())}
-    assert doc["test"] == {"output": str(test), "count": len(test.read_text().splitlines())}
-    assert doc["train"]["count"] + doc["test"]["count"] == 21 and doc["test"]["count"] == 4
-    assert (doc["test_fraction"], doc["seed"], doc["labels_short"]) == (0.2, 0, {"z": 1})
-    assert codes.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE in err  # the warning stays on stderr
-
-
-# --------------------------------------------------------------------------- the dataset commands
+from tests.builders import cls_attr, coco, coco_box, coco_image, jsonl, line
+from tests.plugin.cli.helpers import parsed, run
 
 
 class FakeLock:
     def __init__(self, world: World) -> None:
         self.world = world
 
-    def acquire(self, blocking: bool = True) -> bool:
+    def acquire(self, blocking: bool = True, blocking_timeout: float | None = None, token: str = "") -> bool:
         if not blocking and self.world.busy:
             self.world.busy = False  # taken by another operation, which ends at once
             return False
@@ -315,6 +42,9 @@ class FakeLock:
 
     def reacquire(self) -> None:
         pass
+
+    def owned(self) -> bool:
+        return True
 
     def release(self) -> None:
         pass
@@ -452,8 +182,11 @@ class FakeDatasets(Datasets):
         super().__init__(world, progress=progress)  # type: ignore[arg-type]
         self.world = world
 
-    def entries(self, info: ProjectInfo, *, all_tasks: bool = False) -> dict[str, list[CachedEntry]]:
-        self._publish(info)
+    def entries(
+        self, info: ProjectInfo, *, all_tasks: bool = False, fresh: bool = False
+    ) -> dict[str, list[CachedEntry]]:
+        if fresh:
+            self._publish(info)
         return self.world.entries_of(info.label_studio_project_id)
 
     def upload_image(self, info: ProjectInfo, data: bytes, suffix: str) -> str:
@@ -468,7 +201,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
     made.save(ProjectInfo(label_studio_project_id=2, title="Other", slug="other", datasets=None))
     FakeState.notes = []
     monkeypatch.setattr(datasets_module, "ProjectState", FakeState)
-    monkeypatch.setattr(dataset_cli, "open_datasets", lambda progress=None: FakeDatasets(made, progress))
+    monkeypatch.setattr(dataset, "open_datasets", lambda progress=None: FakeDatasets(made, progress))
     return made
 
 
@@ -691,13 +424,3 @@ def test_a_configuration_error_with_json(
     doc = parsed(out)
     assert doc["status"] == "error" and "CUSTOMLABELS_BUCKET" in doc["error"]
     assert "CUSTOMLABELS_BUCKET" in err
-
-
-def test_down_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "down", "--home", str(tmp_path), "--json")
-    assert code == 0
-    assert parsed(out) == {
-        "status": "nothing is running from this home",
-        "stopped": [],
-        "home": str(tmp_path),
-    }

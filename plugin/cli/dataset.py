@@ -15,6 +15,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from converters.labelconfig import CHOICES, RECTANGLE_LABELS
+from plugin.cli.common import print_result
 from plugin.progress import ItemProgress
 from sync_service.config import load_settings
 
@@ -67,11 +68,6 @@ def _created_message(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _emit(args: argparse.Namespace, document: Any, text: str) -> int:
-    print(json.dumps(document, indent=2) if args.json else text)
-    return 0
-
-
 def cmd_create(args: argparse.Namespace) -> int:
     """Create a dataset (if the project lacks it) and fill it from one source."""
     given = [name for name in SOURCES if getattr(args, name)]
@@ -100,7 +96,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         text += f", {len(result.rejected)} lines rejected:"
         for item in result.rejected[:20]:
             text += f"\n  line {item['line']}: {item['code']}"
-    return _emit(args, doc, text)
+    return print_result(args, doc, text)
 
 
 def _import_source(ops: Datasets, info: ProjectInfo, args: argparse.Namespace) -> ImportResult:
@@ -132,7 +128,7 @@ def cmd_distribute(args: argparse.Namespace) -> int:
         info = ops.project(args.project)
         with _status(ops).running(info, [d for d in DATASETS if ops.has_dataset(info, d)]):
             counts = ops.distribute(info, fraction=args.test_fraction)
-    return _emit(
+    return print_result(
         args, counts, f"{info.title}: train {counts['train']} entries, test {counts['test']} entries"
     )
 
@@ -145,7 +141,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
     record = (info.datasets or {}).get(args.dataset, {})
     doc = {"DatasetStats": stats, "Status": record.get("status", "CREATE_COMPLETE")}
     text = "\n".join(f"{k}: {v}" for k, v in stats.items())
-    return _emit(args, doc, text)
+    return print_result(args, doc, text)
 
 
 def cmd_entries(args: argparse.Namespace) -> int:
@@ -184,7 +180,7 @@ def cmd_labels(args: argparse.Namespace) -> int:
             for s in stats
         ]
         text = "\n".join(f"{s.name}: {s.entries} entries, {s.boxes} boxes" for s in stats) or "(no labels)"
-        return _emit(args, doc, text)
+        return print_result(args, doc, text)
     names = args.names
     if action == "add" and len(names) == 1:
         ops.add_label(info, names[0], kind=RECTANGLE_LABELS if args.boxes else CHOICES)
@@ -196,7 +192,7 @@ def cmd_labels(args: argparse.Namespace) -> int:
         raise _error(
             f"usage: labels PROJECT {action} " + ("OLD NEW" if action == "rename" else "NAME"),
         )
-    return _emit(args, {"action": action, "labels": names}, f"{action}: {' -> '.join(names)}")
+    return print_result(args, {"action": action, "labels": names}, f"{action}: {' -> '.join(names)}")
 
 
 def cmd_update(args: argparse.Namespace) -> int:
@@ -211,7 +207,7 @@ def cmd_update(args: argparse.Namespace) -> int:
             raise _error(f"{args.lines}: {exc.strerror}") from exc
         with _status(ops).running(info, [args.dataset] if ops.has_dataset(info, args.dataset) else []):
             result = ops.update_entries(info, args.dataset, body)
-    return _emit(
+    return print_result(
         args,
         result.as_json(),
         f"{result.added} added, {result.updated} replaced, {len(result.rejected)} rejected",
@@ -224,7 +220,9 @@ def cmd_delete(args: argparse.Namespace) -> int:
         ops = open_datasets(progress)
         info = ops.project(args.project)
         ops.delete_dataset(info, args.dataset)
-    return _emit(args, {"deleted": args.dataset}, f"deleted the {args.dataset} dataset of {info.title}")
+    return print_result(
+        args, {"deleted": args.dataset}, f"deleted the {args.dataset} dataset of {info.title}"
+    )
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
@@ -247,10 +245,10 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
                 for d in diff["relabelled"]
             ]
         )
-        return _emit(args, diff, text or "no differences")
+        return print_result(args, diff, text or "no differences")
     if words and words[0] == "list" and len(words) == 2:
         ids = ops.snapshots(ops.project(words[1]))
-        return _emit(args, ids, "\n".join(ids) or "(no snapshots)")
+        return print_result(args, ids, "\n".join(ids) or "(no snapshots)")
     if len(words) == 1:
         with progress_for(args) as progress:
             ops.progress = progress
@@ -258,7 +256,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
             record = ops.snapshot(info)
         folder = ops.ctx.projects.key(info, f"snapshots/{record['id']}/")
         where = f"s3://{ops.ctx.storage.bucket}/{folder}"
-        return _emit(args, {**record, "s3": where}, f"snapshot {record['id']}: {where}")
+        return print_result(args, {**record, "s3": where}, f"snapshot {record['id']}: {where}")
     raise _error("usage: snapshot PROJECT | snapshot list PROJECT | snapshot diff A B")
 
 

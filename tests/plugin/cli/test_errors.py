@@ -15,6 +15,8 @@ from plugin.cli import main
 from tests.builders import choices, cls_attr, coco, coco_box, coco_image, jsonl, line, task
 
 OLD = "old contents\n"
+
+
 BIG = "x" * 200_000
 
 
@@ -38,10 +40,19 @@ class Case:
 
 
 LS = ["convert", "ls-to-manifest", "{in}", "-o", "{out}"]
+
+
 TO_LS = ["convert", "manifest-to-ls", "{in}", "-o", "{out}", "--label-config-out", "{out2}"]
+
+
 SPLIT = ["split", "{in}", "--train-out", "{out}", "--test-out", "{out2}"]
+
+
 CSV = ["convert", "csv-to-manifest", "{in}", "-o", "{out}"]
+
+
 COCO = ["convert", "coco-to-manifest", "{in}", "--s3-prefix", "s3://bucket/coco/", "-o", "{out}"]
+
 
 POLYGON = {
     "id": "p",
@@ -50,7 +61,10 @@ POLYGON = {
     "type": "polygonlabels",
     "value": {"points": []},
 }
+
+
 COCO_DOC = coco([coco_image(1, "a.jpg")], [coco_box(1, 1, 0, [1, 2, 30, 40])], {0: "cat"})
+
 
 CASES = {
     # Label Studio tasks -> manifest
@@ -237,9 +251,6 @@ def test_a_long_task_line_is_fine_when_its_manifest_line_is_short(tmp_path: Path
     assert written["source-ref"] == "s3://b/a.jpg" and len(out.read_text()) < 1000
 
 
-# ------------------------------------------------------------------------------------- validate
-
-
 @pytest.mark.parametrize(
     ("bad", "code"),
     [
@@ -291,9 +302,6 @@ def test_usage_errors_exit_with_two(argv: list[str], capsys: pytest.CaptureFixtu
     assert done.value.code == 2
     err = capsys.readouterr().err
     assert "usage:" in err and "error:" in err
-
-
-# ------------------------------------------------------------------------------------- duplicates
 
 
 def test_csv_duplicates_write_the_two_csvs_and_no_manifest(

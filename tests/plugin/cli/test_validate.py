@@ -17,6 +17,7 @@ from converters import codes
 from plugin.cli import main
 from tests.builders import cls_attr, det_attr, jsonl, line
 from tests.converters.test_validation import CLI_ONLY_CODES
+from tests.plugin.cli.helpers import parsed, run
 
 GOOD_META = {"width": 640, "height": 480, "orientation": 1, "format": "jpeg", "bytes": 120_000}
 
@@ -71,9 +72,6 @@ def validated(workdir: Path, name: str = "training") -> list[dict[str, Any]]:
 
 def line_codes(obj: dict[str, Any]) -> list[str]:
     return [e["code"] for e in obj.get("errors", [])]
-
-
-# ------------------------------------------------------------------------------ image rules via --image-meta
 
 
 @pytest.mark.parametrize(
@@ -139,9 +137,6 @@ def test_a_broken_image_meta_file_names_line_and_field_and_writes_nothing(
     assert not (workdir / "out").exists()
 
 
-# ----------------------------------------------------------------------- codes only the command line sees
-
-
 def missing_train(workdir: Path) -> int:
     return run_validate(workdir, train="nowhere.manifest")
 
@@ -186,25 +181,12 @@ def test_manifest_file_errors_write_only_a_summary(
     assert code in err and str(workdir) in err
 
 
-def test_split_warns_with_the_distribute_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    src = tmp_path / "all.manifest"
-    src.write_text(jsonl(*train_lines(4), line(ref(9), cls_attr("label", "lonely"))))
-    train, test = tmp_path / "train.manifest", tmp_path / "test.manifest"
-    assert main(["split", str(src), "--train-out", str(train), "--test-out", str(test)]) == 0
-    err = capsys.readouterr().err
-    assert codes.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE in err and "lonely (1)" in err
-    assert "lonely" in train.read_text() and "lonely" not in test.read_text()
-
-
 def test_every_code_the_core_cannot_raise_is_triggered_here() -> None:
     triggered = {code for _, code in FILE_CASES.values()} | {
         codes.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE
     }
     assert set(CLI_ONLY_CODES) <= triggered
     assert all(path == "tests/plugin/test_cli_validate.py" for path in CLI_ONLY_CODES.values())
-
-
-# ------------------------------------------------------------------------------------------- exit codes
 
 
 def test_exit_code_is_zero_for_a_usable_dataset_and_one_for_an_unusable_one(
@@ -260,9 +242,6 @@ def test_installed_command_exit_codes(workdir: Path) -> None:
     assert run("validate", "--output-dir", out) == 2
 
 
-# --------------------------------------------------------------------------------------- what is written
-
-
 def test_validation_manifests_keep_good_lines_byte_for_byte_and_mark_duplicates(workdir: Path) -> None:
     lines = train_lines()
     lines.insert(5, line(ref(0), cls_attr("label", "b")))  # a later line for image 0
@@ -312,3 +291,89 @@ def test_a_200_kb_line_is_an_invalid_json_line(workdir: Path) -> None:
     assert line_codes(out[3]) == [codes.ERROR_INVALID_JSON_LINE]
     assert "200," in out[3]["errors"][0]["message"] and "100,000" in out[3]["errors"][0]["message"]
     assert len((workdir / "out" / "training_manifest_with_validation.json").read_bytes()) < 10_000
+
+
+def classified(first: int, count: int, labels: str = "ab") -> list[dict[str, Any]]:
+    return [line(f"s3://b/{i}.jpg", cls_attr("label", labels[i % 2])) for i in range(first, first + count)]
+
+
+def test_validate_json_usable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "train.manifest").write_text(jsonl(*classified(0, 10)))
+    (tmp_path / "test.manifest").write_text(jsonl(*classified(100, 4)))
+    outdir = tmp_path / "out"
+    code, out, _ = run(
+        capsys,
+        "validate",
+        str(tmp_path / "train.manifest"),
+        "--test",
+        str(tmp_path / "test.manifest"),
+        "--output-dir",
+        str(outdir),
+        "--json",
+    )
+    assert code == 0
+    doc = parsed(out)
+    assert doc["usable"] is True
+    assert doc["files"] == {
+        "summary": str(outdir / "manifest_summary.json"),
+        "training": str(outdir / "training_manifest_with_validation.json"),
+        "testing": str(outdir / "testing_manifest_with_validation.json"),
+    }
+    assert all(Path(p).exists() for p in doc["files"].values())
+    assert doc["training"] == {
+        "use_case": "IMAGE_LEVEL_LABELS",
+        "lines": 10,
+        "valid": 10,
+        "invalid": 0,
+        "ignored": 0,
+        "lines_with_errors": 0,
+        "errors": {},
+        "line_errors": {},
+    }
+    assert doc["testing"]["lines"] == 4 and doc["errors"] == {}
+
+
+def test_validate_json_counts_the_error_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = classified(0, 10)
+    lines[3] = line("s3://b/3.jpg", det_attr("bb", [("a", -50, 0, 20, 20)], size=(100, 100)))
+    (tmp_path / "train.manifest").write_text(jsonl(*lines, "not json", "{broken"))
+    (tmp_path / "test.manifest").write_text(jsonl(*classified(100, 4, labels="xy")))
+    code, out, err = run(
+        capsys,
+        "validate",
+        str(tmp_path / "train.manifest"),
+        "--test",
+        str(tmp_path / "test.manifest"),
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--json",
+    )
+    assert code == 1  # not usable: the exit code is as without --json
+    assert err == ""
+    doc = parsed(out)
+    assert doc["usable"] is False
+    assert doc["errors"] == {codes.ERROR_INSUFFICIENT_LABEL_OVERLAP: 1}
+    training = doc["training"]
+    assert (training["lines"], training["lines_with_errors"]) == (12, 3)
+    assert training["line_errors"][codes.ERROR_INVALID_JSON_LINE] == 2
+    assert sum(training["line_errors"].values()) >= 3
+
+
+def test_validate_json_of_a_file_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty.manifest").write_text("")
+    code, out, _ = run(
+        capsys, "validate", str(tmp_path / "empty.manifest"), "--output-dir", str(tmp_path / "o"), "--json"
+    )
+    assert code == 1
+    doc = parsed(out)
+    assert doc["usable"] is False and doc["errors"] == {codes.ERROR_EMPTY_MANIFEST: 1}
+
+
+def test_validate_without_json_is_unchanged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "train.manifest").write_text(jsonl(*classified(0, 10)))
+    code, out, _ = run(
+        capsys, "validate", str(tmp_path / "train.manifest"), "--output-dir", str(tmp_path / "o")
+    )
+    assert code == 0
+    assert out.splitlines()[0].startswith("training: 10 lines, 10 valid")
+    assert out.splitlines()[-1] == f"usable for training; details in {tmp_path / 'o'}/"

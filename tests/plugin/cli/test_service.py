@@ -15,9 +15,9 @@ import pytest
 from flask import Flask, jsonify
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from plugin import service_cli
-from plugin.cli import main
-from plugin.service_cli import DEFAULT_SERVICE_URL, service_url
+from plugin.cli import service as service_module
+from plugin.cli.service import DEFAULT_SERVICE_URL, service_url
+from tests.plugin.cli.helpers import run
 
 
 @dataclass
@@ -104,13 +104,7 @@ def service() -> Iterator[tuple[FakeService, str]]:
 
 @pytest.fixture(autouse=True)
 def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(service_cli, "POLL_SECONDS", 0.02)
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+    monkeypatch.setattr(service_module, "POLL_SECONDS", 0.02)
 
 
 def closed_port() -> int:
@@ -118,9 +112,6 @@ def closed_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
     return port
-
-
-# ------------------------------------------------------------------------------------------- status
 
 
 def test_status_json_is_the_services_document(
@@ -190,9 +181,6 @@ def test_the_service_url_comes_from_the_flag_the_variable_the_local_stack_then_t
     env["CUSTOMLABELS_SERVICE_URL"] = "http://service:5000/"
     assert service_url(None, env) == "http://service:5000"
     assert service_url("https://sync.example.com", env) == "https://sync.example.com"
-
-
-# ------------------------------------------------------------------------------------------- resync
 
 
 def test_resync_queues_and_returns(

@@ -22,7 +22,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from converters.labelconfig import TEMPLATES
-from plugin import dataset_cli
+from plugin.cli import dataset
+from plugin.cli.common import print_error_json, print_result
 from plugin.progress import ItemProgress
 from sync_service.config import DEFAULTS, Settings, check_prefix, load_settings
 from sync_service.errors import ConfigError, ProjectNotFound, ServiceError
@@ -77,7 +78,7 @@ def cmd_project_create(args: argparse.Namespace) -> int:
             s3_credentials=(key, secret) if key and secret else None,
         )
     except ValueError as exc:  # a title or label name Label Studio or Rekognition cannot take
-        _error_json(args, str(exc))
+        print_error_json(args, str(exc))
         print(f"error: {exc}", file=sys.stderr)
         return 2
     folder = ctx.projects.key(made.info, "")
@@ -208,7 +209,7 @@ def _project_id(ref: str) -> int:
     or Rekognition name (which needs the service's settings: S3 holds the projects' records)."""
     if ref.isdigit():
         return int(ref)
-    return dataset_cli.open_datasets().project(ref).label_studio_project_id
+    return dataset.open_datasets().project(ref).label_studio_project_id
 
 
 def cmd_project_status(args: argparse.Namespace) -> int:
@@ -310,7 +311,7 @@ def cmd_project_resync(args: argparse.Namespace) -> int:
         }
         if not args.wait:
             text = f"resync of project {pid} queued (job {job.get('job')}); `customlabels project status {pid}` shows its publish"
-            return _print(args, result, text)
+            return print_result(args, result, text)
         progress = ItemProgress(tty=False if args.json else None, enabled=not args.quiet)
         try:
             outcome, status = wait_for_publish(client, pid, before, timeout=args.timeout, progress=progress)
@@ -331,7 +332,7 @@ def cmd_project_resync(args: argparse.Namespace) -> int:
         text = f"project {pid} published at {status.get('last_publish')}: " + ", ".join(
             f"{name} {entries[name]} entries" for name in sorted(entries, key=_dataset_order)
         )
-        return _print(args, result, text)
+        return print_result(args, result, text)
     if args.json:
         print(json.dumps(result, indent=2))
     if outcome == "failed":
@@ -344,17 +345,6 @@ def cmd_project_resync(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 1
-
-
-def _print(args: argparse.Namespace, document: Any, text: str) -> int:
-    print(json.dumps(document, indent=2) if args.json else text)
-    return 0
-
-
-def _error_json(args: argparse.Namespace, message: str) -> None:
-    """With ``--json``, an error is a JSON document on standard output too (the message on stderr)."""
-    if getattr(args, "json", False):
-        print(json.dumps({"status": "error", "error": message}), flush=True)
 
 
 def _datasets(text: str) -> list[str]:
@@ -433,18 +423,16 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on standard error")
     p.set_defaults(func=cmd_project_resync)
 
-    dataset_cli.add_parsers(sub)
-
 
 def run_service_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run a service command, turning configuration and service errors into messages and exit codes."""
     try:
         return func(args)
     except ConfigError as exc:
-        _error_json(args, f"configuration: {exc}")
+        print_error_json(args, f"configuration: {exc}")
         print(f"error: configuration: {exc}", file=sys.stderr)
         return 2
     except ServiceError as exc:
-        _error_json(args, str(exc))
+        print_error_json(args, str(exc))
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,88 +1,20 @@
-"""The ``customlabels`` command line: the contract other tools call, bad input, whole-or-nothing output."""
+"""``customlabels convert ...``: the contract other tools call, bad input, whole-or-nothing output,
+``--json``."""
 
 from __future__ import annotations
 
+import csv
 import io
 import json
-import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from converters import codes
 from plugin.cli import main
-from tests.builders import choices, cls_attr, det_attr, line, task
-
-SAMPLES = Path(__file__).resolve().parents[2] / "plugin" / "samples"
-
-
-def write_json(path: Path, obj: Any) -> str:
-    path.write_text(json.dumps(obj))
-    return str(path)
-
-
-def write_lines(path: Path, objs: list[Any]) -> str:
-    path.write_text("".join(json.dumps(o) + "\n" for o in objs))
-    return str(path)
-
-
-def read_lines(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in path.read_text().splitlines()]
-
-
-def test_bare_command_and_every_subcommand_print_help(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([]) == 0
-    assert "convert" in capsys.readouterr().out
-    for argv in (
-        ["convert", "ls-to-manifest"],
-        ["convert", "manifest-to-ls"],
-        ["convert", "coco-to-manifest"],
-        ["convert", "csv-to-manifest"],
-        ["validate"],
-        ["split"],
-    ):
-        with pytest.raises(SystemExit) as done:
-            main([*argv, "--help"])
-        assert done.value.code == 0
-    with pytest.raises(SystemExit) as usage:
-        main(["split"])
-    assert usage.value.code == 2
-
-
-def test_installed_console_script_runs_the_bundled_sample(tmp_path: Path) -> None:
-    exe = Path(sys.executable).parent / "customlabels"
-    out = tmp_path / "out.manifest"
-    done = subprocess.run(
-        [
-            str(exe),
-            "convert",
-            "ls-to-manifest",
-            str(SAMPLES / "tasks.json"),
-            "-o",
-            str(out),
-            "--label-config",
-            str(SAMPLES / "label_config.xml"),
-            "--image-meta",
-            str(SAMPLES / "image_meta.jsonl"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    lines = read_lines(out)
-    assert [x["source-ref"].rsplit("/", 1)[1] for x in lines] == [
-        "cat_001.jpg",
-        "dog_001.jpg",
-        "portrait_001.jpg",
-        "dog_002.jpg",
-    ]
-    portrait = lines[2]["bounding-box"]
-    assert portrait["image_size"] == [{"width": 320, "height": 240, "depth": 3}]
-    assert portrait["annotations"] == [{"class_id": 0, "top": 60, "left": 32, "width": 80, "height": 120}]
-    assert lines[3] == {"source-ref": "s3://demo-bucket/pets/outdoor/dog_002.jpg"}
-    assert "WARNING_ROTATED_BOX" in done.stderr
+from tests.builders import choices, cls_attr, coco, coco_box, coco_image, det_attr, jsonl, line, task
+from tests.plugin.cli.helpers import SAMPLES, parsed, read_lines, run, write_json, write_lines
 
 
 def test_json_lines_and_stdin_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -214,9 +146,9 @@ def test_manifest_to_ls_in_worker_pieces_equals_one_stream_and_leaves_no_parts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Small ranges and two workers: each worker writes its tasks to a part file the parent copies in.
-    from plugin import cli  # noqa: PLC0415
+    from plugin.cli import fastpath  # noqa: PLC0415
 
-    monkeypatch.setattr(cli, "_RANGE_BYTES", 2_000)
+    monkeypatch.setattr(fastpath, "RANGE_BYTES", 2_000)
     monkeypatch.setenv("CUSTOMLABELS_WORKERS", "2")
     lines = [
         line(f"s3://b/{i}.jpg", cls_attr("a", f"l{i % 7}"), det_attr("bb", [("box", i, 1, 9, 9)]))
@@ -236,51 +168,120 @@ def test_manifest_to_ls_in_worker_pieces_equals_one_stream_and_leaves_no_parts(
     assert len(json.loads((tmp_path / "out" / "tasks.json").read_text())) == 300
 
 
-def test_split_command_keeps_an_earlier_split(tmp_path: Path) -> None:
-    labels = ["cat"] * 10 + ["dog"] * 10
-    lines = [line(f"s3://b/{i}.jpg", cls_attr("a", name)) for i, name in enumerate(labels)]
-    src = write_lines(tmp_path / "all.manifest", lines)
-    tr, te = tmp_path / "train.manifest", tmp_path / "test.manifest"
-    args = ["split", src, "--train-out", str(tr), "--test-out", str(te), "--seed", "3"]
-    assert main(args) == 0
-    first_train, first_test = tr.read_text(), te.read_text()
-    assert main(args) == 0
-    assert (tr.read_text(), te.read_text()) == (first_train, first_test)
-    assert len(read_lines(te)) == 4
-    old_tr, old_te = tmp_path / "old_train.manifest", tmp_path / "old_test.manifest"
-    tr.rename(old_tr)
-    te.rename(old_te)
-    more = lines + [line(f"s3://b/new{i}.jpg", cls_attr("a", "cat")) for i in range(5)]
-    src2 = write_lines(tmp_path / "more.manifest", more)
-    assert (
-        main(
-            [
-                "split",
-                src2,
-                "--train-out",
-                str(tr),
-                "--test-out",
-                str(te),
-                "--keep-train",
-                str(old_tr),
-                "--keep-test",
-                str(old_te),
-            ]
+def test_ls_to_manifest_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_path = tmp_path / "out.manifest"
+    code, out, err = run(
+        capsys,
+        "convert",
+        "ls-to-manifest",
+        str(SAMPLES / "tasks.json"),
+        "-o",
+        str(out_path),
+        "--label-config",
+        str(SAMPLES / "label_config.xml"),
+        "--image-meta",
+        str(SAMPLES / "image_meta.jsonl"),
+        "--json",
+    )
+    assert code == 0
+    doc = parsed(out)
+    assert doc["output"] == str(out_path) and doc["input"] == str(SAMPLES / "tasks.json")
+    assert doc["count"] == len(out_path.read_text().splitlines()) == 4
+    assert doc["warnings"] == 3
+    assert [i["code"] for i in doc["issues"]] == [
+        "WARNING_IGNORED_RESULT",
+        "WARNING_ROTATED_BOX",
+        "WARNING_BOX_CLIPPED",
+    ]
+    assert doc["issues"][1] == {
+        "item": 2,
+        "code": "WARNING_ROTATED_BOX",
+        "severity": "warning",
+        "field": "annotations[0].result[1].value.rotation",
+        "message": doc["issues"][1]["message"],
+    }
+    assert "WARNING_ROTATED_BOX" in err  # the warnings are still said on stderr
+    assert "wrote 4 manifest lines" not in err  # the JSON says it
+
+
+def test_ls_to_manifest_without_json_is_unchanged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(
+        capsys,
+        "convert",
+        "ls-to-manifest",
+        str(SAMPLES / "tasks.json"),
+        "-o",
+        str(tmp_path / "o.manifest"),
+        "--label-config",
+        str(SAMPLES / "label_config.xml"),
+    )
+    assert code == 0
+    assert out == ""
+    assert err.rstrip().endswith(f"wrote 4 manifest lines to {tmp_path / 'o.manifest'}")
+
+
+def test_manifest_to_ls_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = tmp_path / "in.manifest"
+    manifest.write_text(
+        jsonl(
+            line("s3://b/1.jpg", cls_attr("label", "cat")),
+            line("s3://b/2.jpg", det_attr("bb", [("dog", 10, 10, 50, 50)])),
+            "{broken",
         )
-        == 0
     )
-    new_test = {x["source-ref"] for x in read_lines(te)}
-    assert {x["source-ref"] for x in read_lines(old_te)} <= new_test
-    assert not {x["source-ref"] for x in read_lines(old_tr)} & new_test
-    cats = sum(1 for x in read_lines(te) if x["a-metadata"]["class-name"] == "cat")
-    assert abs(cats - 15 * 0.2) <= 1
+    config = tmp_path / "config.xml"
+    code, out, _ = run(
+        capsys,
+        "convert",
+        "manifest-to-ls",
+        str(manifest),
+        "-o",
+        str(tmp_path / "tasks.json"),
+        "--label-config-out",
+        str(config),
+        "--skip-invalid",
+        "--json",
+    )
+    assert code == 0
+    doc = parsed(out)
+    assert doc["count"] == len(json.loads((tmp_path / "tasks.json").read_text())) == 2
+    assert doc["skipped_invalid"] == 1
+    assert doc["issues"][0]["line"] == 3 and doc["issues"][0]["code"] == codes.ERROR_INVALID_JSON_LINE
+    assert doc["labels"] == {"choices": ["cat"], "boxes": ["dog"]}
+    assert doc["label_config"] == str(config) and config.exists()
 
 
-def test_split_warns_with_rekognitions_distribute_code(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    src = write_lines(
-        tmp_path / "all.manifest", [line("s3://b/1.jpg", cls_attr("a", "lonely")), line("s3://b/2.jpg")]
+def test_coco_and_csv_to_manifest_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    coco_path = tmp_path / "coco.json"
+    coco_path.write_text(
+        json.dumps(
+            coco(
+                [coco_image(1, "a.jpg"), coco_image(2, "b.jpg")],
+                [coco_box(1, 1, 7, [10, 10, 20, 20]), coco_box(2, 2, 7, [5, 5, 10, 10])],
+                {7: "bolt"},
+            )
+        )
     )
-    assert main(["split", src, "--train-out", str(tmp_path / "a"), "--test-out", str(tmp_path / "b")]) == 0
-    assert "ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE" in capsys.readouterr().err
+    code, out, _ = run(
+        capsys,
+        "convert",
+        "coco-to-manifest",
+        str(coco_path),
+        "--s3-prefix",
+        "s3://b/imgs/",
+        "-o",
+        str(tmp_path / "coco.manifest"),
+        "--json",
+    )
+    assert code == 0
+    doc = parsed(out)
+    assert (doc["count"], doc["warnings"], doc["output"]) == (2, 0, str(tmp_path / "coco.manifest"))
+
+    csv_path = tmp_path / "labels.csv"
+    with csv_path.open("w", newline="") as f:
+        csv.writer(f).writerows([["s3://b/1.jpg", "cat"], ["s3://b/2.jpg", "dog"], ["s3://b/3.jpg", "cat"]])
+    code, out, _ = run(
+        capsys, "convert", "csv-to-manifest", str(csv_path), "-o", str(tmp_path / "csv.manifest"), "--json"
+    )
+    assert code == 0
+    assert parsed(out)["count"] == 3
