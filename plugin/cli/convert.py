@@ -90,14 +90,19 @@ def cmd_ls_to_manifest(args: argparse.Namespace) -> int:
         # A file: lines of repeated images can be taken out at the end.
         count, report = ls_to_manifest(args.input, stream, options, out, rewrite=args.output != "-")
     warn_all(report)
+    return manifest_written(args, count, report.total, report)
+
+
+def manifest_written(args: argparse.Namespace, count: int, warnings: int, report: Report | None) -> int:
+    """The end of a conversion to a manifest: its JSON document, or a line on standard error."""
     if args.json:
         print_json(
             {
                 "input": args.input,
                 "output": args.output,
                 "count": count,
-                "warnings": report.total,
-                "issues": issues_json(report),
+                "warnings": warnings,
+                "issues": issues_json(report) if report is not None else [],
             }
         )
     else:
@@ -517,19 +522,7 @@ def cmd_coco_to_manifest(args: argparse.Namespace) -> int:
         )
     report = Report(source=args.input, items=found, unit="item")
     warn_all(report)
-    if args.json:
-        print_json(
-            {
-                "input": args.input,
-                "output": args.output,
-                "count": count,
-                "warnings": len(found),
-                "issues": issues_json(report),
-            }
-        )
-    else:
-        say(f"wrote {count} manifest lines to {args.output}")
-    return 0
+    return manifest_written(args, count, len(found), report)
 
 
 def cmd_csv_to_manifest(args: argparse.Namespace) -> int:
@@ -560,11 +553,7 @@ def cmd_csv_to_manifest(args: argparse.Namespace) -> int:
                 for r in rows
             ),
         )
-    if args.json:
-        print_json({"input": args.input, "output": args.output, "count": count, "warnings": 0, "issues": []})
-    else:
-        say(f"wrote {count} manifest lines to {args.output}")
-    return 0
+    return manifest_written(args, count, 0, None)
 
 
 def add_parsers(sub: Any) -> None:
