@@ -138,10 +138,19 @@ def cmd_describe(args: argparse.Namespace) -> int:
     ops = open_datasets()
     info = ops.project(args.project)
     stats = ops.describe(info, args.dataset)
+    _say_freshness(ops, info)
     record = (info.datasets or {}).get(args.dataset, {})
     doc = {"DatasetStats": stats, "Status": record.get("status", "CREATE_COMPLETE")}
     text = "\n".join(f"{k}: {v}" for k, v in stats.items())
     return print_result(args, doc, text)
+
+
+def _say_freshness(ops: Datasets, info: ProjectInfo) -> None:
+    """On standard error: when the entries read were published, and the changes received since."""
+    fresh = ops.freshness(info)
+    pending = fresh["pending_events"]
+    since = f"; {pending} change(s) received since, not yet in these numbers" if pending else ""
+    print(f"# as published {fresh['published'] or '(never)'}{since}", file=sys.stderr)
 
 
 def cmd_entries(args: argparse.Namespace) -> int:
@@ -158,6 +167,7 @@ def cmd_entries(args: argparse.Namespace) -> int:
         next_token=args.next_token,
         max_results=args.max_results,
     )
+    _say_freshness(ops, info)
     if args.json:
         print(json.dumps({"DatasetEntries": lines, **({"NextToken": token} if token else {})}, indent=2))
         return 0

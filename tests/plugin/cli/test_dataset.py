@@ -67,6 +67,9 @@ class FakeState:
     def note(self, **events: Any) -> None:
         FakeState.notes.append(events)
 
+    def status(self) -> dict[str, Any]:
+        return {"last_publish": "2026-12-06T23:00:00Z", "pending_events": len(FakeState.notes)}
+
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         yield
@@ -395,8 +398,9 @@ def test_snapshot_create_list_and_diff_json(world: World, capsys: pytest.Capture
 def test_describe_and_labels_json(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     manifest = "".join(json.dumps(line(f"s3://b/{i}.jpg", cls_attr("label", "cat"))) + "\n" for i in range(3))
     FakeDatasets(world, None).update_entries(world.records[1], "train", manifest.encode())
-    code, out, _ = run(capsys, "dataset", "describe", "pets", "--dataset", "train", "--json")
+    code, out, err = run(capsys, "dataset", "describe", "pets", "--dataset", "train", "--json")
     assert code == 0
+    assert err.startswith("# as published 2026-12-06T23:00:00Z")  # reads say how fresh they are
     doc = parsed(out)
     assert doc["DatasetStats"] == {
         "TotalEntries": 3,
