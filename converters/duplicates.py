@@ -8,9 +8,12 @@ from the other's bits, so it is computed, not derived). Two images are:
 * ``exact`` duplicates when their digests are equal;
 * ``near`` duplicates when the Hamming distance of their ``phash`` is at most ``distance`` bits
   (a resize, a re-encode, a small crop or a brightness change);
-* ``flip`` duplicates when one's ``flip`` is within ``distance`` of the other's ``phash`` and they are not
+* ``flip`` duplicates when one's ``phash`` is within ``distance`` of the other's ``flip`` and they are not
   near duplicates already (a horizontally mirrored copy: a different picture to a person, often the same
   to a model trained with flip augmentation, so it is reported as its own kind).
+
+An image too flat to hash (``phash`` None: a uniform or nearly uniform picture, whose DCT hash is noise
+or all zeros whatever its colour) is grouped by its digest only.
 
 Pairs are found by multi-index hashing (Norouzi, Punjani and Fleet, 2012): the 64 bits are cut into
 ``m`` chunks; two hashes within ``distance`` bits agree within ``distance // m`` bits on at least one chunk
@@ -41,12 +44,13 @@ FLIP = "flip"
 
 @dataclass(frozen=True, slots=True)
 class Fingerprint:
-    """An image's content digest (hex SHA-256) and 64-bit perceptual hashes of it and its mirror image."""
+    """An image's content digest (hex SHA-256) and 64-bit perceptual hashes of it and its mirror image
+    (both None for an image too flat to hash)."""
 
     source_ref: str
     sha256: str
-    phash: int
-    flip: int
+    phash: int | None
+    flip: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +116,7 @@ class HashIndex:
         self.radius = distance // count
         self.chunks = _chunks(count)
         self.masks = {width: _flips(width, self.radius) for _, width in self.chunks}
-        self.tables: list[dict[int, list[int]]] = [defaultdict(list) for _ in self.chunks]
+        self.tables: list[dict[int, list[int]]] = [{} for _ in self.chunks]
         self.hashes: list[int] = []
 
     def add(self, value: int) -> int:
@@ -120,7 +124,7 @@ class HashIndex:
         position = len(self.hashes)
         self.hashes.append(value)
         for table, (shift, width) in zip(self.tables, self.chunks, strict=True):
-            table[(value >> shift) & ((1 << width) - 1)].append(position)
+            table.setdefault((value >> shift) & ((1 << width) - 1), []).append(position)
         return position
 
     def near(self, value: int) -> Iterator[tuple[int, int]]:
@@ -129,8 +133,9 @@ class HashIndex:
         hashes, limit = self.hashes, self.distance
         for table, (shift, width) in zip(self.tables, self.chunks, strict=True):
             key = (value >> shift) & ((1 << width) - 1)
-            for mask in self.masks[width]:
-                for position in table.get(key ^ mask, ()):
+            # The probes run in map() (C) rather than a Python loop: they are most of the work.
+            for bucket in filter(None, map(table.get, map(key.__xor__, self.masks[width]))):
+                for position in bucket:
                     if position in seen:
                         continue
                     seen.add(position)
@@ -164,24 +169,29 @@ def duplicate_pairs(prints: Sequence[Fingerprint], *, distance: int = DEFAULT_DI
     """
     first_of: dict[str, int] = {}
     pairs: list[Pair] = []
-    index = HashIndex(distance=distance, expected=len(prints))
-    owners: list[int] = []  # index position -> position in prints
+    # Each image's hash and its mirror image's hash are stored; one look-up of an image's hash then finds
+    # both its near copies (their hash) and its mirrored copies (their mirror's hash).
+    index = HashIndex(distance=distance, expected=2 * len(prints))
+    owners: list[tuple[int, bool]] = []  # index position -> (position in prints, is the mirror's hash)
     for position, fp in enumerate(prints):
         original = first_of.setdefault(fp.sha256, position)
         if original != position:
             pairs.append(_pair(fp.source_ref, prints[original].source_ref, EXACT, 0))
             continue
-        near_of: set[int] = set()
-        for found, bits in index.near(fp.phash):
-            other = owners[found]
-            near_of.add(other)
-            pairs.append(_pair(fp.source_ref, prints[other].source_ref, NEAR, bits))
-        for found, bits in index.near(fp.flip):
-            other = owners[found]
-            if other not in near_of:
-                pairs.append(_pair(fp.source_ref, prints[other].source_ref, FLIP, bits))
+        if fp.phash is None or fp.flip is None:
+            continue
+        found: dict[int, tuple[str, int]] = {}
+        for stored, bits in index.near(fp.phash):
+            other, mirrored = owners[stored]
+            kind = FLIP if mirrored else NEAR
+            if other not in found or (found[other][0] == FLIP and kind == NEAR):
+                found[other] = (kind, bits)
+        for other, (kind, bits) in found.items():
+            pairs.append(_pair(fp.source_ref, prints[other].source_ref, kind, bits))
         index.add(fp.phash)
-        owners.append(position)
+        owners.append((position, False))
+        index.add(fp.flip)
+        owners.append((position, True))
     pairs.sort(key=lambda p: (p.a, p.b))
     return pairs
 

@@ -315,8 +315,7 @@ def _repair_unit(
 ) -> None:
     """The repair's move of a unit holding ``name`` from ``source`` to ``missing``, as for one entry."""
     best: tuple[tuple[bool, bytes], tuple[str, ...], Counter[str]] | None = None
-    for ref in dict.fromkeys(units.get(r, (r,)) for r in holders):
-        unit = ref
+    for unit in dict.fromkeys(units.get(ref, (ref,)) for ref in holders):
         if any(assignment[m] != source or m in kept for m in unit):
             continue
         carried: Counter[str] = Counter()

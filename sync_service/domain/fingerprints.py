@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import imagehash
-from PIL import Image
+from PIL import Image, ImageStat
 from redis import Redis
 
 from converters.codes import DEFAULT_LIMITS
@@ -35,12 +35,17 @@ is to carry it (see :mod:`converters.duplicates` for what it catches)."""
 MAX_IMAGE_BYTES = DEFAULT_LIMITS.max_image_bytes
 READERS = 8  # S3 reads in flight at once (the decode releases the GIL too)
 _SMALL = (32, 32)  # what imagehash.phash reduces an image to before its DCT (hash_size 8 x highfreq 4)
+FLAT_STDDEV = 2.0
+"""Grey levels (of 255): a reduced image whose standard deviation is below this is flat (a blank frame,
+a solid colour) and gets no perceptual hash; only an exact copy groups it (else every blank image
+would be one group, whatever its colour)."""
 
 MetaCallback = Callable[[str, ImageMeta], None]
 
 
 def fingerprint_of(source_ref: str, data: bytes) -> Fingerprint | None:
-    """The fingerprint of the image ``data``, or None when it is not an image Pillow can decode."""
+    """The fingerprint of the image ``data`` (no perceptual hashes when it is flat: ``FLAT_STDDEV``), or
+    None when it is not an image Pillow can decode."""
     digest = hashlib.sha256(data).hexdigest()
     try:
         with Image.open(io.BytesIO(data)) as image:
@@ -48,6 +53,8 @@ def fingerprint_of(source_ref: str, data: bytes) -> Fingerprint | None:
             small = image.convert("L").resize(_SMALL, Image.Resampling.LANCZOS)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         return None
+    if ImageStat.Stat(small).stddev[0] < FLAT_STDDEV:
+        return Fingerprint(source_ref, digest, None, None)
     mirrored = small.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return Fingerprint(source_ref, digest, _bits(imagehash.phash(small)), _bits(imagehash.phash(mirrored)))
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
+
+from PIL import Image
 from redis import Redis
 
 from bench.bench_dedup import make_fixture, score
 from converters.imagemeta import ImageMeta
-from sync_service.domain.fingerprints import FingerprintCache, groups_of, known_groups
+from sync_service.domain.fingerprints import FingerprintCache, fingerprint_of, groups_of, known_groups
 
 
 class FakeStorage:
@@ -47,3 +50,21 @@ def test_groups_from_cached_fingerprints_find_the_injected_copies(redis_url: str
     assert storage.reads == [changed]  # a new ETag: read again
     grouped = known_groups(redis, sorted(files))
     assert {m for g in grouped for m in g} == {m for g in groups_of(prints.values()) for m in g.members}
+
+
+def test_flat_images_group_by_digest_only() -> None:
+    def solid(colour: tuple[int, int, int]) -> bytes:
+        out = io.BytesIO()
+        Image.new("RGB", (160, 120), colour).save(out, "JPEG")
+        return out.getvalue()
+
+    red, blue = solid((200, 10, 10)), solid((10, 10, 200))
+    prints = [
+        fingerprint_of(ref, data)
+        for ref, data in [("s3://b/r.jpg", red), ("s3://b/b.jpg", blue), ("s3://b/r2.jpg", red)]
+    ]
+    assert all(p is not None and p.phash is None for p in prints)
+    assert [g.members for g in groups_of(p for p in prints if p is not None)] == [
+        ("s3://b/r.jpg", "s3://b/r2.jpg")
+    ]
+    assert fingerprint_of("s3://b/x.txt", b"not an image") is None
