@@ -83,14 +83,18 @@ def _chunks(count: int) -> list[tuple[int, int]]:
     return out
 
 
+_CANDIDATE_COST = 4  # a candidate's comparison (a Python loop step) against a probe's (a step of map())
+
+
 def _chunk_count(n: int, distance: int) -> int:
-    """The number of chunks that makes the fewest table lookups plus candidate comparisons for ``n``."""
+    """The number of chunks that makes the least work (table probes and candidate comparisons) per
+    look-up among ``n`` stored hashes."""
     best, best_cost = 1, float("inf")
     for count in range(1, min(distance + 1, HASH_BITS) + 1):
         radius = distance // count
         width = HASH_BITS // count
         probes = count * sum(comb(width, i) for i in range(radius + 1))
-        cost = probes * (1 + n / 2**width)
+        cost = probes * (1 + _CANDIDATE_COST * n / 2**width)
         if cost < best_cost:
             best, best_cost = count, cost
     return best
@@ -136,11 +140,9 @@ class HashIndex:
             # The probes run in map() (C) rather than a Python loop: they are most of the work.
             for bucket in filter(None, map(table.get, map(key.__xor__, self.masks[width]))):
                 for position in bucket:
-                    if position in seen:
-                        continue
-                    seen.add(position)
                     bits = (hashes[position] ^ value).bit_count()
-                    if bits <= limit:
+                    if bits <= limit and position not in seen:  # a match may be in several chunks
+                        seen.add(position)
                         yield position, bits
 
 
