@@ -14,13 +14,20 @@
   combinations admit no split that puts every label in both sets.)
 * **Keeping an earlier split**: kept entries never move; only new ones are placed, so that each stratum's
   total test count approaches its target.
+* **Groups** (duplicate images, :mod:`converters.duplicates`): with ``groups``, the members of a group are
+  placed as one unit, on one side. A unit's stratum is that of its members' label set together; its rank
+  is its best-ranked member's; units are placed in rank order, each to test while that brings the
+  stratum's test count nearer its target, and the repair moves whole units. A group with a kept member
+  goes to its kept side; a group kept on both sides stays as kept (its new members join the side holding
+  most of its kept ones, ties: train) and :func:`groups_kept_apart` names it. Without groups (or with
+  groups of one) the split is exactly the ungrouped one.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain, repeat
 from operator import methodcaller
@@ -66,11 +73,13 @@ def split(
     test_fraction: float = 0.2,
     seed: int = 0,
     keep: Mapping[str, str] | None = None,
+    groups: Iterable[Iterable[str]] | None = None,
 ) -> dict[str, str]:
     """Assign every item to ``"train"`` or ``"test"``; return ``{source_ref: set}``.
 
     ``keep`` maps source-refs of an earlier split to their set; those stay where they are. Items are
-    unique by ``source_ref`` (a repeat raises :class:`SplitError`).
+    unique by ``source_ref`` (a repeat raises :class:`SplitError`). ``groups`` are source-refs that must
+    land on one side (refs that are not items are ignored; a ref in two groups joins them).
     """
     if not 0 <= test_fraction <= 1:
         raise SplitError(f"test fraction must be within 0..1, got {test_fraction}")
@@ -93,6 +102,9 @@ def split(
     # _rank(seed, ref) of each ref, in map() steps rather than a Python call each
     hashed = map(hashlib.sha256, map(f"{seed}\x00".encode().__add__, map(str.encode, by_ref)))
     ranks = dict(zip(by_ref, map(_digest, hashed), strict=True))
+    units = _units(groups, by_ref) if groups is not None else {}
+    if units:
+        return _split_units(by_ref, label_sets, frequency, ranks, units, test_fraction, kept)
 
     stratum: dict[frozenset[str], str] = {}
     strata: dict[str, list[str]] = defaultdict(list)
@@ -126,6 +138,92 @@ def split(
     return assignment
 
 
+def _units(groups: Iterable[Iterable[str]], by_ref: Mapping[str, SplitItem]) -> dict[str, tuple[str, ...]]:
+    """Each grouped item's unit (its group's items, sorted), for groups of two or more items."""
+    parent: dict[str, str] = {}
+
+    def find(ref: str) -> str:
+        while parent[ref] != ref:
+            parent[ref] = parent[parent[ref]]
+            ref = parent[ref]
+        return ref
+
+    for group in groups:
+        members = [ref for ref in group if ref in by_ref]
+        for ref in members:
+            parent.setdefault(ref, ref)
+        for ref in members[1:]:
+            a, b = find(members[0]), find(ref)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    joined: dict[str, list[str]] = defaultdict(list)
+    for ref in parent:
+        joined[find(ref)].append(ref)
+    return {ref: tuple(sorted(members)) for members in joined.values() if len(members) > 1 for ref in members}
+
+
+def _majority(sides: Sequence[str]) -> str:
+    """The side most of ``sides`` are on; ties: train."""
+    return TEST if sides.count(TEST) > sides.count(TRAIN) else TRAIN
+
+
+def _split_units(
+    by_ref: Mapping[str, SplitItem],
+    label_sets: Mapping[str, frozenset[str]],
+    frequency: Mapping[str, int],
+    ranks: Mapping[str, bytes],
+    units: Mapping[str, tuple[str, ...]],
+    test_fraction: float,
+    kept: Mapping[str, str],
+) -> dict[str, str]:
+    """The split of :func:`split` when some items are grouped: each unit placed whole."""
+    all_units: dict[tuple[str, ...], frozenset[str]] = {}
+    for ref in by_ref:
+        unit = units.get(ref, (ref,))
+        if unit not in all_units:
+            all_units[unit] = frozenset().union(*(label_sets[m] for m in unit))
+    unit_rank = {unit: min(ranks[m] for m in unit) for unit in all_units}
+    strata: dict[str, list[tuple[str, ...]]] = defaultdict(list)
+    for unit, labels in all_units.items():
+        strata[stratum_of(labels, frequency)].append(unit)
+
+    assignment: dict[str, str] = {}
+    for members in strata.values():
+        members.sort(key=unit_rank.__getitem__)
+        target = target_test_count(sum(map(len, members)), test_fraction)
+        have = 0
+        free = []
+        for unit in members:
+            earlier = [kept[m] for m in unit if m in kept]
+            if not earlier:
+                free.append(unit)
+                continue
+            side = _majority(earlier)
+            for m in unit:
+                assignment[m] = kept.get(m, side)
+            have += sum(1 for m in unit if assignment[m] == TEST)
+        for unit in free:
+            # To test while that brings the stratum nearer its target (for a unit of one: while short).
+            side = TEST if 2 * have + len(unit) < 2 * target else TRAIN
+            if side == TEST:
+                have += len(unit)
+            assignment.update(dict.fromkeys(unit, side))
+    if test_fraction > 0:
+        _repair(by_ref, assignment, kept, frequency, ranks, label_sets, units)
+    return assignment
+
+
+def groups_kept_apart(groups: Iterable[Iterable[str]], keep: Mapping[str, str]) -> list[tuple[str, ...]]:
+    """The groups whose kept members are on both sides (a split cannot put them on one without moving
+    a kept entry; :func:`split` leaves them as kept)."""
+    out = []
+    for group in groups:
+        members = tuple(group)
+        if {keep[m] for m in members if m in keep} == {TRAIN, TEST}:
+            out.append(members)
+    return out
+
+
 _digest = methodcaller("digest")
 
 
@@ -141,7 +239,9 @@ def _repair(
     frequency: Mapping[str, int],
     ranks: Mapping[str, bytes],
     label_sets: Mapping[str, frozenset[str]],
+    units: Mapping[str, tuple[str, ...]] | None = None,
 ) -> None:
+    """Move an entry (with ``units``: its whole unit) into a set its label is missing from."""
     # Each entry is in one set: count the labels of the test entries, the rest are in train.
     presence: dict[str, Counter[str]] = {TRAIN: Counter(), TEST: Counter()}
     tested = Counter([label_sets[ref] for ref, side in assignment.items() if side == TEST])
@@ -164,6 +264,21 @@ def _repair(
                     for label in item.labels:
                         holders[label].append(ref)
             source = TRAIN if missing == TEST else TEST
+            if units:
+                _repair_unit(
+                    name,
+                    source,
+                    missing,
+                    holders[name],
+                    by_ref,
+                    assignment,
+                    kept,
+                    frequency,
+                    ranks,
+                    units,
+                    presence,
+                )
+                continue
             candidates = [
                 ref
                 for ref in holders[name]
@@ -183,6 +298,42 @@ def _repair(
             assignment[moved] = missing
             presence[source].subtract(by_ref[moved].labels)
             presence[missing].update(by_ref[moved].labels)
+
+
+def _repair_unit(
+    name: str,
+    source: str,
+    missing: str,
+    holders: Iterable[str],
+    by_ref: Mapping[str, SplitItem],
+    assignment: dict[str, str],
+    kept: Mapping[str, str],
+    frequency: Mapping[str, int],
+    ranks: Mapping[str, bytes],
+    units: Mapping[str, tuple[str, ...]],
+    presence: dict[str, Counter[str]],
+) -> None:
+    """The repair's move of a unit holding ``name`` from ``source`` to ``missing``, as for one entry."""
+    best: tuple[tuple[bool, bytes], tuple[str, ...], Counter[str]] | None = None
+    for unit in dict.fromkeys(units.get(ref, (ref,)) for ref in holders):
+        if any(assignment[m] != source or m in kept for m in unit):
+            continue
+        carried: Counter[str] = Counter()
+        for m in unit:
+            carried.update(by_ref[m].labels)
+        if presence[source][name] <= carried[name]:
+            continue
+        if not all(presence[source][o] > carried[o] or frequency[o] < 2 for o in carried if o != name):
+            continue
+        key = (len(carried) == 1, min(ranks[m] for m in unit))
+        if best is None or key < best[0]:
+            best = (key, unit, carried)
+    if best is None:
+        return
+    _, unit, carried = best
+    assignment.update(dict.fromkeys(unit, missing))
+    presence[source].subtract(carried)
+    presence[missing].update(carried)
 
 
 def labels_short_of(items: Iterable[SplitItem], minimum: int = 2) -> dict[str, int]:

@@ -21,6 +21,7 @@ import base64
 import contextlib
 import hashlib
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -30,6 +31,8 @@ from typing import IO, Any
 from converters import codes
 from converters.coco import coco_to_entries
 from converters.csvfile import read_rows, row_to_entry, split_duplicates
+from converters.datacheck import CheckItem, check_report
+from converters.duplicates import DuplicateGroup
 from converters.errors import ConversionError, Severity
 from converters.jsonio import RawLine, dumps, iter_lines, loads
 from converters.labelconfig import (
@@ -48,6 +51,7 @@ from converters.screening import screen_lines
 from converters.split import TEST, TRAIN, SplitItem, labels_short_of, split
 from converters.validation import dataset_entry, line_issues
 from sync_service.domain.context import Context
+from sync_service.domain.fingerprints import DUPLICATE_DISTANCE, FingerprintCache, groups_of
 from sync_service.domain.images import IMAGE_SUFFIXES, store_image
 from sync_service.domain.projects import ProjectInfo
 from sync_service.domain.publisher import ImageMetaCache, assign, dedupe, now_stamp
@@ -315,7 +319,11 @@ class Datasets:
     def sides(self, info: ProjectInfo, usable: list[CachedEntry]) -> dict[str, str]:
         """Each entry's dataset (see :func:`sync_service.domain.publisher.assign`)."""
         return assign(
-            usable, test_fraction=info.test_fraction, seed=info.seed, has_test=self.has_dataset(info, TEST)
+            usable,
+            test_fraction=info.test_fraction,
+            seed=info.seed,
+            has_test=self.has_dataset(info, TEST),
+            redis=self.ctx.redis,
         )
 
     def config(self, info: ProjectInfo) -> tuple[str, LabelConfig]:
@@ -601,7 +609,8 @@ class Datasets:
 
     def distribute(self, info: ProjectInfo, *, fraction: float = 0.2) -> dict[str, int]:
         """DistributeDatasetEntries: move ``fraction`` of the training entries into the empty test
-        dataset, stratified by label and deterministic (the project's seed and each ``source-ref``).
+        dataset, stratified by label and deterministic (the project's seed and each ``source-ref``);
+        each group of duplicate images (:meth:`check`) stays on one side.
 
         Refused when the test dataset is not empty, and with
         ``ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE`` when the training dataset has no entries
@@ -624,24 +633,84 @@ class Datasets:
                     f"{codes.message(codes.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE)}: {names}",
                     code=codes.ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE,
                 )
-            assignment = split(items, test_fraction=fraction, seed=info.seed)
-            pid = info.label_studio_project_id
-            by_id = {t["id"]: t for t in self.ctx.ls.export_tasks(pid, [e.task_id for e in train])}
-            moved: list[int] = []
-            for number, entry in enumerate(train, start=1):
-                self.progress("placing entries", number, len(train))
-                side = assignment[entry.source_ref]
-                task = by_id.get(entry.task_id)
-                if task is None or task.get("data", {}).get("dataset") == side:
-                    continue
-                self.ctx.ls.update_task_data(entry.task_id, {**task["data"], "dataset": side})
-                moved.append(entry.task_id)
-            if moved:
-                ProjectState(self.ctx.redis, pid).note(dirty=moved)  # task data changes send no webhook
-                self.progress("publishing the manifests", 0, None)
-                self._publish(info)
+            groups = self._duplicate_groups([e.source_ref for e in train])
+            assignment = split(
+                items, test_fraction=fraction, seed=info.seed, groups=[g.members for g in groups]
+            )
+            self._place(info, train, assignment)
             to_test = sum(1 for e in train if assignment[e.source_ref] == TEST)
             return {TRAIN: len(train) - to_test, TEST: to_test}
+
+    def _place(self, info: ProjectInfo, entries: list[CachedEntry], sides: dict[str, str]) -> list[int]:
+        """Set ``data.dataset`` of the tasks of ``entries`` to their side in ``sides`` (entries not in it
+        stay), then publish; returns the task ids changed."""
+        pid = info.label_studio_project_id
+        by_id = {t["id"]: t for t in self.ctx.ls.export_tasks(pid, [e.task_id for e in entries])}
+        moved: list[int] = []
+        for number, entry in enumerate(entries, start=1):
+            self.progress("placing entries", number, len(entries))
+            side = sides.get(entry.source_ref)
+            task = by_id.get(entry.task_id)
+            if side is None or task is None or task.get("data", {}).get("dataset") == side:
+                continue
+            self.ctx.ls.update_task_data(entry.task_id, {**task["data"], "dataset": side})
+            moved.append(entry.task_id)
+        if moved:
+            ProjectState(self.ctx.redis, pid).note(dirty=moved)  # task data changes send no webhook
+            self.progress("publishing the manifests", 0, None)
+            self._publish(info)
+        return moved
+
+    def _duplicate_groups(
+        self, source_refs: list[str], *, distance: int = DUPLICATE_DISTANCE
+    ) -> list[DuplicateGroup]:
+        """Groups of duplicate images among ``source_refs``, each image hashed once per ETag."""
+        images = ImageMetaCache(self.ctx.redis, self.ctx.storage)
+        cache = FingerprintCache(self.ctx.redis, self.ctx.storage, on_meta=images.put)
+        prints = cache.get_many(
+            source_refs, progress=lambda done, total: self.progress("hashing images", done, total)
+        )
+        return groups_of(prints.values(), distance=distance)
+
+    def check(
+        self,
+        info: ProjectInfo,
+        *,
+        fix: bool = False,
+        distance: int = DUPLICATE_DISTANCE,
+        region: str | None = None,
+    ) -> dict[str, Any]:
+        """The dataset check (:func:`converters.datacheck.check_report`): duplicate groups that cross
+        train and test, groups within one dataset, label disagreements within a group, label coverage
+        and the dataset limits of ``region``; ``fix["moves"]`` puts each crossing group on the side
+        holding most of it (ties: train). A dry run unless ``fix``: then the moves are made (task data,
+        as distribute does) and published, and ``fix["applied"]`` is true. ``distance``: the Hamming
+        threshold of near duplicates, in bits of 64.
+        """
+        guard = self.exclusive(info) if fix else contextlib.nullcontext()
+        with guard:
+            if fix:
+                info = self._record(info)
+            self.progress("reading the project's entries", 0, None)
+            sets = self.entries(info, fresh=fix)
+            items: list[CheckItem] = []
+            listed: dict[str, CachedEntry] = {}
+            for side in DATASETS:
+                for cached in sets[side]:
+                    entry = _entry_of(cached)
+                    if entry is None or cached.source_ref in listed:
+                        continue
+                    listed[cached.source_ref] = cached
+                    boxes = Counter(box.label for box in entry.boxes)
+                    items.append(CheckItem(cached.source_ref, side, frozenset(entry.label_names), boxes))
+            groups = self._duplicate_groups(list(listed), distance=distance)
+            report = check_report(items, groups, region=region)
+            report["fix"]["applied"] = False
+            if fix and report["fix"]["moves"]:
+                moves = {move["source-ref"]: move["to"] for move in report["fix"]["moves"]}
+                self._place(info, [listed[ref] for ref in moves], moves)
+                report["fix"]["applied"] = True
+            return report
 
     def labels(
         self, info: ProjectInfo, dataset: str | None = None, *, fresh: bool = False

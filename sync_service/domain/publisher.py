@@ -41,6 +41,7 @@ from converters.labelstudio import ReadOptions, labels_in, rename_labels, task_t
 from converters.manifest import entry_to_line
 from converters.split import TEST, TRAIN, SplitItem, split
 from converters.validation import ManifestValidator, Row, check_line, summarize
+from sync_service.domain.fingerprints import known_groups
 from sync_service.domain.images import adopt_upload
 from sync_service.domain.projects import ProjectInfo, Projects
 from sync_service.edges.labelstudio import LabelStudio
@@ -100,6 +101,11 @@ class ImageMetaCache:
                 self.redis.hset(IMAGE_META_KEY, source_ref, _pack_meta(meta))
         self.local[source_ref] = meta
         return meta
+
+    def put(self, source_ref: str, meta: ImageMeta) -> None:
+        """Keep facts read elsewhere (a fingerprint's read of the whole image) for later publishes."""
+        self.local[source_ref] = meta
+        self.redis.hset(IMAGE_META_KEY, source_ref, _pack_meta(meta))
 
     def _read(self, source_ref: str) -> ImageMeta | None:
         for size in HEADER_BYTES:
@@ -474,7 +480,11 @@ class Publisher:
     ) -> tuple[dict[str, int], dict[str, int], list[dict[str, Any]]]:
         usable, errors = dedupe(cached)
         sides = assign(
-            usable, test_fraction=info.test_fraction, seed=info.seed, has_test=info.has_dataset(TEST)
+            usable,
+            test_fraction=info.test_fraction,
+            seed=info.seed,
+            has_test=info.has_dataset(TEST),
+            redis=self.redis,
         )
         counts = {TRAIN: 0, TEST: 0}
         label_sets: dict[str, set[str]] = {TRAIN: set(), TEST: set()}
@@ -540,13 +550,20 @@ def dedupe(cached: Iterable[CachedEntry]) -> tuple[list[CachedEntry], list[dict[
 
 
 def assign(
-    entries: list[CachedEntry], *, test_fraction: float, seed: int, has_test: bool = True
+    entries: list[CachedEntry],
+    *,
+    test_fraction: float,
+    seed: int,
+    has_test: bool = True,
+    redis: Redis | None = None,
 ) -> dict[str, str]:
     """Each entry's dataset: its task's ``data.dataset`` when set, else the core's stratified split.
 
     Entries with a dataset are kept where they are and take part in the strata, so that the unassigned
     ones fill each label's test share up to ``test_fraction``. A project without a test dataset keeps
-    every unassigned entry in training (Rekognition then splits at training time).
+    every unassigned entry in training (Rekognition then splits at training time). With ``redis``, the
+    split keeps each group of duplicate images on one side, for the images whose fingerprints are cached
+    (:func:`sync_service.domain.fingerprints.known_groups`: no image is read here).
     """
     keep = {e.source_ref: e.dataset for e in entries if e.dataset is not None}
     if len(keep) == len(entries):
@@ -554,7 +571,8 @@ def assign(
     if not has_test:
         return {e.source_ref: e.dataset or TRAIN for e in entries}
     items = [SplitItem(e.source_ref, frozenset(e.labels)) for e in entries]
-    return split(items, test_fraction=test_fraction, seed=seed, keep=keep)
+    groups = known_groups(redis, [e.source_ref for e in entries]) if redis is not None else None
+    return split(items, test_fraction=test_fraction, seed=seed, keep=keep, groups=groups)
 
 
 def entries_summary(train: list[CachedEntry], test: list[CachedEntry] | None) -> dict[str, Any]:

@@ -205,17 +205,34 @@ class Storage:
 
     def read_head(self, source_ref: str, nbytes: int) -> bytes | None:
         """The first ``nbytes`` of the object ``source_ref`` (any bucket), or None when it is missing."""
+        tagged = self.read_tagged(source_ref, nbytes)
+        return tagged[0] if tagged is not None else None
+
+    def read_tagged(self, source_ref: str, nbytes: int) -> tuple[bytes, str] | None:
+        """The first ``nbytes`` of the object ``source_ref`` (any bucket) and its ETag, or None when it is
+        missing."""
         bucket, key = split_s3_url(source_ref)
         try:
             response = self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{nbytes - 1}")
-            return bytes(response["Body"].read())
+            return bytes(response["Body"].read()), str(response.get("ETag", ""))
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            if code in ("NoSuchKey", "404", "InvalidRange"):
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "InvalidRange"):
                 return None
             raise StorageError(f"S3 read of {source_ref} failed: {exc}") from exc
         except BotoCoreError as exc:
             raise StorageError(f"S3 read of {source_ref} failed: {exc}") from exc
+
+    def etag(self, source_ref: str) -> str | None:
+        """The ETag of the object ``source_ref`` (any bucket), or None when it is missing."""
+        bucket, key = split_s3_url(source_ref)
+        try:
+            return str(self.client.head_object(Bucket=bucket, Key=key).get("ETag", ""))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise StorageError(f"S3 head of {source_ref} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"S3 head of {source_ref} failed: {exc}") from exc
 
     def reachable(self) -> bool:
         """Whether the bucket answers."""

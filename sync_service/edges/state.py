@@ -30,6 +30,7 @@ from redis.typing import EncodableT, FieldT
 from sync_service.edges.locks import LockLost, RenewingLock
 
 IMAGE_META_KEY = "cl:imgmeta"
+FINGERPRINT_KEY = "cl:imgprint"  # source-ref -> [ETag, SHA-256, phash, flip hash]
 PROJECTS_KEY = "cl:projects"
 
 LOCK_TTL = 20.0
