@@ -18,6 +18,7 @@ declarations.
 | ``CUSTOMLABELS_DEBOUNCE_SECONDS`` | ``0.25`` | how long a publish waits after the first event it will take, so that a burst is published once (events that came in during the previous publish have waited already and are taken at once) |
 | ``CUSTOMLABELS_RECONCILE_SECONDS`` | ``300`` | period of the full reconcile of every project, seconds (1 or more) |
 | ``CUSTOMLABELS_LS_EXPORT_CONCURRENCY`` | ``2`` | Label Studio export requests a worker keeps in flight while it reads a project (1 to 16); more than 2 helps only a Label Studio served by several processes (its Docker image, or the one ``customlabels up`` starts) |
+| ``CUSTOMLABELS_DUPLICATE_DISTANCE`` | ``8`` | how many of an image's 64 perceptual-hash bits may differ from another's for the two to be near duplicates (0 to 32; 8 finds resized, re-encoded, cropped-by-5% and brightened copies) |
 | ``CUSTOMLABELS_MAX_WEBHOOK_BYTES`` | ``10485760`` | largest webhook body accepted (413 above), bytes (1024 or more) |
 | ``CUSTOMLABELS_QUEUE`` | ``customlabels`` | RQ queue name |
 | ``CUSTOMLABELS_SERVICE_URL`` | ``http://127.0.0.1:5000`` | where Label Studio reaches this service (webhooks) |
@@ -221,6 +222,17 @@ class Settings:
             parser="int",
             low=1,
             high=16,
+        ),
+    )
+    duplicate_distance: int = field(
+        default=8,
+        metadata=_var(
+            "CUSTOMLABELS_DUPLICATE_DISTANCE",
+            "how many of an image's 64 perceptual-hash bits may differ from another's for the two to be "
+            "near duplicates (0 to 32; 8 finds resized, re-encoded, cropped-by-5% and brightened copies)",
+            parser="int",
+            low=0,
+            high=32,
         ),
     )
     max_webhook_bytes: int = field(

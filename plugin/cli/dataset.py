@@ -133,6 +133,54 @@ def cmd_distribute(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """Leakage (duplicate images across train and test), duplicates within a dataset, images labelled
+    two ways, and label coverage against Rekognition's rules; ``--fix`` moves the leaking images."""
+    with progress_for(args) as progress:
+        ops = open_datasets(progress)
+        info = ops.project(args.project)
+        report = ops.check(info, fix=args.fix, region=args.region or ops.ctx.settings.s3_region)
+    code = 1 if report["crossing"] and not report["fix"]["applied"] else 0
+    print_result(args, report, check_text(report))
+    return code
+
+
+def check_text(report: dict[str, Any]) -> str:
+    """The check's report for a person: what leaks, what repeats, what disagrees, what is short."""
+    out = [f"{report['images']} images, {report['groups']} groups of duplicates"]
+    crossing = report["crossing"]
+    out.append(f"{len(crossing)} group(s) cross train and test" + (":" if crossing else ""))
+    for group in crossing:
+        out.append(f"  group {group['group']} ({group['kind']}): train {', '.join(group['train'])}")
+        out.append(f"  {' ' * len(str(group['group']))}        test  {', '.join(group['test'])}")
+    within = report["within"]
+    out.append(f"{len(within)} group(s) inside one dataset" + (":" if within else ""))
+    out.extend(
+        f"  group {g['group']} ({g['kind']}, {g['dataset']}): {', '.join(g['images'])}" for g in within
+    )
+    for group in report["label_disagreements"]:
+        labelled = "; ".join(
+            f"{i['source-ref']} [{', '.join(i['labels']) or 'no label'}]" for i in group["images"]
+        )
+        out.append(f"labelled two ways, group {group['group']}: {labelled}")
+    cover = report["coverage"]
+    if cover["missing_from_test"]:
+        out.append(f"labels missing from test: {', '.join(cover['missing_from_test'])}")
+    out.extend(
+        f"label {b['label']!r}: {b['images']} image(s), "
+        + (f"at most {b['maximum']}" if "maximum" in b else f"at least {b['minimum']}")
+        + f" ({b['rule']})"
+        for b in cover["below_minimum"]
+    )
+    out.extend(f"the {side} dataset is over the region's limit" for side in cover["over_limit"])
+    moves = report["fix"]["moves"]
+    if moves:
+        verb = "moved" if report["fix"]["applied"] else "--fix would move"
+        out.append(f"{verb} {len(moves)} image(s):")
+        out.extend(f"  {m['source-ref']}: {m['from']} -> {m['to']}" for m in moves)
+    return "\n".join(out)
+
+
 def cmd_describe(args: argparse.Namespace) -> int:
     """DescribeDataset's numbers."""
     ops = open_datasets()
@@ -308,6 +356,18 @@ def add_parsers(sub: Any) -> None:
     common(p, dataset_required=False)
     p.add_argument("--test-fraction", type=float, default=0.2)
     p.set_defaults(func=cmd_distribute)
+
+    p = dsub.add_parser(
+        "check",
+        help="duplicate images across train and test (leakage), within a dataset, labelled two ways; "
+        "label coverage (exit 1 when images leak)",
+    )
+    common(p, dataset_required=False)
+    p.add_argument(
+        "--fix", action="store_true", help="move each leaking group to one side (default: dry run)"
+    )
+    p.add_argument("--region", help="the AWS region the model trains in, for its dataset limits")
+    p.set_defaults(func=cmd_check)
 
     p = dsub.add_parser("describe", help="DescribeDataset: entries, labeled, labels, errors")
     common(p)

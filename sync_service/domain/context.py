@@ -27,7 +27,12 @@ class Context:
     def publisher(self) -> Publisher:
         """A publisher over these connections."""
         return Publisher(
-            self.redis, self.storage, self.ls, self.projects, debounce=self.settings.debounce_seconds
+            self.redis,
+            self.storage,
+            self.ls,
+            self.projects,
+            debounce=self.settings.debounce_seconds,
+            duplicate_distance=self.settings.duplicate_distance,
         )
 
 

@@ -51,7 +51,7 @@ from converters.screening import screen_lines
 from converters.split import TEST, TRAIN, SplitItem, labels_short_of, split
 from converters.validation import dataset_entry, line_issues
 from sync_service.domain.context import Context
-from sync_service.domain.fingerprints import DUPLICATE_DISTANCE, FingerprintCache, groups_of
+from sync_service.domain.fingerprints import FingerprintCache, groups_of
 from sync_service.domain.images import IMAGE_SUFFIXES, store_image
 from sync_service.domain.projects import ProjectInfo
 from sync_service.domain.publisher import ImageMetaCache, assign, dedupe, now_stamp
@@ -324,6 +324,7 @@ class Datasets:
             seed=info.seed,
             has_test=self.has_dataset(info, TEST),
             redis=self.ctx.redis,
+            distance=self.ctx.settings.duplicate_distance,
         )
 
     def config(self, info: ProjectInfo) -> tuple[str, LabelConfig]:
@@ -662,9 +663,12 @@ class Datasets:
         return moved
 
     def _duplicate_groups(
-        self, source_refs: list[str], *, distance: int = DUPLICATE_DISTANCE
+        self, source_refs: list[str], *, distance: int | None = None
     ) -> list[DuplicateGroup]:
-        """Groups of duplicate images among ``source_refs``, each image hashed once per ETag."""
+        """Groups of duplicate images among ``source_refs``, each image hashed once per ETag; ``distance``
+        (bits of 64) defaults to the setting ``CUSTOMLABELS_DUPLICATE_DISTANCE``."""
+        if distance is None:
+            distance = self.ctx.settings.duplicate_distance
         images = ImageMetaCache(self.ctx.redis, self.ctx.storage)
         cache = FingerprintCache(self.ctx.redis, self.ctx.storage, on_meta=images.put)
         prints = cache.get_many(
@@ -677,7 +681,7 @@ class Datasets:
         info: ProjectInfo,
         *,
         fix: bool = False,
-        distance: int = DUPLICATE_DISTANCE,
+        distance: int | None = None,
         region: str | None = None,
     ) -> dict[str, Any]:
         """The dataset check (:func:`converters.datacheck.check_report`): duplicate groups that cross
@@ -685,7 +689,7 @@ class Datasets:
         and the dataset limits of ``region``; ``fix["moves"]`` puts each crossing group on the side
         holding most of it (ties: train). A dry run unless ``fix``: then the moves are made (task data,
         as distribute does) and published, and ``fix["applied"]`` is true. ``distance``: the Hamming
-        threshold of near duplicates, in bits of 64.
+        threshold of near duplicates, in bits of 64 (default: the setting).
         """
         guard = self.exclusive(info) if fix else contextlib.nullcontext()
         with guard:

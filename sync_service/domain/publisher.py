@@ -41,7 +41,7 @@ from converters.labelstudio import ReadOptions, labels_in, rename_labels, task_t
 from converters.manifest import entry_to_line
 from converters.split import TEST, TRAIN, SplitItem, split
 from converters.validation import ManifestValidator, Row, check_line, summarize
-from sync_service.domain.fingerprints import known_groups
+from sync_service.domain.fingerprints import DUPLICATE_DISTANCE, known_groups
 from sync_service.domain.images import adopt_upload
 from sync_service.domain.projects import ProjectInfo, Projects
 from sync_service.edges.labelstudio import LabelStudio
@@ -279,13 +279,21 @@ class Publisher:
     """Builds and writes one project's manifests; see the module docstring for the steps."""
 
     def __init__(
-        self, redis: Redis, storage: Storage, ls: LabelStudio, projects: Projects, *, debounce: float = 0.0
+        self,
+        redis: Redis,
+        storage: Storage,
+        ls: LabelStudio,
+        projects: Projects,
+        *,
+        debounce: float = 0.0,
+        duplicate_distance: int = DUPLICATE_DISTANCE,
     ) -> None:
         self.redis = redis
         self.storage = storage
         self.ls = ls
         self.projects = projects
         self.debounce = debounce
+        self.duplicate_distance = duplicate_distance
         self.images = ImageMetaCache(redis, storage)
         self.phases = Phases()
 
@@ -485,6 +493,7 @@ class Publisher:
             seed=info.seed,
             has_test=info.has_dataset(TEST),
             redis=self.redis,
+            distance=self.duplicate_distance,
         )
         counts = {TRAIN: 0, TEST: 0}
         label_sets: dict[str, set[str]] = {TRAIN: set(), TEST: set()}
@@ -556,6 +565,7 @@ def assign(
     seed: int,
     has_test: bool = True,
     redis: Redis | None = None,
+    distance: int = DUPLICATE_DISTANCE,
 ) -> dict[str, str]:
     """Each entry's dataset: its task's ``data.dataset`` when set, else the core's stratified split.
 
@@ -563,7 +573,8 @@ def assign(
     ones fill each label's test share up to ``test_fraction``. A project without a test dataset keeps
     every unassigned entry in training (Rekognition then splits at training time). With ``redis``, the
     split keeps each group of duplicate images on one side, for the images whose fingerprints are cached
-    (:func:`sync_service.domain.fingerprints.known_groups`: no image is read here).
+    (:func:`sync_service.domain.fingerprints.known_groups`: no image is read here); ``distance``: their
+    Hamming threshold, bits of 64.
     """
     keep = {e.source_ref: e.dataset for e in entries if e.dataset is not None}
     if len(keep) == len(entries):
@@ -571,7 +582,8 @@ def assign(
     if not has_test:
         return {e.source_ref: e.dataset or TRAIN for e in entries}
     items = [SplitItem(e.source_ref, frozenset(e.labels)) for e in entries]
-    groups = known_groups(redis, [e.source_ref for e in entries]) if redis is not None else None
+    refs = [e.source_ref for e in entries]
+    groups = known_groups(redis, refs, distance=distance) if redis is not None else None
     return split(items, test_fraction=test_fraction, seed=seed, keep=keep, groups=groups)
 
 

@@ -21,6 +21,8 @@ import httpx
 import pytest
 from PIL import Image
 
+from bench.bench_dedup import jpeg as dedup_jpeg
+from bench.bench_dedup import synthetic_image
 from converters.labelconfig import CHOICES, RECTANGLE_LABELS, parse_label_config
 from converters.manifest import parse_line
 from converters.split import SplitItem, split
@@ -596,3 +598,46 @@ def test_labels_stats_entries_updates_and_snapshots(world: World, tmp_path: Path
     sides = check(w, "test dataset deleted")
     assert sides["test"] == b"" and len(tasks(w)) == 6
     assert "no test dataset" in refused(w, "dataset", "describe", pid, "--dataset", "test")
+
+
+# ------------------------------------------------------------------------------------ leakage check
+
+
+def test_check_finds_a_copy_across_train_and_test_and_fix_moves_it(world: World) -> None:
+    w = world
+    pid = make_project(w, f"DS check {uuid.uuid4().hex[:6]}")
+    originals = [synthetic_image(seed) for seed in range(4)]
+    for i, picture in enumerate(originals):
+        put(w, f"chk/train/{'cats' if i % 2 else 'dogs'}/{i}.jpg", dedup_jpeg(picture))
+    copy = originals[0].resize((originals[0].width // 2, originals[0].height // 2))  # a resized copy
+    put(w, "chk/test/dogs/copy.jpg", dedup_jpeg(copy, quality=70))
+    put(w, "chk/test/cats/other.jpg", dedup_jpeg(synthetic_image(99)))
+    assert (
+        create(w, pid, "train", "--from-s3", f"s3://{w.bucket}/chk/train/", "--labels-from-folders")["added"]
+        == 4
+    )
+    assert (
+        create(w, pid, "test", "--from-s3", f"s3://{w.bucket}/chk/test/", "--labels-from-folders")["added"]
+        == 2
+    )
+    check(w, "imported")
+
+    dry = run(w, "dataset", "check", pid, "--json")
+    assert dry.returncode == 1, dry.stderr  # images leak
+    report = json.loads(dry.stdout)
+    original, leaked = f"s3://{w.bucket}/chk/train/dogs/0.jpg", f"s3://{w.bucket}/chk/test/dogs/copy.jpg"
+    assert [(g["train"], g["test"]) for g in report["crossing"]] == [([original], [leaked])]
+    assert report["fix"] == {
+        "moves": [{"source-ref": leaked, "from": "test", "to": "train"}],
+        "applied": False,
+    }
+    assert report["coverage"]["labels"]["dogs"]["test"]["entries"] == 1
+    assert {t["data"]["image"]: t["data"]["dataset"] for t in tasks(w)}[leaked] == "test"  # a dry run
+
+    fixed = run(w, "dataset", "check", pid, "--fix", "--json")
+    assert fixed.returncode == 0, fixed.stderr
+    assert json.loads(fixed.stdout)["fix"]["applied"] is True
+    sides = check(w, "fixed")
+    assert leaked in lines(sides["train"]) and leaked not in lines(sides["test"])
+    again = json.loads(run(w, "dataset", "check", pid, "--json").stdout)
+    assert again["crossing"] == [] and again["coverage"]["missing_from_test"] == ["dogs"]

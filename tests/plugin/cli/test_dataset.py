@@ -26,7 +26,7 @@ from sync_service.domain import datasets as datasets_module
 from sync_service.domain.datasets import Datasets, ProgressCallback
 from sync_service.domain.projects import ProjectInfo
 from sync_service.edges.state import CachedEntry
-from tests.builders import cls_attr, coco, coco_box, coco_image, jsonl, line
+from tests.builders import cls_attr, coco, coco_box, coco_image, jsonl, line, service_settings
 from tests.plugin.cli.helpers import parsed, run
 
 
@@ -92,6 +92,7 @@ class World:
     redis = projects = ls = publisher = storage = property(lambda self: self)
 
     bucket = "bucket"
+    settings = service_settings()
 
     def lock(self, *args: Any, **kwargs: Any) -> FakeLock:
         return FakeLock(self)
@@ -179,7 +180,8 @@ class World:
 
 
 class FakeDatasets(Datasets):
-    """The real operations over the world; only the entry cache and the image upload are short cuts."""
+    """The real operations over the world; only the entry cache, the image upload and the duplicate
+    groups are short cuts."""
 
     def __init__(self, world: World, progress: ProgressCallback | None) -> None:
         super().__init__(world, progress=progress)  # type: ignore[arg-type]
@@ -191,6 +193,9 @@ class FakeDatasets(Datasets):
         if fresh:
             self._publish(info)
         return self.world.entries_of(info.label_studio_project_id)
+
+    def _duplicate_groups(self, source_refs: list[str], *, distance: int | None = None) -> list[Any]:
+        return []  # the world's images have no pixels to hash: no duplicates
 
     def upload_image(self, info: ProjectInfo, data: bytes, suffix: str) -> str:
         self.world.uploads.append(data.decode())

@@ -16,7 +16,7 @@ from converters.labelconfig import build_label_config
 from sync_service.domain.datasets import Datasets, dataset_record
 from sync_service.domain.projects import ProjectInfo
 from sync_service.edges.state import CachedEntry, ProjectState
-from tests.builders import cls_attr, line
+from tests.builders import cls_attr, line, service_settings
 
 PID = 4343
 INFO = ProjectInfo(PID, "Reads", "reads", datasets={"train": dataset_record(), "test": dataset_record()})
@@ -52,7 +52,11 @@ def test_reads_serve_the_published_entries_and_say_how_fresh_they_are(state: Pro
     state.replace_all([cached(1, "cat", "train"), cached(2, "dog", "train"), cached(3, "cat", "test")])
     state.set_status(last_publish="2026-12-06T23:00:00Z")
     state.note(dirty=[2])  # a change received since: pending, not yet in the reads
-    ops = Datasets(SimpleNamespace(redis=state.redis, ls=ConfigOnly(), publisher=NoPublish()))  # type: ignore[arg-type]
+    ops = Datasets(
+        SimpleNamespace(
+            redis=state.redis, ls=ConfigOnly(), publisher=NoPublish(), settings=service_settings()
+        )
+    )  # type: ignore[arg-type]
     assert ops.describe(INFO, "train")["TotalEntries"] == 2
     lines, _ = ops.list_entries(INFO, "test")
     assert len(lines) == 1
@@ -67,6 +71,8 @@ def test_reads_serve_the_published_entries_and_say_how_fresh_they_are(state: Pro
 def test_a_change_asks_for_a_publish_first(state: ProjectState) -> None:
     published: list[int] = []
     publisher = SimpleNamespace(publish=lambda project_id, **_: published.append(project_id))
-    ops = Datasets(SimpleNamespace(redis=state.redis, ls=ConfigOnly(), publisher=publisher))  # type: ignore[arg-type]
+    ops = Datasets(
+        SimpleNamespace(redis=state.redis, ls=ConfigOnly(), publisher=publisher, settings=service_settings())
+    )  # type: ignore[arg-type]
     ops.entries(INFO, fresh=True)
     assert published == [PID]
