@@ -140,6 +140,7 @@ def supervise(
 ) -> list[str]:
     """Watch the stack, restarting what crashes, until Ctrl-C, SIGTERM (``down``) or SIGHUP; then stop
     every part and remove the record. Returns the parts stopped."""
+    parts.progress = None  # `up`'s progress display is over: a restart reports through say()
     handlers = install_stop_handlers()
     watcher = Supervisor(stack, parts.start, backoff=backoff)
     try:
