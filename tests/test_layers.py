@@ -3,8 +3,8 @@
 converters (pure) <- sync_service's base (config, errors) <- edges (Label Studio, S3, Redis) <- domain
 <- jobs <- web <- plugin's base (progress, files, pipelines) <- the local stack (its modules in their own
 order, lowest first: errors, processes and HTTP calls; the home; its private files; the servers; the
-plan; the record; S3 and Redis; the demo; signals; the stack; the up/down commands; the doctor; the
-package's ``add_parsers``) <- the command line, plugin.cli (what its groups share, the byte-level fast
+plan; the record; S3 and Redis; the demo; signals; the stack; its supervisor; the up/down commands; the
+doctor; the package's ``add_parsers``) <- the command line, plugin.cli (what its groups share, the byte-level fast
 path, the convert, validate and split commands, the dataset commands, the service and project commands,
 the root). A module may import its own layer and the ones below it, never one above; no cycle between
 modules, counting the imports made inside functions too; and every import made inside a function says
@@ -41,6 +41,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("plugin.localstack.demo",),
     ("plugin.localstack.stop_signals",),
     ("plugin.localstack.stack",),
+    ("plugin.localstack.supervisor",),
     ("plugin.localstack.commands",),
     ("plugin.localstack.doctor",),
     ("plugin.localstack",),

@@ -18,7 +18,8 @@ sync worker (RQ)          -                                -
 generated-once login (``secrets.json``, mode 0600), Label Studio's settings (``label-studio.env``, read at
 every start), the logs (``logs/``) and ``state.json``: what this ``up`` started (pid and start time of
 each process), so that ``down`` and Ctrl-C stop exactly those and nothing else (never a Redis we found
-running). With ``CUSTOMLABELS_S3_ENDPOINT`` set (MinIO, AWS) no store is started and that endpoint is
+running). A part that crashes is started again after a pause (``supervisor``); a foreground ``up`` watches
+its parts itself, ``up --detach`` leaves a small supervisor process behind, which ``down`` stops. With ``CUSTOMLABELS_S3_ENDPOINT`` set (MinIO, AWS) no store is started and that endpoint is
 used, with the usual ``AWS_*`` credentials.
 
 The embedded store is s3rver (npm package, installed on first use with ``npm ci`` from the lock file in
@@ -41,7 +42,10 @@ The package, one concern a module, each importing only the ones above it in this
 - ``redis_db``: the Redis database claimed by one home, the RQ workers on it.
 - ``demo``: the demo project and the project links repointed at the stack's ports.
 - ``stop_signals``: Ctrl-C, SIGTERM and SIGHUP while ``up`` runs.
-- ``stack``: bringing the parts up in order, stopping what was recorded, the summary.
+- ``stack``: bringing the parts up in order (``Parts``: starting one), stopping what was recorded, the
+  summary.
+- ``supervisor``: restarting a part that crashed, with backoff; the background supervisor of
+  ``up --detach``.
 - ``commands``: the ``up`` and ``down`` commands; ``doctor``: the ``doctor`` command.
 """
 

@@ -1,27 +1,26 @@
 """The ``up`` and ``down`` commands: their flags, taking the home's lock, a foreground ``up`` supervising
-its processes until Ctrl-C, SIGTERM or a part's death, and the reports they print (``--json`` too)."""
+its processes until Ctrl-C or SIGTERM (restarting a part that crashes; ``--detach`` leaves a supervisor in
+the background instead), and the reports they print (``--json`` too)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import json
-import os
-import signal
 import sys
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from plugin.localstack.errors import ServerStartError, StackError
 from plugin.localstack.layout import Layout, home_lock, resolve_home
 from plugin.localstack.plan import Plan, make_plan, taken_ports
 from plugin.localstack.private_files import load_ls_env, load_secrets
-from plugin.localstack.processes import log_tail, say
+from plugin.localstack.processes import drop_output, say
 from plugin.localstack.record import read_record
-from plugin.localstack.stack import ORDER, Stack, bring_up, print_summary, stop_recorded, summary
+from plugin.localstack.stack import ORDER, Parts, Stack, bring_up, print_summary, stop_recorded, summary
 from plugin.localstack.stop_signals import Stopped, install_stop_handlers, restore_handlers
+from plugin.localstack.supervisor import start_supervisor, stop_supervisor, supervise
 from plugin.progress import Progress
 
 
@@ -59,6 +58,7 @@ def _up_locked(args: argparse.Namespace, plan: Plan) -> int:
         left = [name for name, up in alive.items() if up]
         if left:
             say(f"a previous stack in {layout.home} is partly running ({', '.join(left)}): stopping it first")
+        stop_supervisor(previous)  # a detached stack's: it would restart what we stop
         stop_recorded(previous, quiet=False)
     problems = taken_ports(plan)
     if problems:
@@ -76,17 +76,19 @@ def _up_locked(args: argparse.Namespace, plan: Plan) -> int:
     # With --json, plain progress lines (stdout holds the JSON; a redrawn bar would garble captured stderr).
     progress = Progress(6, enabled=True, tty=False if args.json else None)
     try:
-        bring_up(stack, secrets_, ls_settings, demo=not args.no_demo, progress=progress)
+        parts = bring_up(stack, secrets_, ls_settings, demo=not args.no_demo, progress=progress)
+        if args.detach:
+            start_supervisor(stack)
         progress.finish(f"ready in {time.monotonic() - progress.started:.0f} s")
     except (KeyboardInterrupt, Stopped):
         progress.close()
         say("interrupted: stopping what was started")
-        stack.stop()
+        _abandon(stack)
         return 130
     except Exception as exc:  # noqa: BLE001 - whatever failed, stop what was started
         progress.close()
         say("could not start; stopping what was started")
-        stack.stop()
+        _abandon(stack)
         return _fail(args, _describe(exc))
     finally:
         restore_handlers(handlers)
@@ -94,7 +96,13 @@ def _up_locked(args: argparse.Namespace, plan: Plan) -> int:
     _report(args, info)
     if args.detach:
         return 0
-    return _supervise(stack, args)
+    return _supervise(stack, parts, args)
+
+
+def _abandon(stack: Stack) -> None:
+    """Stop what this ``up`` started, its detached supervisor first (it would start the parts again)."""
+    stop_supervisor(stack.record)
+    stack.stop()
 
 
 def _describe(exc: BaseException) -> str:
@@ -103,33 +111,17 @@ def _describe(exc: BaseException) -> str:
     return text if isinstance(exc, StackError | ServerStartError) else f"{name}: {text}"
 
 
-def _supervise(stack: Stack, args: argparse.Namespace) -> int:
-    """Foreground: wait until Ctrl-C, SIGTERM (``down``) or a part dies; then stop everything."""
-    handlers = install_stop_handlers()
-    code = 0
-    try:
-        while True:
-            dead = stack.dead()
-            if dead:
-                for proc in dead:
-                    say(
-                        f"{proc.name.replace('_', ' ')} (pid {proc.pid}) exited; end of {proc.log}:\n"
-                        f"{log_tail(Path(proc.log), 15)}"
-                    )
-                say("stopping everything")
-                code = 1
-                break
-            time.sleep(1.0)
-    except (KeyboardInterrupt, Stopped):
-        say("stopping")
-    finally:
-        stopped = stack.stop()
-        restore_handlers(handlers)
+def _supervise(stack: Stack, parts: Parts, args: argparse.Namespace) -> int:
+    """Foreground: restart what crashes until Ctrl-C or SIGTERM (``down``); then stop everything."""
+    stopped = supervise(stack, parts)
     if args.json:
-        print(json.dumps({"status": "stopped", "stopped": stopped}), flush=True)
+        try:
+            print(json.dumps({"status": "stopped", "stopped": stopped}), flush=True)
+        except (OSError, ValueError):  # nobody reads our output any more (a closed pipe)
+            drop_output(sys.stdout)
     else:
         say("stopped; the data stays in " + str(stack.plan.layout.home))
-    return code
+    return 0
 
 
 def _report(args: argparse.Namespace, info: Mapping[str, Any]) -> int:
@@ -157,14 +149,9 @@ def cmd_down(args: argparse.Namespace) -> int:
     stopped: list[str] = []
     if record is None:
         return _down_report(args, layout, stopped, "nothing is running from this home")
-    supervisor = record.supervisor
-    if supervisor is not None and supervisor.alive and supervisor.pid != os.getpid():
-        # A foreground `up`: it stops its own processes on SIGTERM and removes the state file.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(supervisor.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 60
-        while supervisor.alive and time.monotonic() < deadline:
-            time.sleep(0.2)
+    if stop_supervisor(record):
+        # A foreground `up` or a detached stack's supervisor: it stops the parts (those it started again
+        # too) on SIGTERM and removes the state file.
         stopped = [name for name, up in record.alive().items() if not up]
     with home_lock(layout, wait=30) as locked:
         if not locked:

@@ -24,10 +24,9 @@ import os
 import re
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from plugin.localstack.commands import home_flag, port_flags
 from plugin.localstack.demo import project_links
@@ -43,7 +42,7 @@ from plugin.localstack.private_files import (
     load_secrets,
     ssrf_allows_loopback,
 )
-from plugin.localstack.record import StackRecord, read_record
+from plugin.localstack.record import StackRecord, plan_of_record, read_record
 from plugin.localstack.redis_db import redis_owner, rq_worker_pids
 from plugin.localstack.redis_server import redis_version
 from plugin.localstack.s3_store import node_binary, s3_client, s3store_dir, s3store_version
@@ -101,27 +100,7 @@ def diagnose(layout: Layout, plan: Plan, record: StackRecord | None) -> list[Che
             )
         )
 
-    if record is None:
-        checks.append(
-            Check("processes", "fail", f"nothing started by `customlabels up` in {layout.home}", up_hint)
-        )
-    else:
-        alive = record.alive()
-        dead = [name for name, up in alive.items() if not up]
-        if dead:
-            logs = ", ".join(record.processes[name].log for name in dead)
-            checks.append(
-                Check(
-                    "processes",
-                    "fail",
-                    f"exited: {', '.join(dead)}",
-                    f"read {logs}; then `customlabels down && customlabels up`",
-                )
-            )
-        else:
-            pids = ", ".join(f"{name} {proc.pid}" for name, proc in record.processes.items())
-            checks.append(Check("processes", "ok", f"running: {pids}"))
-
+    checks += check_processes(layout, record)
     checks += _check_label_studio(layout, plan, record, secrets_)
     checks += _check_redis(plan, record)
     checks += _check_s3(plan)
@@ -130,6 +109,68 @@ def diagnose(layout: Layout, plan: Plan, record: StackRecord | None) -> list[Che
         checks.append(_check_links(plan, secrets_))
     if layout.label_studio.is_dir():
         checks.append(check_exports(export_dir(layout)))
+    return checks
+
+
+def check_processes(layout: Layout, record: StackRecord | None) -> list[Check]:
+    """The processes ``up`` recorded, the restarts of each after a crash, and their supervisor."""
+    up_hint = "run `customlabels up`"
+    if record is None:
+        return [Check("processes", "fail", f"nothing started by `customlabels up` in {layout.home}", up_hint)]
+    checks = []
+    alive = record.alive()
+    given_up = record.given_up()
+    dead = [name for name, up in alive.items() if not up]
+    if dead:
+        logs = ", ".join(record.processes[name].log for name in dead)
+        watched = record.supervisor is not None and record.supervisor.alive
+        states = [
+            f"{name} (left stopped after {len(record.crashes[name])} crashes)"
+            if name in given_up
+            else f"{name} (being restarted)"
+            if watched
+            else name
+            for name in dead
+        ]
+        checks.append(
+            Check(
+                "processes",
+                "fail",
+                f"exited: {', '.join(states)}",
+                f"read {logs}; then `customlabels down && customlabels up`",
+            )
+        )
+    else:
+        pids = ", ".join(f"{name} {proc.pid}" for name, proc in record.processes.items())
+        checks.append(Check("processes", "ok", f"running: {pids}"))
+    if record.crashes:
+        parts = []
+        for name, crashes in record.crashes.items():
+            last = crashes[-1]
+            then = "left stopped" if last.given_up else "restarted"
+            parts.append(f"{name} {len(crashes)} (last at {last.at}, {last.how}, {then})")
+        logs = ", ".join(str(layout.log(name)) for name in record.crashes)
+        checks.append(
+            Check(
+                "restarts",
+                "fail" if given_up else "warn",
+                "crashed and restarted: " + "; ".join(parts),
+                f"read {logs}",
+            )
+        )
+    supervisor = record.supervisor
+    if record.processes and (supervisor is None or not supervisor.alive):
+        checks.append(
+            Check(
+                "supervisor",
+                "warn",
+                "nothing watches the stack: a part that crashes stays down"
+                + (f" (supervisor pid {supervisor.pid} is gone)" if supervisor is not None else ""),
+                "`customlabels down && customlabels up`",
+            )
+        )
+    elif supervisor is not None:
+        checks.append(Check("supervisor", "ok", f"pid {supervisor.pid} restarts a part that crashes"))
     return checks
 
 
@@ -525,7 +566,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     except StackError as exc:
         return _usage_error(args, str(exc))
     if record is not None:
-        plan = _plan_of_record(plan, record)
+        plan = plan_of_record(plan, record)
     checks = diagnose(layout, plan, record)
     ok = all(check.status != "fail" for check in checks)
     if args.json:
@@ -545,22 +586,3 @@ def _usage_error(args: argparse.Namespace, message: str) -> int:
         print(json.dumps({"ok": False, "error": message}))
     print(f"error: {message}", file=sys.stderr)
     return 2
-
-
-def _plan_of_record(plan: Plan, record: StackRecord) -> Plan:
-    """The plan of the running stack: its ports and URLs win over flags and variables."""
-
-    def port(url: str | None, default: int) -> int:
-        parsed = urlparse(url or "")
-        return parsed.port or default
-
-    return replace(
-        plan,
-        ls_port=port(record.urls.get("label_studio"), plan.ls_port),
-        service_port=port(record.urls.get("service"), plan.service_port),
-        s3_port=port(record.urls.get("s3"), plan.s3_port) if record.s3_embedded else plan.s3_port,
-        external_s3=None if record.s3_embedded else record.urls.get("s3"),
-        redis_url=record.urls.get("redis", plan.redis_url),
-        bucket=record.bucket,
-        prefix=record.prefix,
-    )

@@ -15,14 +15,36 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 LOOPBACK = "127.0.0.1"
 
 
 def say(message: str) -> None:
-    """A line of the local stack's progress or warnings on standard error."""
-    print(f"customlabels: {message}", file=sys.stderr, flush=True)
+    """A line of the local stack's progress or warnings on standard error.
+
+    Never raises: when nobody reads standard error any more (``up 2>&1 | tee log``, then Ctrl-C ends
+    ``tee`` first) the line is lost and later ones are dropped, while the work they report (stopping
+    every part) goes on.
+    """
+    try:
+        print(f"customlabels: {message}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # a closed pipe (EPIPE), or a stream already closed
+        drop_output(sys.stderr)
+
+
+def drop_output(stream: TextIO) -> None:
+    """Send what is still written to ``stream`` (standard output or error) nowhere: its reader is gone.
+
+    The interpreter flushes the stream again at exit; with the unwritten text still buffered it would
+    fail again, print "Exception ignored ... BrokenPipeError" and exit with code 120.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, stream.fileno())
+        finally:
+            os.close(null)
 
 
 def free_port(host: str = LOOPBACK) -> int:
@@ -148,6 +170,15 @@ class Proc:
         self._signal(signal.SIGKILL)
         self._reap()
         return True
+
+    def end_leftovers(self) -> None:
+        """Kill what is left in the group of this process after it ended (a gunicorn master's workers
+        still holding its port, say), so that it can be started again."""
+        self._reap()
+        if process_start_time(self.pid) is not None:
+            return  # the pid is alive again: another program's now, not ours to signal
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
 
     def _signal(self, sig: int) -> None:
         try:

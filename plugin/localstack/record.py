@@ -1,16 +1,23 @@
 """The stack's record, ``state.json`` in its home: what ``up`` started (pid and start time of each
-process), where each part listens, and the demo project; ``down`` and ``doctor`` read it.
+process), the process that supervises them, the crashes it saw and what it did about each, where each
+part listens, and the demo project; ``down`` and ``doctor`` read it.
+
+Readers take what they know and ignore the rest: a record written before crashes were kept reads with
+none, and one written before a detached stack had a supervisor reads with ``supervisor`` null.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlparse
 
 from plugin.localstack.layout import Layout
+from plugin.localstack.plan import Plan
 from plugin.localstack.private_files import write_private
 from plugin.localstack.processes import Proc, say
 from sync_service.config import DEFAULTS
@@ -19,6 +26,57 @@ from sync_service.config import DEFAULTS
 def utc_now() -> str:
     """The time now as the stack's records write it (``2026-01-31T12:00:00Z``)."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def exit_in_words(code: int | None) -> str:
+    """A process's exit code (a ``Popen.returncode``: negative for a signal), in words."""
+    if code is None:
+        return "exit code unknown"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+KEPT_CRASHES = 20
+"""Crashes kept per part in the record (the oldest go first)."""
+
+
+@dataclass(frozen=True)
+class Crash:
+    """A part of the stack that ended without being asked to, and what the supervisor did about it."""
+
+    at: str
+    pid: int
+    exit_code: int | None  # None when the process was not ours to wait for (started by a detached `up`)
+    restart_in: float | None  # seconds until the restart; None: crashed too often, left stopped
+
+    def to_json(self) -> dict[str, Any]:
+        """The state-file record."""
+        return {"at": self.at, "pid": self.pid, "exit_code": self.exit_code, "restart_in": self.restart_in}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Crash:
+        """Read a state-file record."""
+        code, delay = raw.get("exit_code"), raw.get("restart_in")
+        return cls(
+            at=str(raw.get("at", "")),
+            pid=int(raw.get("pid", 0)),
+            exit_code=int(code) if code is not None else None,
+            restart_in=float(delay) if delay is not None else None,
+        )
+
+    @property
+    def how(self) -> str:
+        """How the process ended, in words (``killed by SIGKILL``, ``exit code 3``)."""
+        return exit_in_words(self.exit_code)
+
+    @property
+    def given_up(self) -> bool:
+        """Whether the supervisor left the part stopped after this crash."""
+        return self.restart_in is None
 
 
 @dataclass
@@ -36,6 +94,7 @@ class StackRecord:
     redis_started: bool = False
     s3_embedded: bool = True
     demo: dict[str, Any] | None = None
+    crashes: dict[str, list[Crash]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The file's content."""
@@ -52,6 +111,7 @@ class StackRecord:
             "s3_embedded": self.s3_embedded,
             "demo": self.demo,
             "processes": {name: proc.to_json() for name, proc in self.processes.items()},
+            "crashes": {name: [c.to_json() for c in crashes] for name, crashes in self.crashes.items()},
         }
 
     @classmethod
@@ -73,11 +133,42 @@ class StackRecord:
             redis_started=bool(raw.get("redis_started", False)),
             s3_embedded=bool(raw.get("s3_embedded", True)),
             demo=raw.get("demo"),
+            crashes={
+                str(name): [Crash.from_json(c) for c in crashes]
+                for name, crashes in (raw.get("crashes") or {}).items()
+            },
         )
 
     def alive(self) -> dict[str, bool]:
         """Which recorded processes still run."""
         return {name: proc.alive for name, proc in self.processes.items()}
+
+    def add_crash(self, name: str, crash: Crash) -> None:
+        """Keep ``crash`` of part ``name`` (the last :data:`KEPT_CRASHES` of each part)."""
+        self.crashes[name] = [*self.crashes.get(name, []), crash][-KEPT_CRASHES:]
+
+    def given_up(self) -> list[str]:
+        """The parts the supervisor left stopped after too many crashes."""
+        return [name for name, crashes in self.crashes.items() if crashes and crashes[-1].given_up]
+
+
+def plan_of_record(plan: Plan, record: StackRecord) -> Plan:
+    """The plan of the running stack: its ports and URLs win over flags and variables."""
+
+    def port(url: str | None, default: int) -> int:
+        parsed = urlparse(url or "")
+        return parsed.port or default
+
+    return replace(
+        plan,
+        ls_port=port(record.urls.get("label_studio"), plan.ls_port),
+        service_port=port(record.urls.get("service"), plan.service_port),
+        s3_port=port(record.urls.get("s3"), plan.s3_port) if record.s3_embedded else plan.s3_port,
+        external_s3=None if record.s3_embedded else record.urls.get("s3"),
+        redis_url=record.urls.get("redis", plan.redis_url),
+        bucket=record.bucket,
+        prefix=record.prefix,
+    )
 
 
 def read_record(layout: Layout) -> StackRecord | None:

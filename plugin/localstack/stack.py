@@ -1,7 +1,7 @@
 """One stack's life: ``bring_up`` starts each part in order (the store, Redis, Label Studio, the sync
-service and its worker, then the demo) and records each in ``state.json`` as it starts; ``Stack.stop``
-and ``stop_recorded`` stop exactly what was recorded, last started first; ``summary`` says where
-everything is.
+service and its worker, then the demo) and records each in ``state.json`` as it starts; ``Parts`` starts
+one part (the supervisor uses it again after a crash); ``Stack.stop`` and ``stop_recorded`` stop
+exactly what was recorded, last started first; ``summary`` says where everything is.
 """
 
 from __future__ import annotations
@@ -127,6 +127,13 @@ class Stack:
             },
         )
 
+    @classmethod
+    def of_record(cls, plan: Plan, record: StackRecord) -> Stack:
+        """The stack a record names (its supervisor taking it over after ``up --detach`` returned)."""
+        stack = cls(plan, detached=record.detached)
+        stack.record = record
+        return stack
+
     def save(self) -> None:
         """Write the state file."""
         write_record(self.plan.layout, self.record)
@@ -151,27 +158,115 @@ class Stack:
             self.plan.layout.state.unlink()
         return stopped
 
-    def dead(self) -> list[Proc]:
-        """Processes that ended."""
-        return [proc for proc in self.record.processes.values() if not proc.alive]
+
+class Parts:
+    """How to start each part of one stack, recording it: ``bring_up`` starts them in order, and the
+    supervisor starts one again after it crashed (with the same command, ports and data)."""
+
+    def __init__(
+        self, stack: Stack, secrets_: Secrets, ls_settings: Mapping[str, str], *, progress: Progress | None
+    ) -> None:
+        self.stack = stack
+        self.secrets = secrets_
+        self.ls_settings = ls_settings
+        self.progress = progress
+        self._ls_env: Path | None = None
+
+    def label_studio_env(self) -> Path:
+        """Label Studio's own environment (installed on first use)."""
+        if self._ls_env is None:
+            self._ls_env = ensure_label_studio_env(self.stack.plan.ls_version)
+        return self._ls_env
+
+    def start(self, name: str) -> None:
+        """Start part ``name`` (one of :data:`ORDER`) and record it; raise when it does not come up."""
+        {
+            "s3": self.start_s3,
+            "redis": self.start_redis,
+            "label_studio": self.start_label_studio,
+            "service": self.start_service,
+            "worker": self.start_worker,
+        }[name]()
+
+    def start_s3(self) -> None:
+        """The embedded S3 store (s3rver), once it answers."""
+        plan = self.stack.plan
+        popen, command = start_s3store(plan, ensure_s3store(self.progress))
+        self.stack.add("s3", popen, plan.layout.log("s3"), command)
+
+    def start_redis(self) -> None:
+        """A ``redis-server`` on the port of the plan's Redis URL, once it answers; then claim its database."""
+        plan = self.stack.plan
+        port = redis_port_to_start(plan.redis_url)
+        server = start_redis(port, plan.layout.redis)
+        db = urlparse(plan.redis_url).path.lstrip("/") or "0"
+        self.stack.record.redis_started = True
+        self.stack.record.urls["redis"] = f"redis://{LOOPBACK}:{port}/{db}"
+        self.stack.plan = plan = _replace_redis(plan, self.stack.record.urls["redis"])
+        self.stack.add("redis", server.process, server.log_path, ["redis-server", "--port", str(port)])
+        self.claim_redis()
+
+    def claim_redis(self) -> None:
+        """Record this home as the user of the plan's Redis database."""
+        dropped = claim_redis(self.stack.plan)
+        if dropped and self.progress is not None:
+            self.progress.note(
+                f"dropped {dropped} cached keys another customlabels stack left in {self.stack.plan.redis_url}"
+            )
+
+    def start_label_studio(self) -> None:
+        """Label Studio, once it serves and the token works."""
+        plan, layout = self.stack.plan, self.stack.plan.layout
+        server = start_label_studio(
+            layout.label_studio,
+            plan.ls_port,
+            username=self.secrets.username,
+            password=self.secrets.password,
+            token=self.secrets.token,
+            log_path=layout.log("label_studio"),
+            env_dir=self.label_studio_env(),
+            version=plan.ls_version,
+            timeout=LS_START_TIMEOUT,
+            extra_env=self.ls_settings,
+            workers=plan.ls_workers,
+        )
+        self.stack.add("label_studio", server.process, layout.log("label_studio"), server.command)
+
+    def service_env(self) -> dict[str, str]:
+        """The environment of the sync service and its worker."""
+        return service_env(self.stack.plan, self.secrets)
+
+    def start_service(self) -> None:
+        """The sync service (not waiting until it is ready: see :func:`wait_ready`)."""
+        command = customlabels_command("serve", "--port", str(self.stack.plan.service_port), "--workers", "1")
+        self._spawn("service", command)
+
+    def start_worker(self) -> None:
+        """The sync worker (not waiting until it registers: see :func:`wait_worker`)."""
+        self._spawn("worker", customlabels_command("worker"))
+
+    def _spawn(self, name: str, command: list[str]) -> None:
+        layout = self.stack.plan.layout
+        popen = spawn(command, env=self.service_env(), log=layout.log(name), cwd=layout.home)
+        self.stack.add(name, popen, layout.log(name), command)
 
 
 def bring_up(
     stack: Stack, secrets_: Secrets, ls_settings: Mapping[str, str], *, demo: bool, progress: Progress
-) -> None:
-    """Start every part in order, recording each; raise on the first that fails."""
+) -> Parts:
+    """Start every part in order, recording each; raise on the first that fails. Returns how to start
+    each part again (for the supervisor)."""
+    parts = Parts(stack, secrets_, ls_settings, progress=progress)
     plan = stack.plan
     layout = plan.layout
 
     progress.step(f"Label Studio {plan.ls_version}: its environment")
     with progress.paused():
-        env_dir = ensure_label_studio_env(plan.ls_version)
+        parts.label_studio_env()
 
     if plan.embedded_s3:
         progress.step(f"S3 store on port {plan.s3_port} (files in {layout.s3})")
-        directory = ensure_s3store(progress)
-        popen, command = start_s3store(plan, directory)
-        stack.add("s3", popen, layout.log("s3"), command)
+        parts.start_s3()
     else:
         progress.step(f"S3 at {plan.s3_endpoint}")
     ensure_bucket(plan)
@@ -179,50 +274,26 @@ def bring_up(
     progress.step("Redis")
     if redis_available(plan.redis_url):
         progress.note(f"using the Redis that answers at {plan.redis_url} (not ours to stop)")
+        parts.claim_redis()
     else:
-        port = redis_port_to_start(plan.redis_url)
-        server = start_redis(port, layout.redis)
-        db = urlparse(plan.redis_url).path.lstrip("/") or "0"
-        stack.record.redis_started = True
-        stack.record.urls["redis"] = f"redis://{LOOPBACK}:{port}/{db}"
-        stack.add("redis", server.process, server.log_path, ["redis-server", "--port", str(port)])
-        plan = _replace_redis(plan, stack.record.urls["redis"])
-        stack.plan = plan
-    dropped = claim_redis(plan)
-    if dropped:
-        progress.note(f"dropped {dropped} cached keys another customlabels stack left in {plan.redis_url}")
+        parts.start_redis()
+    plan = stack.plan
 
     first = not (layout.label_studio / "label_studio.sqlite3").exists()
     progress.step(
         f"Label Studio on port {plan.ls_port}"
         + (" (first start migrates its database: ~30 s)" if first else "")
     )
-    server_ls = start_label_studio(
-        layout.label_studio,
-        plan.ls_port,
-        username=secrets_.username,
-        password=secrets_.password,
-        token=secrets_.token,
-        log_path=layout.log("label_studio"),
-        env_dir=env_dir,
-        version=plan.ls_version,
-        timeout=LS_START_TIMEOUT,
-        extra_env=ls_settings,
-        workers=plan.ls_workers,
-    )
-    stack.add("label_studio", server_ls.process, layout.log("label_studio"), server_ls.command)
+    parts.start_label_studio()
 
     progress.step(f"sync service on port {plan.service_port} and a worker")
-    env = service_env(plan, secrets_)
-    settings = load_settings(env)
-    serve_cmd = customlabels_command("serve", "--port", str(plan.service_port), "--workers", "1")
-    serve = spawn(serve_cmd, env=env, log=layout.log("service"), cwd=layout.home)
-    stack.add("service", serve, layout.log("service"), serve_cmd)
-    worker_cmd = customlabels_command("worker")
-    worker = spawn(worker_cmd, env=env, log=layout.log("worker"), cwd=layout.home)
-    stack.add("worker", worker, layout.log("worker"), worker_cmd)
-    wait_ready(plan.service_url, serve, layout.log("service"))
-    wait_worker(plan.redis_url, settings.queue, worker, layout.log("worker"))
+    settings = load_settings(parts.service_env())
+    parts.start_service()
+    parts.start_worker()
+    service, worker = stack.record.processes["service"], stack.record.processes["worker"]
+    assert service.popen is not None and worker.popen is not None
+    wait_ready(plan.service_url, service.popen, layout.log("service"))
+    wait_worker(plan.redis_url, settings.queue, worker.popen, layout.log("worker"))
 
     progress.step("projects" + (" and the demo project" if demo else ""))
     changed = repoint_projects(plan, secrets_)
@@ -231,6 +302,7 @@ def bring_up(
     if demo:
         stack.record.demo = ensure_demo(plan, secrets_, settings)
     stack.save()
+    return parts
 
 
 def _replace_redis(plan: Plan, url: str) -> Plan:

@@ -11,64 +11,24 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
 
-from plugin.localstack.http_calls import http_get
 from plugin.localstack.label_studio import ensure_label_studio_env
 from plugin.localstack.plan import make_plan
-from plugin.localstack.processes import free_port, port_in_use, process_start_time
+from plugin.localstack.processes import port_in_use
 from plugin.localstack.s3_store import s3_client
+from tests.plugin.localstack.e2e_helpers import cli as _cli
+from tests.plugin.localstack.e2e_helpers import get_object as _get_object
+from tests.plugin.localstack.e2e_helpers import manifests as _manifests
+from tests.plugin.localstack.e2e_helpers import port_flags, stack_env
+from tests.plugin.localstack.e2e_helpers import running as _running
+from tests.plugin.localstack.e2e_helpers import tasks as _tasks
 
 E2E_SECONDS = 240
-
-
-def _cli(env: dict[str, str], *args: str, timeout: float = 360) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "plugin.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def _get_object(s3: Any, bucket: str, key: str) -> bytes | None:
-    try:
-        return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    except s3.exceptions.NoSuchKey:
-        return None
-
-
-def _manifests(s3: Any, bucket: str, folder: str, *, timeout: float = 60) -> dict[str, list[str]]:
-    """The source-refs of train.manifest and test.manifest once both hold every demo image."""
-    deadline = time.monotonic() + timeout
-    while True:
-        refs: dict[str, list[str]] = {}
-        for side in ("train", "test"):
-            body = _get_object(s3, bucket, f"{folder}{side}.manifest") or b""
-            refs[side] = sorted(json.loads(line)["source-ref"] for line in body.splitlines())
-        if (len(refs["train"]), len(refs["test"])) == (5, 2) or time.monotonic() > deadline:
-            return refs
-        time.sleep(0.5)
-
-
-def _tasks(ls_url: str, token: str, project: int) -> list[tuple[int, str, str]]:
-    status, body = http_get(
-        f"{ls_url}/api/projects/{project}/export?exportType=JSON&download_all_tasks=true",
-        token=token,
-        timeout=30,
-    )
-    assert status == 200, body[:300]
-    return sorted((t["id"], t["data"]["image"], t["data"]["dataset"]) for t in json.loads(body))
 
 
 @pytest.mark.e2e
@@ -76,14 +36,8 @@ def test_up_doctor_down_up_keeps_every_piece_of_data(tmp_path: Path) -> None:
     ensure_label_studio_env()  # installed once per machine; not part of the timing
     began = time.monotonic()
     home = tmp_path / "home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CUSTOMLABELS_", "AWS_", "LABEL_STUDIO"))}
-    env.update(
-        CUSTOMLABELS_HOME=str(home),
-        CUSTOMLABELS_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",  # nothing there: up starts one
-        CUSTOMLABELS_DEBOUNCE_SECONDS="0.2",
-    )
-    ports = ["--ls-port", str(free_port()), "--port", str(free_port()),
-             "--s3-port", str(free_port())]  # fmt: skip
+    env = stack_env(home)  # its own Redis: nothing answers on the port, up starts one
+    ports = port_flags()
     started: list[int] = []
     try:
         up = _cli(env, "up", "--detach", "--json", *ports)
@@ -138,7 +92,3 @@ def test_up_doctor_down_up_keeps_every_piece_of_data(tmp_path: Path) -> None:
             if _running(pid):
                 os.killpg(pid, signal.SIGKILL)
     assert time.monotonic() - began < E2E_SECONDS
-
-
-def _running(pid: int) -> bool:
-    return process_start_time(pid) is not None
