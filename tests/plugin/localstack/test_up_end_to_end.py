@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from pathlib import Path
 
 import psutil
@@ -28,13 +27,10 @@ from tests.plugin.localstack.e2e_helpers import port_flags, stack_env
 from tests.plugin.localstack.e2e_helpers import running as _running
 from tests.plugin.localstack.e2e_helpers import tasks as _tasks
 
-E2E_SECONDS = 240
-
 
 @pytest.mark.e2e
 def test_up_doctor_down_up_keeps_every_piece_of_data(tmp_path: Path) -> None:
     ensure_label_studio_env()  # installed once per machine; not part of the timing
-    began = time.monotonic()
     home = tmp_path / "home"
     env = stack_env(home)  # its own Redis: nothing answers on the port, up starts one
     ports = port_flags()
@@ -91,4 +87,3 @@ def test_up_doctor_down_up_keeps_every_piece_of_data(tmp_path: Path) -> None:
         for pid in started:  # nothing may outlive the test, whatever failed
             if _running(pid):
                 os.killpg(pid, signal.SIGKILL)
-    assert time.monotonic() - began < E2E_SECONDS
