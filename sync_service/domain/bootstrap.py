@@ -26,6 +26,7 @@ from sync_service.config import SECRET_HEADER, Settings
 from sync_service.domain.datasets import dataset_record
 from sync_service.domain.events import HANDLED
 from sync_service.domain.projects import ProjectInfo, Projects, slugify
+from sync_service.domain.tabs import TABS, tab_filter, tab_ids
 from sync_service.edges.labelstudio import LabelStudio
 from sync_service.edges.state import ProjectState
 from sync_service.errors import LabelStudioError
@@ -34,7 +35,6 @@ WEBHOOK_PATH = "/webhooks/label-studio"
 MAX_TITLE = 50  # Label Studio's PROJECT_TITLE_MAX_LEN
 MAX_LABEL = DEFAULT_LIMITS.max_label_name
 _REKOGNITION_NAME = re.compile(r"^[a-zA-Z0-9_.\-]{1,255}$")
-TABS = (("Training dataset", "train"), ("Test dataset", "test"))
 IMAGE_REGEX = r".*\.(jpe?g|JPE?G|png|PNG)$"
 
 
@@ -224,27 +224,6 @@ def _ensure_webhook(ls: LabelStudio, settings: Settings, pid: int) -> int:
         actions=sorted(HANDLED - {"PROJECT_DELETED"}),  # never delivered by the open-source server
     )
     return int(hook["id"])
-
-
-def tab_filter(dataset: str) -> dict[str, Any]:
-    """The Data Manager filter of a dataset tab: ``data.dataset`` equals ``dataset``."""
-    return {
-        "conjunction": "and",
-        "items": [
-            {"filter": "filter:tasks:data.dataset", "operator": "equal", "type": "String", "value": dataset}
-        ],
-    }
-
-
-def tab_ids(views: Sequence[dict[str, Any]]) -> dict[str, int]:
-    """The ids of Data Manager tabs by their titles (tabs without a title are left out)."""
-    have = {}
-    for view in views:
-        data = view.get("data")
-        title = data.get("title") if isinstance(data, dict) else None
-        if title:
-            have[str(title)] = int(view["id"])
-    return have
 
 
 def _ensure_tabs(ls: LabelStudio, pid: int) -> tuple[int, ...]:

@@ -55,6 +55,7 @@ from sync_service.domain.fingerprints import FingerprintCache, groups_of
 from sync_service.domain.images import IMAGE_SUFFIXES, store_image
 from sync_service.domain.projects import ProjectInfo
 from sync_service.domain.publisher import ImageMetaCache, assign, dedupe, now_stamp
+from sync_service.domain.tabs import LEAK_TAB, show_leaks
 from sync_service.edges.locks import LockLost, RenewingLock
 from sync_service.edges.s3 import split_s3_url
 from sync_service.edges.state import CachedEntry, ProjectState
@@ -714,6 +715,14 @@ class Datasets:
                 moves = {move["source-ref"]: move["to"] for move in report["fix"]["moves"]}
                 self._place(info, [listed[ref] for ref in moves], moves)
                 report["fix"]["applied"] = True
+            leaking = [] if report["fix"]["applied"] else _crossing_refs(report)
+            report["tab"] = {
+                "title": LEAK_TAB,
+                "view": show_leaks(
+                    self.ctx.ls, info.label_studio_project_id, [listed[r].task_id for r in leaking]
+                ),
+                "tasks": len(leaking),
+            }
             return report
 
     def labels(
@@ -982,6 +991,11 @@ def _label_stats(
             for box in entry.boxes:
                 boxes[box.label] = boxes.get(box.label, 0) + 1
     return [LabelStats(name, entries[name], boxes.get(name, 0)) for name in entries]
+
+
+def _crossing_refs(report: dict[str, Any]) -> list[str]:
+    """The images of the groups a check found in both train and test."""
+    return [ref for group in report["crossing"] for side in (TRAIN, TEST) for ref in group[side]]
 
 
 def _entry_of(cached: CachedEntry) -> Entry | None:

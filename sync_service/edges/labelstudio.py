@@ -389,6 +389,13 @@ class LabelStudio:
         )
         return result
 
+    def update_view(self, view_id: int, project_id: int, data: dict[str, Any]) -> dict[str, Any]:
+        """Replace a Data Manager tab's ``data`` (``title``, ``filters``...); returns it."""
+        result: dict[str, Any] = self._json(
+            "PATCH", f"/api/dm/views/{view_id}/", json={"project": project_id, "data": data}
+        )
+        return result
+
     # ---------------------------------------------------------------------------------- webhooks
 
     def webhooks(self, project_id: int) -> list[dict[str, Any]]:

@@ -20,10 +20,11 @@ from redis import Redis
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from sync_service.domain.bootstrap import TABS, label_studio, tab_ids
+from sync_service.domain.bootstrap import label_studio
 from sync_service.domain.context import Context, make_context
 from sync_service.domain.datasets import DATASETS, Datasets, invalid
 from sync_service.domain.projects import ProjectInfo
+from sync_service.domain.tabs import TABS, tab_ids
 from sync_service.edges.state import ProjectState
 from sync_service.errors import LabelStudioError
 from sync_service.jobs.publish import JOB_TIMEOUT, context, reconcile_job

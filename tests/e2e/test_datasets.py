@@ -632,7 +632,10 @@ def test_check_finds_a_copy_across_train_and_test_and_fix_moves_it(world: World)
         "applied": False,
     }
     assert report["coverage"]["labels"]["dogs"]["test"]["entries"] == 1
-    assert {t["data"]["image"]: t["data"]["dataset"] for t in tasks(w)}[leaked] == "test"  # a dry run
+    by_image = {t["data"]["image"]: t for t in tasks(w)}
+    assert by_image[leaked]["data"]["dataset"] == "test"  # a dry run
+    assert report["tab"]["title"] == "Leaking entries" and report["tab"]["tasks"] == 2
+    assert leaking_tab(w, report["tab"]["view"]) == {by_image[original]["id"], by_image[leaked]["id"]}
 
     fixed = run(w, "dataset", "check", pid, "--fix", "--json")
     assert fixed.returncode == 0, fixed.stderr
@@ -641,3 +644,10 @@ def test_check_finds_a_copy_across_train_and_test_and_fix_moves_it(world: World)
     assert leaked in lines(sides["train"]) and leaked not in lines(sides["test"])
     again = json.loads(run(w, "dataset", "check", pid, "--json").stdout)
     assert again["crossing"] == [] and again["coverage"]["missing_from_test"] == ["dogs"]
+    assert again["tab"]["view"] == report["tab"]["view"] and leaking_tab(w, again["tab"]["view"]) == set()
+
+
+def leaking_tab(w: World, view: int) -> set[int]:
+    """The task ids Label Studio's Data Manager shows in a tab (as a person opening it sees them)."""
+    page = w.client.tasks.list(project=w.project_id, view=view, page_size=100)
+    return {int(t.id) for t in page}
