@@ -51,7 +51,7 @@ from converters.screening import screen_lines
 from converters.split import TEST, TRAIN, SplitItem, labels_short_of, split
 from converters.validation import dataset_entry, line_issues
 from sync_service.domain.context import Context
-from sync_service.domain.fingerprints import FingerprintCache, groups_of
+from sync_service.domain.fingerprints import FingerprintCache, groups_of, record_groups
 from sync_service.domain.images import IMAGE_SUFFIXES, store_image
 from sync_service.domain.projects import ProjectInfo
 from sync_service.domain.publisher import ImageMetaCache, assign, dedupe, now_stamp
@@ -675,7 +675,9 @@ class Datasets:
         prints = cache.get_many(
             source_refs, progress=lambda done, total: self.progress("hashing images", done, total)
         )
-        return groups_of(prints.values(), distance=distance)
+        groups = groups_of(prints.values(), distance=distance)
+        record_groups(self.ctx.redis, source_refs, groups, distance=distance)
+        return groups
 
     def check(
         self,

@@ -27,7 +27,7 @@ from converters.duplicates import DEFAULT_DISTANCE, DuplicateGroup, Fingerprint,
 from converters.imagemeta import ImageMeta, image_meta_from_header
 from converters.jsonio import dumps, loads
 from sync_service.edges.s3 import Storage
-from sync_service.edges.state import FINGERPRINT_KEY
+from sync_service.edges.state import DUPLICATE_GROUP_KEY, FINGERPRINT_KEY
 
 DUPLICATE_DISTANCE = DEFAULT_DISTANCE
 """Hamming threshold in bits (of 64) for near duplicates; the setting ``CUSTOMLABELS_DUPLICATE_DISTANCE``
@@ -61,16 +61,6 @@ def fingerprint_of(source_ref: str, data: bytes) -> Fingerprint | None:
 
 def _bits(value: imagehash.ImageHash) -> int:
     return int(str(value), 16)
-
-
-def cached_fingerprints(redis: Redis, source_refs: Sequence[str]) -> dict[str, Fingerprint]:
-    """The fingerprints Redis holds for ``source_refs``, unchecked against S3 (no read)."""
-    out = {}
-    for ref, raw in zip(source_refs, redis.hmget(FINGERPRINT_KEY, list(source_refs)), strict=True):
-        if raw is not None:
-            _, digest, phash, flip = loads(raw)
-            out[ref] = Fingerprint(ref, digest, phash, flip)
-    return out
 
 
 class FingerprintCache:
@@ -124,12 +114,36 @@ def groups_of(prints: Iterable[Fingerprint], *, distance: int = DUPLICATE_DISTAN
     return find_duplicates(sorted(prints, key=lambda fp: fp.source_ref), distance=distance)
 
 
+def record_groups(
+    redis: Redis, source_refs: Sequence[str], groups: Sequence[DuplicateGroup], *, distance: int
+) -> None:
+    """Remember the duplicate groups found among ``source_refs`` (a check or distribute hashed them), so
+    that a publish's split finds them without grouping again: each member maps to its group's first
+    member, tagged with ``distance``; the others of ``source_refs`` are in no group now."""
+    grouped = {ref: f"{distance}:{group.members[0]}" for group in groups for ref in group.members}
+    pipe = redis.pipeline(transaction=False)
+    alone = [ref for ref in source_refs if ref not in grouped]
+    for start in range(0, len(alone), 1000):
+        pipe.hdel(DUPLICATE_GROUP_KEY, *alone[start : start + 1000])
+    items = list(grouped.items())
+    for start in range(0, len(items), 1000):
+        pipe.hset(DUPLICATE_GROUP_KEY, mapping=dict(items[start : start + 1000]))
+    pipe.execute()
+
+
 def known_groups(
     redis: Redis, source_refs: Sequence[str], *, distance: int = DUPLICATE_DISTANCE
 ) -> list[tuple[str, ...]]:
-    """Duplicate groups among the images whose fingerprints are cached (a check or distribute hashed
-    them); images never hashed are in no group. Reads Redis only, never S3."""
+    """Duplicate groups among ``source_refs`` as the last check or distribute found them at ``distance``
+    (:func:`record_groups`); images never hashed are in no group. One Redis read, no grouping, no S3."""
     if not source_refs:
         return []
-    prints = cached_fingerprints(redis, source_refs)
-    return [group.members for group in groups_of(prints.values(), distance=distance)]
+    tag = f"{distance}:"
+    members: dict[str, list[str]] = {}
+    for ref, raw in zip(source_refs, redis.hmget(DUPLICATE_GROUP_KEY, list(source_refs)), strict=True):
+        if raw is None:
+            continue
+        value = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if value.startswith(tag):
+            members.setdefault(value[len(tag) :], []).append(ref)
+    return [tuple(group) for group in members.values() if len(group) > 1]

@@ -31,6 +31,7 @@ from sync_service.edges.locks import LockLost, RenewingLock
 
 IMAGE_META_KEY = "cl:imgmeta"
 FINGERPRINT_KEY = "cl:imgprint"  # source-ref -> [ETag, SHA-256, phash, flip hash]
+DUPLICATE_GROUP_KEY = "cl:imggroup"  # source-ref -> "<distance>:<first member>" of its duplicate group
 PROJECTS_KEY = "cl:projects"
 
 LOCK_TTL = 20.0

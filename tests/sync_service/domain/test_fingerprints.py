@@ -9,7 +9,14 @@ from redis import Redis
 
 from bench.bench_dedup import make_fixture, score
 from converters.imagemeta import ImageMeta
-from sync_service.domain.fingerprints import FingerprintCache, fingerprint_of, groups_of, known_groups
+from sync_service.domain.fingerprints import (
+    DUPLICATE_DISTANCE,
+    FingerprintCache,
+    fingerprint_of,
+    groups_of,
+    known_groups,
+    record_groups,
+)
 
 
 class FakeStorage:
@@ -48,8 +55,13 @@ def test_groups_from_cached_fingerprints_find_the_injected_copies(redis_url: str
     storage.tags[changed] = '"2"'
     cache.get_many(files)
     assert storage.reads == [changed]  # a new ETag: read again
+    groups = groups_of(prints.values())
+    record_groups(redis, sorted(files), groups, distance=DUPLICATE_DISTANCE)
     grouped = known_groups(redis, sorted(files))
-    assert {m for g in grouped for m in g} == {m for g in groups_of(prints.values()) for m in g.members}
+    assert sorted(grouped) == sorted(g.members for g in groups)  # no grouping again, the same groups
+    assert known_groups(redis, sorted(files), distance=DUPLICATE_DISTANCE + 1) == []  # found at another
+    record_groups(redis, sorted(files), [], distance=DUPLICATE_DISTANCE)  # a later check found none
+    assert known_groups(redis, sorted(files)) == []
 
 
 def test_flat_images_group_by_digest_only() -> None:
