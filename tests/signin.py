@@ -34,5 +34,8 @@ def console_session(service_url: str, email: str, password: str, **options: Any)
         "/console/sign-in",
         data={"email": email, "password": password, "token": form_token(page.text), "next": "/console/"},
     )
-    assert answer.status_code == 302 and answer.headers["location"].endswith("/console/"), answer.text[:300]
+    where = answer.headers.get("location", "")
+    assert answer.status_code == 302 and "sign-in" not in where and where.endswith("/console/"), (
+        f"the sign-in was refused: {answer.status_code} {where}"
+    )
     return client

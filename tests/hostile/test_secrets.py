@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+from redis import Redis
 
 from plugin.localstack.processes import free_port
 from sync_service.config import SECRET_HEADER, load_settings
@@ -140,7 +141,7 @@ def test_no_secret_in_any_log(
             id=project_id, request=[{"image": f"s3://{bucket}/missing.jpg", "dataset": "train"}]
         )
         _provoke_the_service(stack.url, project_id, secret_values)
-        secret_values.update(_sign_in_and_act(stack.url, project_id, secret_values, label_studio))
+        secret_values.update(_sign_in_and_act(stack.url, project_id, secret_values, label_studio, redis_url))
 
         # Label Studio away, then a wrong key for it, then S3 away: the worker's jobs fail and log why.
         for name, change in (
@@ -222,10 +223,11 @@ def _post(url: str, project_id: int, values: dict[str, str], *, headers: dict[st
 
 
 def _sign_in_and_act(
-    url: str, project_id: int, values: dict[str, str], label_studio: LabelStudioServer
+    url: str, project_id: int, values: dict[str, str], label_studio: LabelStudioServer, redis_url: str
 ) -> dict[str, str]:
     """A wrong password, then the admin signs in, acts in the console and signs out; returns the session
-    ids that came into being (the console's cookie, its session id inside it), to search the logs for."""
+    ids that came into being (the console's cookie, its session id inside it, the Label Studio session the
+    service keeps), to search the logs for."""
     with httpx.Client(base_url=url, timeout=30) as browser:
         page = browser.get("/console/sign-in")
         refused = browser.post(
@@ -242,10 +244,18 @@ def _sign_in_and_act(
             f"/console/projects/{project_id}/actions/resync", data={"token": form_token(page.text)}
         )
         assert acted.status_code == 302
+        held = Redis.from_url(redis_url)
+        try:
+            kept = [json.loads(held.get(key) or b"{}") for key in held.scan_iter("cl:auth:session:*")]
+        finally:
+            held.close()
+        assert kept and all(record.get("ls_session") for record in kept)
         browser.post("/console/sign-out", data={"token": form_token(browser.get("/console/").text)})
     finally:
         browser.close()
-    return {"console cookie": cookie, "console session id": _session_id(cookie)}
+    found = {"console cookie": cookie, "console session id": _session_id(cookie)}
+    found.update({f"Label Studio session {n}": str(r["ls_session"]) for n, r in enumerate(kept)})
+    return found
 
 
 def _session_id(cookie: str) -> str:
