@@ -116,7 +116,7 @@ def test_up_doctor_down_up_keeps_every_piece_of_data(tmp_path: Path) -> None:
             aws_secret_access_key=info["service"]["api_secret_access_key"],
         )  # fmt: skip
         names = [p["ProjectArn"] for p in rek.describe_projects()["ProjectDescriptions"]]
-        assert any("/project/" in arn for arn in names), names
+        assert any(":project/demo-shapes/" in arn for arn in names), names  # the demo project
 
         doctor = _cli(env, "doctor", "--json", timeout=120)
         report = json.loads(doctor.stdout)
