@@ -71,6 +71,7 @@ from plugin.localstack.redis_server import start_redis  # noqa: E402
 from sync_service.edges.labelstudio import LabelStudio  # noqa: E402
 from tests.e2e.stack import CUSTOMLABELS, SECRET, Stack, stack_env  # noqa: E402
 from tests.realparts import LabelStudioServer, WebhookReceiver, label_studio, s3_client  # noqa: E402
+from tests.signin import bearer  # noqa: E402
 
 RESULTS = HERE / "results" / "sync.json"
 LABELS = ["cat", "dog", "bird", "fish", "horse", "cow", "sheep", "frog"]
@@ -640,7 +641,7 @@ def _percentile(values: list[float], p: float) -> float:
 
 def status_of(service_url: str, project_id: int) -> dict[str, Any]:
     """The service's status of a project."""
-    response = httpx.get(f"{service_url}/api/v1/projects/{project_id}/status", timeout=10)
+    response = httpx.get(f"{service_url}/api/v1/projects/{project_id}/status", timeout=10, headers=bearer())
     response.raise_for_status()
     result: dict[str, Any] = response.json()
     return result
@@ -920,7 +921,9 @@ def bench_resync(
             rss.reset()
             machine = MachineLoad()
             started = time.monotonic()
-            httpx.post(f"{stack.url}/api/v1/projects/{project.id}/resync", timeout=30).raise_for_status()
+            httpx.post(
+                f"{stack.url}/api/v1/projects/{project.id}/resync", timeout=30, headers=bearer()
+            ).raise_for_status()
             status = wait_for(
                 "the resync",
                 lambda: (

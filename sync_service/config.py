@@ -25,6 +25,8 @@ declarations.
 | ``CUSTOMLABELS_API_ACCESS_KEY_ID`` | empty = endpoint refuses all | key id clients of the Rekognition-compatible endpoint sign with (SigV4) |
 | ``CUSTOMLABELS_API_SECRET_ACCESS_KEY`` | empty = endpoint refuses all | its secret (16+ characters; set both or neither) |
 | ``CUSTOMLABELS_API_ACCOUNT_ID`` | ``123456789012`` | the 12-digit account id in the endpoint's ARNs |
+| ``CUSTOMLABELS_ALLOWED_BUCKETS`` | empty = ``CUSTOMLABELS_BUCKET`` | comma-separated buckets the service may read imports from (the console, the REST and Rekognition-compatible endpoints); local paths and other schemes are always refused there |
+| ``CUSTOMLABELS_SERVICE_API_KEY`` | empty = none | a bearer token for scripts that acts for every project (32+ characters); people send their own Label Studio token instead |
 
 A blank value counts as unset (the default applies), except for ``CUSTOMLABELS_PREFIX``, where it means
 no prefix. AWS credentials come from boto3's usual chain (``AWS_ACCESS_KEY_ID`` ...).
@@ -52,6 +54,7 @@ DEFAULT_ACCOUNT_ID = "123456789012"
 _HTTP = ("http", "https")
 _REDIS = ("redis", "rediss", "unix")
 _MIN_SECRET = 16
+_MIN_SERVICE_KEY = 32
 
 
 # --- the checks that clean a raw value, or say what is wrong with it (never quoting it) -----------------
@@ -73,6 +76,15 @@ def _url_of(schemes: tuple[str, ...]) -> Callable[[str], str]:
         return value.rstrip("/")
 
     return check
+
+
+def _bucket_list(value: str) -> tuple[str, ...]:
+    """Comma-separated bucket names -> a tuple of them, each a valid S3 bucket name."""
+    names = tuple(dict.fromkeys(name.strip() for name in value.split(",") if name.strip()))
+    bad = [name for name in names if not _BUCKET_RE.fullmatch(name)]
+    if bad:
+        raise ValueError(f"{bad[0][:80]!r} is not a valid S3 bucket name")
+    return names
 
 
 def _clean_prefix(value: str) -> str:
@@ -283,6 +295,32 @@ class Settings:
         ),
     )
 
+    allowed_buckets: tuple[str, ...] = field(
+        default=(),
+        metadata=_var(
+            "CUSTOMLABELS_ALLOWED_BUCKETS",
+            "comma-separated buckets the service may read imports from (the console, the REST and "
+            "Rekognition-compatible endpoints); local paths and other schemes are always refused there",
+            shown="empty = ``CUSTOMLABELS_BUCKET``",
+            check=_bucket_list,
+        ),
+    )
+    service_api_key: str | None = field(
+        default=None,
+        metadata=_var(
+            "CUSTOMLABELS_SERVICE_API_KEY",
+            f"a bearer token for scripts that acts for every project ({_MIN_SERVICE_KEY}+ characters); "
+            "people send their own Label Studio token instead",
+            shown="empty = none",
+            min_length=_MIN_SERVICE_KEY,
+        ),
+    )
+
+    @property
+    def source_buckets(self) -> tuple[str, ...]:
+        """The buckets imports through the service may read: :attr:`allowed_buckets`, else :attr:`bucket`."""
+        return self.allowed_buckets or (self.bucket,)
+
     def __repr__(self) -> str:
         # Secrets never reach logs or error messages, not even through a repr.
         return (
@@ -298,6 +336,7 @@ def declarations() -> Iterator[tuple[Field[Any], Variable]]:
 
 
 def redact_url(url: str) -> str:
+    """``url`` with its password (if any) shown as ``***``: what may be printed or logged."""
     parsed = urlparse(url)
     if parsed.password:
         return url.replace(f":{parsed.password}@", ":***@")

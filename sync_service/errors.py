@@ -44,3 +44,8 @@ class StorageError(ServiceError):
 
 class ProjectNotFound(ServiceError):
     """No project of ours has this Label Studio id."""
+
+
+class SignInRefused(ServiceError):
+    """Label Studio refused a person's credentials (wrong email or password, a deactivated account, a
+    revoked token): the person is not let in. Not an outage: the service answers 401, not 503."""

@@ -34,9 +34,13 @@ SOURCES = ("from_s3", "from_dir", "from_manifest", "from_dataset", "from_coco", 
 def open_datasets(progress: ItemProgress | None = None) -> Datasets:
     """The dataset operations over connections made from the settings (the environment)."""
     from sync_service.domain.context import make_context  # noqa: PLC0415 - the service costs start-up time
-    from sync_service.domain.datasets import Datasets  # noqa: PLC0415 - the service costs start-up time
+    from sync_service.domain.datasets import (  # noqa: PLC0415 - the service costs start-up time
+        ON_THIS_MACHINE,
+        Datasets,
+    )
 
-    return Datasets(make_context(load_settings()), progress=progress)
+    # The user's own machine and credentials: local files and any bucket they reach are sources here.
+    return Datasets(make_context(load_settings()), progress=progress, sources=ON_THIS_MACHINE)
 
 
 def progress_for(args: argparse.Namespace) -> ItemProgress:

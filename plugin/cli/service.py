@@ -5,7 +5,8 @@ They read their settings from the environment (see ``sync_service.config``); a m
 setting stops them at once with a message naming the variable (exit code 2). ``project status`` and
 ``project resync`` need only the service's URL: ``--service-url``, else ``CUSTOMLABELS_SERVICE_URL``,
 else the service of the local stack running from ``$CUSTOMLABELS_HOME`` (``customlabels up``), else
-``http://127.0.0.1:5000``.
+``http://127.0.0.1:5000``; and a bearer token the service accepts: ``CUSTOMLABELS_SERVICE_API_KEY``,
+else your Label Studio token ``CUSTOMLABELS_LS_API_KEY``, else the local stack's admin token.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from sync_service.config import DEFAULTS, Settings, check_prefix, load_settings
 from sync_service.errors import ConfigError, ProjectNotFound, ServiceError
 
 SERVICE_URL_VARIABLE = "CUSTOMLABELS_SERVICE_URL"
+TOKEN_VARIABLES = ("CUSTOMLABELS_SERVICE_API_KEY", "CUSTOMLABELS_LS_API_KEY")
+"""Where the commands find the bearer token they send, in order (then the local stack's admin token)."""
 DEFAULT_SERVICE_URL = DEFAULTS.service_url
 POLL_SECONDS = 0.5  # between two status requests of ``project resync --wait``
 REQUEST_SECONDS = 10.0  # the longest one request to the service may take
@@ -110,12 +113,15 @@ class ServiceCallError(ServiceError):
 class ServiceClient:
     """The few REST calls the command line makes to a running sync service (``/api/v1``)."""
 
-    def __init__(self, url: str, *, timeout: float = REQUEST_SECONDS) -> None:
+    def __init__(self, url: str, *, token: str | None = None, timeout: float = REQUEST_SECONDS) -> None:
         import httpx  # noqa: PLC0415 - httpx costs start-up time
 
         self.url = url
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         # A proxy from the environment is for the outside world, never for a service on this machine.
-        self._http = httpx.Client(base_url=url, timeout=timeout, trust_env=not _loopback(url))
+        self._http = httpx.Client(
+            base_url=url, timeout=timeout, trust_env=not _loopback(url), headers=headers
+        )
         self._errors: tuple[type[Exception], ...] = (httpx.HTTPError,)
 
     def status(self, project_id: int) -> dict[str, Any]:
@@ -146,6 +152,11 @@ class ServiceClient:
         message = body.get("message") if isinstance(body, dict) else None
         if response.status_code == 404 and message:
             raise ProjectNotFound(f"{message} ({where})")
+        if response.status_code == 401:
+            raise ServiceCallError(
+                f"{method} {where} answered 401: {message or 'no credentials'}; set "
+                f"{' or '.join(TOKEN_VARIABLES)} (your Label Studio token, Account & Settings)"
+            )
         if response.status_code >= 400 or not isinstance(body, dict):
             detail = message or (response.text[:200].strip() or "no body")
             if not isinstance(body, dict) and response.status_code < 400:
@@ -166,6 +177,23 @@ def service_url(explicit: str | None, env: Mapping[str, str] | None = None) -> s
     if env.get(SERVICE_URL_VARIABLE, "").strip():
         return _checked_url(env[SERVICE_URL_VARIABLE].strip(), SERVICE_URL_VARIABLE)
     return _stack_service_url(env) or DEFAULT_SERVICE_URL
+
+
+def service_token(env: Mapping[str, str] | None = None) -> str | None:
+    """The bearer token the commands send: the first of :data:`TOKEN_VARIABLES` that is set, else the
+    Label Studio admin token of the local stack running from this home, else None."""
+    env = os.environ if env is None else env
+    for name in TOKEN_VARIABLES:
+        if env.get(name, "").strip():
+            return env[name].strip()
+    from plugin.localstack.layout import Layout, resolve_home  # noqa: PLC0415 - the local stack costs start-up time
+    from plugin.localstack.private_files import load_secrets  # noqa: PLC0415 - the local stack costs start-up time
+
+    try:
+        made = load_secrets(Layout(resolve_home(None, env)), create=False)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return made.token if made else None
 
 
 def _checked_url(value: str, name: str) -> str:
@@ -215,7 +243,7 @@ def _project_id(ref: str) -> int:
 def cmd_project_status(args: argparse.Namespace) -> int:
     """Print the sync status of a project, as the service's status endpoint gives it."""
     url = service_url(args.service_url)
-    client = ServiceClient(url)
+    client = ServiceClient(url, token=service_token())
     try:
         status = client.status(_project_id(args.project))
     finally:
@@ -297,7 +325,7 @@ def cmd_project_resync(args: argparse.Namespace) -> int:
     if args.timeout <= 0:
         raise ConfigError("--timeout", f"must be a positive number of seconds, got {args.timeout}")
     url = service_url(args.service_url)
-    client = ServiceClient(url)
+    client = ServiceClient(url, token=service_token())
     started = time.monotonic()
     try:
         pid = _project_id(args.project)

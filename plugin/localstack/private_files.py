@@ -1,5 +1,6 @@
 """The home's private files, written mode 0600: the generated-once login (``secrets.json``: admin, API
-token, webhook secret) and Label Studio's settings (``label-studio.env``, read at every start).
+token, webhook secret, the Rekognition-compatible endpoint's key pair) and Label Studio's settings
+(``label-studio.env``, read at every start).
 """
 
 from __future__ import annotations
@@ -45,9 +46,21 @@ class Secrets:
     password: str
     token: str
     webhook_secret: str
+    api_access_key_id: str
+    """The key id clients of the Rekognition-compatible endpoint sign with (SigV4)."""
+    api_secret_access_key: str
+    """Its secret."""
 
     def __repr__(self) -> str:
         return f"Secrets(username={self.username!r}, ...)"
+
+
+def _api_key_pair() -> dict[str, str]:
+    """A new key pair for the Rekognition-compatible endpoint, shaped like AWS's (20 and 40 characters)."""
+    return {
+        "api_access_key_id": "AKCL" + secrets.token_hex(8).upper(),
+        "api_secret_access_key": secrets.token_urlsafe(30),
+    }
 
 
 def write_private(path: Path, text: str) -> None:
@@ -70,28 +83,28 @@ def load_secrets(layout: Layout, *, create: bool) -> Secrets | None:
     """The home's secrets; made (mode 0600) when missing and ``create``; None when missing otherwise."""
     if layout.secrets.exists():
         raw = json.loads(layout.secrets.read_text())
+        if "api_access_key_id" not in raw and create:  # a home from before the endpoint had a key pair
+            raw.update(_api_key_pair())
+            write_private(layout.secrets, json.dumps(raw, indent=2) + "\n")
         return Secrets(
             username=str(raw["username"]),
             password=str(raw["password"]),
             token=str(raw["token"]),
             webhook_secret=str(raw["webhook_secret"]),
+            api_access_key_id=str(raw.get("api_access_key_id", "")),
+            api_secret_access_key=str(raw.get("api_secret_access_key", "")),
         )
     if not create:
         return None
-    made = Secrets(
-        username=ADMIN_EMAIL,
-        password=secrets.token_urlsafe(12),
-        token=secrets.token_hex(20),  # 40 characters: the most a legacy token may have
-        webhook_secret=secrets.token_urlsafe(32),
-    )
     body = {
-        "username": made.username,
-        "password": made.password,
-        "token": made.token,
-        "webhook_secret": made.webhook_secret,
+        "username": ADMIN_EMAIL,
+        "password": secrets.token_urlsafe(12),
+        "token": secrets.token_hex(20),  # 40 characters: the most a legacy token may have
+        "webhook_secret": secrets.token_urlsafe(32),
+        **_api_key_pair(),
     }
     write_private(layout.secrets, json.dumps(body, indent=2) + "\n")
-    return made
+    return Secrets(**body)
 
 
 def parse_env_file(text: str) -> dict[str, str]:

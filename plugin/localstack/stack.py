@@ -31,7 +31,7 @@ from plugin.localstack.redis_server import redis_available, redis_port_to_start,
 from plugin.localstack.s3_store import ensure_bucket, ensure_s3store, start_s3store
 from plugin.localstack.stop_signals import shielded
 from plugin.progress import Progress
-from sync_service.config import load_settings
+from sync_service.config import load_settings, redact_url
 
 LS_START_TIMEOUT = 300.0
 READY_TIMEOUT = 90.0
@@ -62,6 +62,8 @@ def service_env(plan: Plan, secrets_: Secrets, base: Mapping[str, str] | None = 
         CUSTOMLABELS_PREFIX=plan.prefix,
         CUSTOMLABELS_WEBHOOK_SECRET=secrets_.webhook_secret,
         CUSTOMLABELS_SERVICE_URL=plan.service_url,
+        CUSTOMLABELS_API_ACCESS_KEY_ID=secrets_.api_access_key_id,
+        CUSTOMLABELS_API_SECRET_ACCESS_KEY=secrets_.api_secret_access_key,
         AWS_DEFAULT_REGION=plan.region,
         PYTHONUNBUFFERED="1",
     )
@@ -324,7 +326,11 @@ def summary(record: StackRecord, secrets_: Secrets | None, *, status: str) -> di
             "token": secrets_.token if secrets_ else None,
             "data": str(layout.label_studio),
         },
-        "service": {"url": record.urls.get("service")},
+        "service": {
+            "url": record.urls.get("service"),
+            "api_access_key_id": secrets_.api_access_key_id if secrets_ else None,
+            "api_secret_access_key": secrets_.api_secret_access_key if secrets_ else None,
+        },
         "s3": {
             "endpoint": record.urls.get("s3"),
             "bucket": record.bucket,
@@ -334,7 +340,10 @@ def summary(record: StackRecord, secrets_: Secrets | None, *, status: str) -> di
             "secret_key": S3STORE_KEY if record.s3_embedded else None,
             "data": str(layout.s3) if record.s3_embedded else None,
         },
-        "redis": {"url": record.urls.get("redis"), "started": record.redis_started},
+        "redis": {
+            "url": redact_url(str(record.urls.get("redis") or "")) or None,
+            "started": record.redis_started,
+        },
         "demo": demo,
         "logs": str(layout.logs),
         "pids": {name: proc.pid for name, proc in record.processes.items()},
@@ -353,6 +362,8 @@ def print_summary(info: Mapping[str, Any]) -> None:
         f"                 login {ls['username']}  password {ls['password']}",
         f"                 API token {ls['token']}",
         f"  Sync service   {info['service']['url']}   (health: {info['service']['url']}/readyz)",
+        f"                 Rekognition API key {info['service']['api_access_key_id']} / "
+        f"{info['service']['api_secret_access_key']}  (SigV4; console: sign in with Label Studio)",
     ]
     if s3["embedded"]:
         lines.append(

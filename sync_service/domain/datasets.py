@@ -50,6 +50,7 @@ from converters.model import Entry, ImageLabel, Provenance
 from converters.screening import screen_lines
 from converters.split import TEST, TRAIN, SplitItem, labels_short_of, split
 from converters.validation import dataset_entry, line_issues
+from sync_service.config import Settings
 from sync_service.domain.context import Context
 from sync_service.domain.fingerprints import FingerprintCache, groups_of, record_groups
 from sync_service.domain.images import IMAGE_SUFFIXES, store_image
@@ -141,14 +142,77 @@ def dataset_record(
     return {"created": now, "updated": now, "status": status, "status_message": message, "status_code": code}
 
 
+ALLOWED_BUCKETS_VARIABLE = "CUSTOMLABELS_ALLOWED_BUCKETS"
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePolicy:
+    """Where imports may read from.
+
+    ``buckets``: the S3 buckets allowed (None: any bucket the credentials reach); ``local``: whether a
+    local path is a source. The service reads only ``s3://`` locations in its allow-list
+    (:meth:`service`): a person who may post a form must not make the worker read the machine's files
+    or another team's bucket. The command line reads anything its user can (:data:`ON_THIS_MACHINE`).
+    """
+
+    buckets: frozenset[str] | None
+    local: bool
+
+    @classmethod
+    def service(cls, settings: Settings) -> SourcePolicy:
+        """The service's policy: ``s3://`` in :attr:`Settings.source_buckets` only."""
+        return cls(buckets=frozenset(settings.source_buckets), local=False)
+
+    def check(self, location: str) -> None:
+        """Refuse ``location`` (AccessDeniedException naming the setting) unless the policy allows it;
+        nothing is opened or listed here."""
+        if self.local and self.buckets is None:
+            return
+        # Case-sensitive on purpose: ``S3://b/k`` is not what ``_open`` reads from S3.
+        scheme = location.partition("://")[0] if "://" in location else ""
+        if scheme == "s3":
+            bucket = location[len("s3://") :].partition("/")[0]
+            if self.buckets is None or bucket in self.buckets:
+                return
+            raise DatasetError(
+                "AccessDeniedException",
+                f"{location[:200]!r}: bucket {bucket[:80]!r} is not one the service may read; the "
+                f"buckets it may read are {', '.join(sorted(self.buckets))} ({ALLOWED_BUCKETS_VARIABLE})",
+            )
+        if not scheme and self.local:
+            return
+        what = f"a {scheme[:20]}:// location" if scheme else "a local path"
+        raise DatasetError(
+            "AccessDeniedException",
+            f"{location[:200]!r} is {what}; the service reads imports only from s3:// locations in the "
+            f"buckets of {ALLOWED_BUCKETS_VARIABLE}; local files are a source of the command line on "
+            "your own machine (customlabels dataset create --from-dir / --from-manifest)",
+        )
+
+
+ON_THIS_MACHINE = SourcePolicy(buckets=None, local=True)
+"""The command line's policy: local files and any bucket its user's credentials reach."""
+
+
 class Datasets:
     """The dataset operations over one sync-service :class:`Context`; ``progress`` hears how far the long
-    ones are (imports, distribute, snapshot, delete)."""
+    ones are (imports, distribute, snapshot, delete); ``sources`` says where imports may read from
+    (default: the service's allow-list, :meth:`SourcePolicy.service`)."""
 
-    def __init__(self, ctx: Context, *, progress: ProgressCallback | None = None) -> None:
+    def __init__(
+        self, ctx: Context, *, progress: ProgressCallback | None = None, sources: SourcePolicy | None = None
+    ) -> None:
         self.ctx = ctx
         self.progress: ProgressCallback = progress or no_progress
+        self._sources = sources
         self._held: RenewingLock | None = None  # the dataset lock, while an operation holds it
+
+    @property
+    def sources(self) -> SourcePolicy:
+        """Where imports may read from (made from the settings on first use when none was given)."""
+        if self._sources is None:
+            self._sources = SourcePolicy.service(self.ctx.settings)
+        return self._sources
 
     # ------------------------------------------------------------------------------------- projects
 
@@ -468,7 +532,8 @@ class Datasets:
         return result
 
     def from_manifest(self, info: ProjectInfo, dataset: str, location: str) -> ImportResult:
-        """Import a Ground Truth manifest from ``s3://bucket/key`` or a local file."""
+        """Import a Ground Truth manifest from ``s3://bucket/key`` or a local file (as :attr:`sources`
+        allow)."""
         with self._open(location) as stream:
             return self.from_manifest_lines(
                 info,
@@ -478,6 +543,7 @@ class Datasets:
             )
 
     def _open(self, location: str) -> IO[bytes]:
+        self.sources.check(location)
         if location.startswith("s3://"):
             bucket, key = split_s3_url(location)
             spool = self.ctx.storage.spool()
@@ -505,6 +571,7 @@ class Datasets:
         """One task per PNG/JPEG under ``s3://bucket/prefix/``; with folder labels, each image's label is
         its immediate child folder of the prefix (images directly under it get none). Re-running imports
         only what is new."""
+        self.sources.check(uri)
         bucket, _, prefix = uri.removeprefix("s3://").partition("/")
         if not uri.startswith("s3://") or not bucket:
             raise invalid(f"{uri!r} is not an s3://bucket/prefix/ URI")
@@ -527,6 +594,7 @@ class Datasets:
     ) -> ImportResult:
         """Images of a local folder, copied into the project's S3 folder (content-addressed: the key is
         the SHA-256 of the bytes, so a re-run or a copy elsewhere makes no second object or task)."""
+        self.sources.check(path)
         root = Path(path)
         if not root.is_dir():
             raise invalid(f"{path}: not a folder")

@@ -8,6 +8,7 @@ hints; everything a publish writes comes from here.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -22,7 +23,7 @@ import httpx
 import orjson
 
 from converters.jsonio import iter_json_records
-from sync_service.errors import LabelStudioError
+from sync_service.errors import LabelStudioError, SignInRefused
 
 EXPORT_BATCH = 900
 """Most task ids per export request. Each ``ids[]`` is a query field and Django refuses more than 1,000
@@ -52,6 +53,12 @@ take time: a token that expires on the way is refused)."""
 
 LIST_PAGE = 100
 """Objects per page when listing (projects)."""
+
+SESSION_COOKIE = "sessionid"
+"""Label Studio's (Django's) session cookie."""
+CSRF_COOKIE = "csrftoken"
+"""Label Studio's (Django's) CSRF cookie, which its login form checks against the form's token."""
+LOGIN_PATH = "/user/login/"
 
 
 def _bare(path: str) -> str:
@@ -154,12 +161,22 @@ class LabelStudio:
         self._clock = clock
         self._sleep = sleep
         self._pat = is_personal_access_token(api_key)
+        self._session: str | None = None  # a person's Label Studio session (see signed_in)
         self._access: str | None = None
         self._expires = 0.0
         self._client: httpx.Client | None = None
         self._pid = 0
         self._lock = threading.Lock()
         self._client_lock = threading.Lock()
+
+    @classmethod
+    def signed_in(cls, url: str, session: str, **options: Any) -> LabelStudio:
+        """A client acting as the person whose Label Studio session (``sessionid``, from :func:`sign_in`)
+        this is: Label Studio answers it with what that person may see. Reads only (Label Studio checks
+        CSRF on a session's writes)."""
+        client = cls(url, "", **options)
+        client._session = session
+        return client
 
     @property
     def _http(self) -> httpx.Client:
@@ -193,6 +210,8 @@ class LabelStudio:
 
     def _auth_headers(self) -> dict[str, str]:
         """The Authorization header to send now, refreshing the access token when it is about to expire."""
+        if self._session is not None:
+            return {"Cookie": f"{SESSION_COOKIE}={self._session}"}
         if not self._pat:
             return auth_header(self._api_key)
         _ = self._http  # after a fork, this makes the child's own lock before it is taken
@@ -327,6 +346,12 @@ class LabelStudio:
     def version(self) -> dict[str, Any]:
         """``GET /api/version/`` (no token): the release (``release``) and its parts' versions."""
         result: dict[str, Any] = self._json("GET", "/api/version/", auth=False)
+        return result
+
+    def whoami(self) -> dict[str, Any]:
+        """The person the credentials belong to (``id``, ``email``, ``username``...); a refusal raises
+        :class:`LabelStudioError` with its ``status`` (401: not signed in, or a wrong token)."""
+        result: dict[str, Any] = self._json("GET", "/api/current-user/whoami")
         return result
 
     def check_token(self) -> None:
@@ -623,6 +648,73 @@ class LabelStudio:
         None when Label Studio no longer has the file (404); other failures raise."""
         response = self._request("GET", url, allow=(404,))
         return None if response.status_code == 404 else response.content
+
+
+def sign_in(
+    url: str,
+    email: str,
+    password: str,
+    *,
+    timeout: float = 15.0,
+    transport: httpx.BaseTransport | None = None,
+) -> str:
+    """Sign a person in through Label Studio's own login form, as a browser does (its CSRF cookie and
+    token, then the form): Label Studio checks the password and that the account is active. Returns the
+    person's new Label Studio session id (a secret: keep it server-side, never log it); raises
+    :class:`SignInRefused` when Label Studio does not let them in, :class:`LabelStudioError` when it
+    cannot be reached or answers oddly."""
+    base = url.rstrip("/")
+    try:
+        with httpx.Client(
+            base_url=base, timeout=timeout, transport=transport, follow_redirects=False
+        ) as http:
+            page = http.get(LOGIN_PATH)
+            csrf = http.cookies.get(CSRF_COOKIE)
+            if page.status_code != 200 or not csrf:
+                raise LabelStudioError(
+                    f"Label Studio GET {LOGIN_PATH} answered {page.status_code} without its login form",
+                    method="GET",
+                    path=LOGIN_PATH,
+                    status=page.status_code,
+                )
+            answer = http.post(
+                LOGIN_PATH,
+                data={"email": email, "password": password, "csrfmiddlewaretoken": csrf},
+                # Django checks the Referer of a form posted over https.
+                headers={"Referer": f"{base}{LOGIN_PATH}", "X-CSRFToken": csrf},
+            )
+            session = answer.cookies.get(SESSION_COOKIE) or http.cookies.get(SESSION_COOKIE)
+    except httpx.TransportError as exc:
+        raise LabelStudioError(
+            f"Label Studio at {base} unreachable (sign-in): {type(exc).__name__}",
+            method="POST",
+            path=LOGIN_PATH,
+        ) from None
+    # Success is a redirect with a session; a wrong password or an inactive account is the form again.
+    if answer.status_code in (301, 302, 303) and session:
+        return session
+    if answer.status_code in (200, 400, 401, 403):
+        raise SignInRefused(
+            "Label Studio did not accept this email and password (or the account is not active)"
+        )
+    raise LabelStudioError(
+        f"Label Studio POST {LOGIN_PATH} answered {answer.status_code}",
+        method="POST",
+        path=LOGIN_PATH,
+        status=answer.status_code,
+    )
+
+
+def sign_out(url: str, session: str, *, timeout: float = 5.0) -> None:
+    """End a Label Studio session :func:`sign_in` made (best effort: an unreachable server keeps it until
+    it expires there)."""
+    with contextlib.suppress(httpx.HTTPError):  # it expires in Label Studio by itself
+        httpx.get(
+            f"{url.rstrip('/')}/logout",
+            headers={"Cookie": f"{SESSION_COOKIE}={session}"},
+            timeout=timeout,
+            follow_redirects=False,
+        )
 
 
 def reachable(url: str) -> bool:

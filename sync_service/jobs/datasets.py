@@ -288,6 +288,7 @@ def _import_manifest(
     ops: Datasets, info: ProjectInfo, dataset: str, s3object: dict[str, str]
 ) -> ImportResult:
     location = f"s3://{s3object['Bucket']}/{s3object['Name']}"
+    ops.sources.check(location)
     version = s3object.get("Version")
     if not version:
         return ops.from_manifest(info, dataset, location)

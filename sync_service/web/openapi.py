@@ -43,7 +43,10 @@ _UNAVAILABLE = _json(
     "Error",
     headers=_RETRY_AFTER,
 )
-_NOT_OURS = _json("not a customlabels project", "Error")
+_NOT_OURS = _json("not a customlabels project, or not one Label Studio lets the caller see", "Error")
+_UNAUTHORIZED = _json(
+    "no bearer token, or one Label Studio refuses (WWW-Authenticate says how to authenticate)", "Error"
+)
 _PROJECT_ID = {
     "name": "project_id",
     "in": "path",
@@ -81,7 +84,10 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "Queued": {
         "type": "object",
-        "properties": {"status": {"type": "string", "enum": ["queued"]}, "job": {"type": "string"}},
+        "properties": {
+            "status": {"type": "string", "enum": ["queued", "already queued"]},
+            "job": {"type": "string"},
+        },
         "required": ["status", "job"],
     },
     "Health": {
@@ -126,13 +132,15 @@ def _required_for_action() -> dict[str, Any]:
     }
 
 
-def _project_operation(summary: str, status: str, answer: dict[str, Any]) -> dict[str, Any]:
-    """An operation on one project of ours: its id in the path, ``answer`` when it is done, 404 for any
-    other id, 503 when a part is away."""
+def _project_operation(summary: str, answers: dict[str, Any]) -> dict[str, Any]:
+    """An operation on one project of ours, for a bearer token: its id in the path, ``answers`` when it
+    is done, 401 without a token Label Studio accepts, 404 for any other id (or a project the caller
+    may not see), 503 when a part is away."""
     return {
         "summary": summary,
         "parameters": [_PROJECT_ID],
-        "responses": {status: answer, "404": _NOT_OURS, "503": _UNAVAILABLE},
+        "security": [{"bearer": []}],
+        "responses": {**answers, "401": _UNAUTHORIZED, "404": _NOT_OURS, "503": _UNAVAILABLE},
     }
 
 
@@ -210,15 +218,13 @@ def _operations() -> dict[str, dict[str, Any]]:
         "/api/v1/projects/{project_id}/status": {
             "get": _project_operation(
                 "Last publish, entries and labels per dataset, pending events, last error",
-                "200",
-                _json("the status", "ProjectStatus"),
+                {"200": _json("the status", "ProjectStatus")},
             )
         },
         "/api/v1/projects/{project_id}/resync": {
             "post": _project_operation(
                 "Rebuild the project's manifests from Label Studio, correcting any drift",
-                "202",
-                _json("queued", "Queued"),
+                {"202": _json("queued", "Queued"), "200": _json("one is already queued", "Queued")},
             )
         },
         "/api/v1/openapi.json": {
@@ -264,6 +270,15 @@ def spec() -> dict[str, Any]:
     for name, schema in _SCHEMAS.items():
         api.components.schema(name, schema)
     api.components.security_scheme("webhookSecret", {"type": "apiKey", "in": "header", "name": SECRET_HEADER})
+    api.components.security_scheme(
+        "bearer",
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "your Label Studio token (legacy or personal access token), or the service "
+            "API key (CUSTOMLABELS_SERVICE_API_KEY)",
+        },
+    )
     for path, operations in _operations().items():
         api.path(path=path, operations=operations)
     document: dict[str, Any] = api.to_dict()

@@ -353,6 +353,7 @@ class Api:
                 if not ground_truth.get("S3Object"):
                     raise invalid("GroundTruthManifest needs an S3Object (Bucket, Name).")
                 manifest = ground_truth["S3Object"]
+                self.ops.sources.check(f"s3://{manifest.get('Bucket', '')}/{manifest.get('Name', '')}")
             else:
                 other_info, other_dataset, _ = self.dataset(other)
                 copy_of = (other_info, other_dataset)

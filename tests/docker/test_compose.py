@@ -3,9 +3,11 @@
 The file is parsed with PyYAML, ``${VAR}``, ``${VAR:-default}`` and ``${VAR:?message}`` are interpolated
 with ``docker/.env.example`` as Compose would, and then: every setting ``sync_service/config.py`` reads is
 set for the service and the workers and loads; the URLs agree with the services they name (Label Studio,
-the service's own port, MinIO's, Redis); Label Studio runs on PostgreSQL with the POSTGRE_* spelling and
-the settings our webhooks and S3 need; every image is pinned; every long-running service has a health
-check; and the service and workers wait for what they need.
+the service's own port, the opt-in local store's, Redis); Label Studio runs on PostgreSQL with the
+POSTGRE_* spelling and the settings our webhooks and S3 need; every image is pinned and none is MinIO's
+(archived, unpatched); only the ports a browser opens are published, on ``PUBLISH_ADDRESS`` (this
+machine by default); every long-running service has a health check; and the service and workers wait
+for what they need.
 """
 
 from __future__ import annotations
@@ -27,7 +29,11 @@ ENV_EXAMPLE = ROOT / "docker" / ".env.example"
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 CONFIG = ROOT / "sync_service" / "config.py"
 OURS = ("service", "worker")
-ONE_SHOT = {"minio-init"}
+ONE_SHOT = {"garage-init"}
+LOCAL_STORE = {"CUSTOMLABELS_S3_ENDPOINT": "http://s3.localhost:3900"}
+"""What docker/.env says to use the opt-in local store (``--profile local-s3``)."""
+BROWSER_PORTS = {"label-studio": [8080], "service": [5000], "garage": [3900]}
+"""The ports a browser opens: Label Studio, the console, the local store's presigned image URLs."""
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$\$")
 
 
@@ -133,12 +139,13 @@ def test_service_and_workers_get_every_setting_of_the_config(compose: dict[str, 
         assert sorted(variables - set(env)) == [], f"{name} lacks settings of sync_service/config.py"
         assert all(env[v] for v in required_variables()), name
         settings = load_settings(env)  # every value is valid, as the service would read it
-        assert settings.s3_endpoint and settings.bucket
+        assert settings.s3_endpoint is None and settings.bucket  # Amazon S3 unless docker/.env says
         assert env["AWS_ACCESS_KEY_ID"] and env["AWS_SECRET_ACCESS_KEY"]
     assert env_of(compose["services"]["service"]) == env_of(compose["services"]["worker"])
 
 
-def test_urls_name_the_services_that_answer_them(compose: dict[str, Any]) -> None:
+def test_urls_name_the_services_that_answer_them(raw: dict[str, Any], example_env: dict[str, str]) -> None:
+    compose = interpolate(raw, {**example_env, **LOCAL_STORE})
     services = compose["services"]
     env = env_of(services["service"])
     # Label Studio: the official image serves on 8080.
@@ -148,21 +155,54 @@ def test_urls_name_the_services_that_answer_them(compose: dict[str, Any]) -> Non
     assert command[:2] == ["customlabels", "serve"] and option(command, "--host") == "0.0.0.0"
     host, port = hostport(env["CUSTOMLABELS_SERVICE_URL"])
     assert host in names_of(compose, "service") and port == int(option(command, "--port") or 0)
-    # S3 is MinIO's API port, under a name MinIO answers to inside the network and published as is.
+    # The local store is Garage's S3 API port, under a name it answers to inside the network and
+    # published as is; its config binds that port and signs for the service's region.
     host, port = hostport(env["CUSTOMLABELS_S3_ENDPOINT"])
-    minio = services["minio"]
-    assert host in names_of(compose, "minio")
-    assert f":{port}" == option(minio["command"], "--address")
-    assert f"{port}:{port}" in [str(p) for p in minio["ports"]]
+    garage = services["garage"]
+    assert host in names_of(compose, "garage")
+    toml = (ROOT / "docker" / "garage.toml").read_text()
+    assert f'api_bind_addr = "[::]:{port}"' in toml and f'"{env["CUSTOMLABELS_S3_REGION"]}"' in toml
+    assert f"127.0.0.1:{port}:{port}" in [str(p) for p in garage["ports"]]
+    assert garage["profiles"] == services["garage-init"]["profiles"] == ["local-s3"]
     # Redis
     assert hostport(env["CUSTOMLABELS_REDIS_URL"]) == ("redis", 6379)
-    # The service's S3 credentials are MinIO's, and the bucket it uses is the one minio-init makes.
-    minio_env = env_of(minio)
-    assert env["AWS_ACCESS_KEY_ID"] == minio_env["MINIO_ROOT_USER"]
-    assert env["AWS_SECRET_ACCESS_KEY"] == minio_env["MINIO_ROOT_PASSWORD"]
-    assert env_of(services["minio-init"])["CUSTOMLABELS_BUCKET"] == env["CUSTOMLABELS_BUCKET"]
+    # The key pair garage-init imports is the service's, and the bucket it makes is the one it uses.
+    init = env_of(services["garage-init"])
+    assert (init["AWS_ACCESS_KEY_ID"], init["AWS_SECRET_ACCESS_KEY"]) == (
+        env["AWS_ACCESS_KEY_ID"],
+        env["AWS_SECRET_ACCESS_KEY"],
+    )
+    assert init["CUSTOMLABELS_BUCKET"] == env["CUSTOMLABELS_BUCKET"]
     # Published ports of the UI and the service
-    assert "8080:8080" in services["label-studio"]["ports"] and "5000:5000" in services["service"]["ports"]
+    assert "127.0.0.1:8080:8080" in services["label-studio"]["ports"]
+    assert "127.0.0.1:5000:5000" in services["service"]["ports"]
+
+
+def test_only_the_ports_a_browser_opens_are_published_and_on_this_machine_by_default(
+    raw: dict[str, Any], compose: dict[str, Any], example_env: dict[str, str]
+) -> None:
+    published = {
+        name: [str(p) for p in service.get("ports") or ()] for name, service in compose["services"].items()
+    }
+    assert {
+        name: [int(p.rsplit(":", 1)[1]) for p in ports] for name, ports in published.items() if ports
+    } == BROWSER_PORTS
+    assert all(p.startswith("127.0.0.1:") for ports in published.values() for p in ports), published
+    for name, service in compose["services"].items():
+        assert not service.get("expose") and service.get("network_mode") != "host", name
+    # The address is the operator's to choose (a proxy on another interface).
+    moved = interpolate(raw, {**example_env, "PUBLISH_ADDRESS": "10.0.0.5"})
+    assert moved["services"]["service"]["ports"] == ["10.0.0.5:5000:5000"]
+    assert not [p for p in published["garage"] if p.endswith((":3901", ":3903"))]  # RPC, admin
+
+
+def test_no_archived_minio_image_and_the_store_is_opt_in(compose: dict[str, Any]) -> None:
+    images = {name: service["image"] for name, service in compose["services"].items()}
+    assert not [name for name, image in images.items() if "minio" in image.lower()], images
+    default = {name for name, service in compose["services"].items() if not service.get("profiles")}
+    assert default == {"postgres", "redis", "label-studio", "service", "worker"}
+    waits = compose["services"]["service"]["depends_on"]["garage-init"]
+    assert waits == {"condition": "service_completed_successfully", "required": False}
 
 
 def test_label_studio_runs_on_postgres_with_what_our_webhooks_and_s3_need(compose: dict[str, Any]) -> None:
@@ -213,10 +253,10 @@ def test_every_long_running_service_has_a_health_check_and_waits_for_what_it_nee
     assert waits("label-studio") == {"postgres": "service_healthy"}
     assert waits("service") == {
         "redis": "service_healthy",
-        "minio": "service_healthy",
-        "minio-init": "service_completed_successfully",
+        "garage-init": "service_completed_successfully",
         "label-studio": "service_healthy",
     }
+    assert waits("garage-init") == {"garage": "service_healthy"}
     assert waits("worker") == {"service": "service_healthy"}
     assert services["worker"]["command"] == ["customlabels", "worker"]
     assert services["worker"]["image"] == services["service"]["image"]

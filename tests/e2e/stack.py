@@ -24,6 +24,7 @@ from PIL import Image
 from converters.labelconfig import build_label_config
 from plugin.localstack.processes import log_tail
 from tests.realparts import LabelStudioServer
+from tests.signin import SERVICE_KEY, bearer
 
 CUSTOMLABELS = str(Path(sys.executable).with_name("customlabels"))
 SECRET = "e2e-webhook-secret-0123456789abcdef"
@@ -153,6 +154,7 @@ def stack_env(
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",
         AWS_DEFAULT_REGION="us-east-1",
+        CUSTOMLABELS_SERVICE_API_KEY=SERVICE_KEY,  # scripts (the tests) call the REST API with it
     )
     env.update({k: str(v) for k, v in extra.items()})
     return env
@@ -299,7 +301,7 @@ class World:
 
     def status(self) -> dict[str, Any]:
         status: dict[str, Any] = httpx.get(
-            f"{self.stack.url}/api/v1/projects/{self.project_id}/status", timeout=5
+            f"{self.stack.url}/api/v1/projects/{self.project_id}/status", timeout=5, headers=bearer()
         ).json()
         return status
 

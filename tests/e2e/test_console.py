@@ -1,5 +1,5 @@
-"""The dataset console in a real headless Chromium: open the page, import from S3, see the counts
-change, follow the link into Label Studio's gallery."""
+"""The dataset console in a real headless Chromium: sign in with the Label Studio account, open the page,
+import from S3, see the counts change, follow the link into Label Studio's gallery."""
 
 from __future__ import annotations
 
@@ -55,6 +55,12 @@ def test_import_from_s3_in_the_console_and_open_the_gallery(
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(f"{stack.url}/console/")
+            assert "/console/sign-in" in page.url  # nothing without signing in
+            page.get_by_label("Email").fill(label_studio.username)
+            page.get_by_label("Password").fill(label_studio.password)
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_load_state()
+            assert page.url.rstrip("/").endswith("/console")
             page.get_by_role("link", name=title).click()
             assert page.locator('[data-stat="train-TotalEntries"]').inner_text() == "0"
             form = page.locator("form", has=page.get_by_role("button", name="Import from S3"))

@@ -17,6 +17,7 @@ import pytest
 from converters.labelconfig import build_label_config
 from tests.builders import choices, rect
 from tests.e2e.stack import SECRET, World
+from tests.signin import bearer
 
 pytestmark = pytest.mark.e2e
 
@@ -76,14 +77,17 @@ def test_resync_corrects_drift_in_s3(world: World) -> None:
     expected = w.converge("annotated")
     w.s3.delete_object(Bucket=w.bucket, Key=f"{w.folder}train.manifest")
     w.s3.put_object(Bucket=w.bucket, Key=f"{w.folder}test.manifest", Body=b"not a manifest\n")
-    response = httpx.post(f"{w.stack.url}/api/v1/projects/{w.project_id}/resync", timeout=5)
+    response = httpx.post(f"{w.stack.url}/api/v1/projects/{w.project_id}/resync", timeout=5, headers=bearer())
     assert response.status_code == 202
     assert w.converge("resynced") == expected
     summary = w.s3.get_object(Bucket=w.bucket, Key=f"{w.folder}validation/manifest_summary.json")[
         "Body"
     ].read()
     assert json.loads(summary)["statistics"]["training"]["total_json_lines"] == 1
-    assert httpx.post(f"{w.stack.url}/api/v1/projects/999999/resync", timeout=5).status_code == 404
+    assert (
+        httpx.post(f"{w.stack.url}/api/v1/projects/999999/resync", timeout=5, headers=bearer()).status_code
+        == 404
+    )
     ready = httpx.get(f"{w.stack.url}/readyz", timeout=10).json()
     assert ready == {"status": "ready", "checks": {"redis": True, "s3": True, "label_studio": True}}
 

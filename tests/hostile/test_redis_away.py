@@ -26,8 +26,10 @@ from plugin.localstack.processes import free_port, port_in_use
 from sync_service.config import DEFAULT_ACCOUNT_ID, SECRET_HEADER, Settings
 from sync_service.web import awsjson
 from sync_service.web.app import create_app
+from sync_service.web.auth import SESSION_KEY
 from sync_service.web.unavailable import RETRY_AFTER_SECONDS
 from tests.realparts import served
+from tests.signin import SERVICE_KEY, bearer
 
 SECRET = "redis-away-webhook-secret-0123456789"
 KEY_ID = "AKIDREDISAWAY"
@@ -56,6 +58,7 @@ def app(monkeypatch: pytest.MonkeyPatch) -> Flask:
             webhook_secret=SECRET,
             api_access_key_id=KEY_ID,
             api_secret_access_key=KEY_SECRET,
+            service_api_key=SERVICE_KEY,
         )
     )
 
@@ -69,13 +72,19 @@ def _webhook(client: FlaskClient) -> object:
     return client.post("/webhooks/label-studio", json=TASKS_CREATED, headers={SECRET_HEADER: SECRET})
 
 
+def _console(client: FlaskClient) -> object:
+    with client.session_transaction() as session:  # a signed-in browser's cookie: its record is in Redis
+        session[SESSION_KEY] = "a-session-id"
+    return client.get("/console/projects/7")
+
+
 @pytest.mark.parametrize(
     "send",
     [
         _webhook,
-        lambda c: c.get("/api/v1/projects/7/status"),
-        lambda c: c.post("/api/v1/projects/7/resync"),
-        lambda c: c.get("/console/projects/7"),
+        lambda c: c.get("/api/v1/projects/7/status", headers=bearer()),
+        lambda c: c.post("/api/v1/projects/7/resync", headers=bearer()),
+        _console,
     ],
     ids=["webhook", "status", "resync", "console"],
 )

@@ -1,6 +1,7 @@
 """Secrets never reach logs or error messages: the webhook secret, the Label Studio API key, the AWS
-credentials, the Rekognition-compatible endpoint's secret key, a password in a Redis URL, and the project
-token every Label Studio webhook carries.
+credentials, the Rekognition-compatible endpoint's secret key, a password in a Redis URL, the project
+token every Label Studio webhook carries, the service API key, bearer tokens, a person's password and
+the console's and Label Studio's session ids.
 
 The last test runs the real stack (``serve`` + ``worker`` against the session's Label Studio, Redis and
 moto S3) with distinctive secrets, provokes errors (bad requests of every kind, Label Studio away, a wrong
@@ -10,22 +11,27 @@ own log is searched too; only its own token is allowed there.
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import subprocess
 import time
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from redis import Redis
 
 from plugin.localstack.processes import free_port
 from sync_service.config import SECRET_HEADER, load_settings
 from sync_service.errors import ConfigError
+from sync_service.web.auth import SESSION_KEY
 from tests.e2e.stack import CUSTOMLABELS, Stack, stack_env
 from tests.realparts import LabelStudioServer
+from tests.signin import bearer, console_session, form_token
 
 BASE_ENV = {
     "CUSTOMLABELS_LS_API_KEY": "token",
@@ -61,6 +67,7 @@ def test_the_settings_repr_holds_no_secret() -> None:
         "CUSTOMLABELS_REDIS_URL": f"redis://:rpw-{secrets.token_hex(8)}@127.0.0.1:6379/0",
         "CUSTOMLABELS_API_ACCESS_KEY_ID": "AKIDEXAMPLE",
         "CUSTOMLABELS_API_SECRET_ACCESS_KEY": f"apisec-{secrets.token_hex(8)}",
+        "CUSTOMLABELS_SERVICE_API_KEY": f"svckey-{secrets.token_hex(16)}",
     }
     settings = load_settings({**BASE_ENV, **values})
     shown = repr(settings) + str(settings)
@@ -68,6 +75,7 @@ def test_the_settings_repr_holds_no_secret() -> None:
         "CUSTOMLABELS_LS_API_KEY",
         "CUSTOMLABELS_WEBHOOK_SECRET",
         "CUSTOMLABELS_API_SECRET_ACCESS_KEY",
+        "CUSTOMLABELS_SERVICE_API_KEY",
     ):
         assert values[name] not in shown
     assert values["CUSTOMLABELS_REDIS_URL"].split(":")[2].split("@")[0] not in shown
@@ -92,6 +100,9 @@ def test_no_secret_in_any_log(
         "project token (in payloads)": _distinct("ptok"),
         "task data password (in payloads)": _distinct("tdpw"),
         "wrong Label Studio key": _distinct("lswrong"),
+        "service API key": _distinct("svckey") + secrets.token_hex(8),  # 32+ characters
+        "wrong bearer token": _distinct("badbearer"),
+        "wrong password": _distinct("badpw"),
     }
     port = free_port()
     env = stack_env(
@@ -107,6 +118,7 @@ def test_no_secret_in_any_log(
         CUSTOMLABELS_API_SECRET_ACCESS_KEY=secret_values["API secret access key"],
         AWS_ACCESS_KEY_ID=secret_values["AWS access key id"],
         AWS_SECRET_ACCESS_KEY=secret_values["AWS secret access key"],
+        CUSTOMLABELS_SERVICE_API_KEY=secret_values["service API key"],
     )
     stack = Stack(env=env, workdir=tmp_path, port=port)
     project_id = 0
@@ -129,6 +141,7 @@ def test_no_secret_in_any_log(
             id=project_id, request=[{"image": f"s3://{bucket}/missing.jpg", "dataset": "train"}]
         )
         _provoke_the_service(stack.url, project_id, secret_values)
+        secret_values.update(_sign_in_and_act(stack.url, project_id, secret_values, label_studio, redis_url))
 
         # Label Studio away, then a wrong key for it, then S3 away: the worker's jobs fail and log why.
         for name, change in (
@@ -141,7 +154,11 @@ def test_no_secret_in_any_log(
             stack.start_worker()
             time.sleep(1.0)
             _post(stack.url, project_id, secret_values, action="TASKS_CREATED", tasks=[{"id": 1}])
-            httpx.post(f"{stack.url}/api/v1/projects/{project_id}/resync", timeout=10)
+            httpx.post(
+                f"{stack.url}/api/v1/projects/{project_id}/resync",
+                timeout=10,
+                headers=bearer(secret_values["service API key"]),
+            )
             time.sleep(3.0)
             _cli(
                 tmp_path,
@@ -167,7 +184,11 @@ def test_no_secret_in_any_log(
     leaks = [
         f"{what} in {path.name}"
         for path in logs
-        for what, value in {**secret_values, "Label Studio key": label_studio.token}.items()
+        for what, value in {
+            **secret_values,
+            "Label Studio key": label_studio.token,
+            "admin password": label_studio.password,
+        }.items()
         if value in path.read_text(errors="replace")
     ]
     own = label_studio.process.log_path.read_text(errors="replace")
@@ -201,6 +222,51 @@ def _post(url: str, project_id: int, values: dict[str, str], *, headers: dict[st
     )
 
 
+def _sign_in_and_act(
+    url: str, project_id: int, values: dict[str, str], label_studio: LabelStudioServer, redis_url: str
+) -> dict[str, str]:
+    """A wrong password, then the admin signs in, acts in the console and signs out; returns the session
+    ids that came into being (the console's cookie, its session id inside it, the Label Studio session the
+    service keeps), to search the logs for."""
+    with httpx.Client(base_url=url, timeout=30) as browser:
+        page = browser.get("/console/sign-in")
+        refused = browser.post(
+            "/console/sign-in",
+            data={"email": label_studio.username, "password": values["wrong password"], "token": form_token(page.text)},
+        )  # fmt: skip
+        assert refused.status_code == 302 and "sign-in" in refused.headers["location"]
+    browser = console_session(url, label_studio.username, label_studio.password)
+    try:
+        cookie = browser.cookies["customlabels_session"]
+        page = browser.get(f"/console/projects/{project_id}")
+        assert page.status_code == 200, page.text[:300]
+        acted = browser.post(
+            f"/console/projects/{project_id}/actions/resync", data={"token": form_token(page.text)}
+        )
+        assert acted.status_code == 302
+        held = Redis.from_url(redis_url)
+        try:
+            kept = [json.loads(held.get(key) or b"{}") for key in held.scan_iter("cl:auth:session:*")]
+        finally:
+            held.close()
+        assert kept and all(record.get("ls_session") for record in kept)
+        browser.post("/console/sign-out", data={"token": form_token(browser.get("/console/").text)})
+    finally:
+        browser.close()
+    found = {"console cookie": cookie, "console session id": _session_id(cookie)}
+    found.update({f"Label Studio session {n}": str(r["ls_session"]) for n, r in enumerate(kept)})
+    return found
+
+
+def _session_id(cookie: str) -> str:
+    """The session id inside Flask's signed cookie (its payload is base64 JSON, not encrypted)."""
+    payload = cookie.lstrip(".").split(".")[0]
+    raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    if cookie.startswith("."):
+        raw = zlib.decompress(raw)
+    return str(json.loads(raw)[SESSION_KEY])
+
+
 def _provoke_the_service(url: str, project_id: int, values: dict[str, str]) -> None:
     """Bad requests of every kind; no answer may quote a secret either."""
     token = values["project token (in payloads)"]
@@ -219,7 +285,19 @@ def _provoke_the_service(url: str, project_id: int, values: dict[str, str]) -> N
         _post(url, project_id, values, action="ANNOTATION_CREATED", task={"id": -1, "token": token}),
         _post(url, project_id, values, raw=b" " * (11 * 1024 * 1024)),
         _post(url, project_id, values, action="TASKS_CREATED", tasks=[{"id": 1}]),
-        httpx.post(f"{url}/api/v1/projects/999999/resync", timeout=10),
+        httpx.post(
+            f"{url}/api/v1/projects/999999/resync", timeout=10, headers=bearer(values["service API key"])
+        ),
+        httpx.get(
+            f"{url}/api/v1/projects/{project_id}/status",
+            timeout=10,
+            headers=bearer(values["service API key"]),
+        ),
+        httpx.get(
+            f"{url}/api/v1/projects/{project_id}/status",
+            timeout=10,
+            headers=bearer(values["wrong bearer token"]),
+        ),
         httpx.get(f"{url}/api/v1/projects/{project_id}/status", timeout=10),
         httpx.get(f"{url}/nowhere?token={token}", timeout=10),
         httpx.get(f"{url}/readyz", timeout=10),

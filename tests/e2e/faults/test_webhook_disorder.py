@@ -20,6 +20,7 @@ from sync_service.config import SECRET_HEADER
 from tests.e2e.faults.harness import fault_world
 from tests.e2e.stack import SECRET
 from tests.realparts import LabelStudioServer
+from tests.signin import bearer
 
 pytestmark = pytest.mark.e2e
 
@@ -66,7 +67,10 @@ def test_webhooks_twice_out_of_order_stale_and_dropped(
         hooks.drain()
         assert hooks.counts["dropped"] > 0
         assert (
-            httpx.post(f"{url}/api/v1/projects/{fw.world.project_id}/resync", timeout=10).status_code == 202
+            httpx.post(
+                f"{url}/api/v1/projects/{fw.world.project_id}/resync", timeout=10, headers=bearer()
+            ).status_code
+            == 202
         )
         resynced = fw.converge("some dropped, then a resync", timeout=60)
         assert set(hooks.statuses) == {202}, hooks.statuses

@@ -23,6 +23,7 @@ from sync_service.edges.state import LOCK_TTL
 from tests.builders import choices
 from tests.e2e.faults.harness import FaultWorld, fault_world
 from tests.realparts import LabelStudioServer
+from tests.signin import bearer
 
 pytestmark = pytest.mark.e2e
 
@@ -71,7 +72,9 @@ def test_kill_9_a_worker_in_the_middle_of_a_publish(
         w.client.projects.import_tasks(id=w.project_id, request=bulk)
         fw.stream.start()
         time.sleep(4)
-        response = httpx.post(f"{w.stack.url}/api/v1/projects/{w.project_id}/resync", timeout=10)
+        response = httpx.post(
+            f"{w.stack.url}/api/v1/projects/{w.project_id}/resync", timeout=10, headers=bearer()
+        )
         assert response.status_code == 202
         victim, token = _holder_running(fw, response.json()["job"])
         time.sleep(0.4)  # past the debounce: the events are taken, the export is being read

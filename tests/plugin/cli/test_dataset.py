@@ -23,7 +23,7 @@ from converters.labelstudio import ReadOptions, task_to_entry
 from converters.manifest import entry_to_line
 from plugin.cli import dataset, main
 from sync_service.domain import datasets as datasets_module
-from sync_service.domain.datasets import Datasets, ProgressCallback
+from sync_service.domain.datasets import ON_THIS_MACHINE, Datasets, ProgressCallback
 from sync_service.domain.projects import ProjectInfo
 from sync_service.edges.state import CachedEntry
 from tests.builders import cls_attr, coco, coco_box, coco_image, jsonl, line, service_settings
@@ -184,7 +184,7 @@ class FakeDatasets(Datasets):
     groups are short cuts."""
 
     def __init__(self, world: World, progress: ProgressCallback | None) -> None:
-        super().__init__(world, progress=progress)  # type: ignore[arg-type]
+        super().__init__(world, progress=progress, sources=ON_THIS_MACHINE)  # type: ignore[arg-type]
         self.world = world
 
     def entries(

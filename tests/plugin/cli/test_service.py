@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from plugin.cli import service as service_module
@@ -45,9 +45,19 @@ class FakeService:
     polls_since_resync: int = 0
     unavailable_once: bool = False
     published: int = 0
+    authorizations: list[str | None] = field(default_factory=list)
+    required_token: str | None = None
 
     def app(self) -> Flask:
         app = Flask(__name__)
+
+        @app.before_request
+        def authenticate() -> Any:
+            given = request.headers.get("Authorization")
+            self.authorizations.append(given)
+            if self.required_token and given != f"Bearer {self.required_token}":
+                return jsonify(error="Unauthorized", message="send Authorization: Bearer"), 401
+            return None
 
         @app.get("/api/v1/projects/<int:project_id>/status")
         def status(project_id: int) -> Any:
@@ -256,3 +266,32 @@ def test_resync_wait_rides_out_a_503(
 def test_resync_timeout_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "project", "resync", "3", "--wait", "--timeout", "0")
     assert code == 2 and "--timeout" in err
+
+
+def test_the_commands_send_the_service_key_else_the_label_studio_token(
+    service: tuple[FakeService, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    fake, url = service
+    monkeypatch.setenv("CUSTOMLABELS_HOME", str(tmp_path))  # no local stack's token here
+    monkeypatch.delenv("CUSTOMLABELS_SERVICE_API_KEY", raising=False)
+    monkeypatch.setenv("CUSTOMLABELS_LS_API_KEY", "ls-token-of-the-person")
+    assert run(capsys, "project", "status", "3", "--service-url", url)[0] == 0
+    monkeypatch.setenv("CUSTOMLABELS_SERVICE_API_KEY", "the-service-key")
+    assert run(capsys, "project", "resync", "3", "--service-url", url)[0] == 0
+    assert fake.authorizations[0] == "Bearer ls-token-of-the-person"
+    assert set(fake.authorizations[1:]) == {"Bearer the-service-key"}
+
+
+def test_a_refused_token_says_which_settings_to_set(
+    service: tuple[FakeService, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    fake, url = service
+    fake.required_token = "right"
+    monkeypatch.setenv("CUSTOMLABELS_HOME", str(tmp_path))
+    monkeypatch.setenv("CUSTOMLABELS_SERVICE_API_KEY", "wrong")
+    code, out, err = run(capsys, "project", "status", "3", "--service-url", url)
+    assert code == 1 and out == ""
+    assert "answered 401" in err and "CUSTOMLABELS_SERVICE_API_KEY or CUSTOMLABELS_LS_API_KEY" in err
+    assert "wrong" not in err

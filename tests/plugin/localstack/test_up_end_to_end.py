@@ -13,6 +13,7 @@ import os
 import signal
 from pathlib import Path
 
+import boto3
 import psutil
 import pytest
 
@@ -57,6 +58,15 @@ def test_up_doctor_down_up_keeps_every_piece_of_data(tmp_path: Path) -> None:
         assert {r for side in manifests.values() for r in side} == {image for _, image, _ in tasks}
         summary = _get_object(s3, bucket, f"{folder}validation/manifest_summary.json")
         assert summary is not None and json.loads(summary)["statistics"]["testing"]["total_json_lines"] == 2
+
+        # The README's boto3 example, with the key pair `up` prints beside the S3 key.
+        rek = boto3.client(
+            "rekognition", endpoint_url=info["service"]["url"], region_name="us-east-1",
+            aws_access_key_id=info["service"]["api_access_key_id"],
+            aws_secret_access_key=info["service"]["api_secret_access_key"],
+        )  # fmt: skip
+        names = [p["ProjectArn"] for p in rek.describe_projects()["ProjectDescriptions"]]
+        assert any(":project/demo-shapes/" in arn for arn in names), names  # the demo project
 
         doctor = _cli(env, "doctor", "--json", timeout=120)
         report = json.loads(doctor.stdout)

@@ -10,7 +10,7 @@ import pytest
 from redis import Redis
 
 from converters.jsonio import RawLine
-from sync_service.domain.datasets import DatasetError, Datasets, no_progress
+from sync_service.domain.datasets import ON_THIS_MACHINE, DatasetError, Datasets, no_progress
 from sync_service.domain.projects import ProjectInfo
 from tests.builders import cls_attr, jsonl, line
 from tests.sync_service.domain.test_datasets import Recorder
@@ -52,7 +52,7 @@ def test_a_folder_counts_its_uploads(tmp_path: Any) -> None:
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text(name)
     heard = Heard()
-    ops = Recorder(progress=heard)
+    ops = Recorder(progress=heard, sources=ON_THIS_MACHINE)  # a folder is a command-line source
     ops.upload_image = lambda info, data, suffix: f"s3://b/{data.decode()}"  # type: ignore[method-assign]
     ops.from_dir(INFO, "train", str(tmp_path))
     assert heard.calls == [

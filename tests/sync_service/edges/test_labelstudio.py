@@ -19,7 +19,7 @@ import pytest
 
 from sync_service.edges import labelstudio
 from sync_service.edges.labelstudio import LabelStudio, jwt_expiry
-from sync_service.errors import LabelStudioError
+from sync_service.errors import LabelStudioError, SignInRefused
 
 URL = "http://label-studio.test"
 NOW = 1_800_000_000.0
@@ -291,3 +291,53 @@ def test_a_missing_project_is_none_and_other_errors_raise() -> None:
     assert not ls.project_exists(7)
     with pytest.raises(LabelStudioError):
         ls.find_project(8)
+
+
+# ----------------------------------------------------------------------------------- people's sign-in
+
+
+def login_double(password: str, seen: list[httpx.Request]) -> httpx.MockTransport:
+    """Label Studio's login form: its CSRF cookie on GET, a session and a redirect for the right password
+    with the cookie's token, the form again otherwise."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path == "/user/login/" and request.method == "GET":
+            return httpx.Response(200, text="<form>", headers={"Set-Cookie": "csrftoken=c5rf; Path=/"})
+        if request.url.path == "/user/login/":
+            form = dict(x.split("=", 1) for x in request.content.decode().split("&"))
+            if form.get("csrfmiddlewaretoken") != "c5rf" or "csrftoken=c5rf" not in request.headers.get(
+                "cookie", ""
+            ):
+                return httpx.Response(403, text="CSRF")
+            if form.get("password") == password:
+                return httpx.Response(
+                    302, headers={"Location": "/projects/", "Set-Cookie": "sessionid=s3ss; Path=/"}
+                )
+            return httpx.Response(200, text="<form> errors")
+        if request.url.path == "/api/current-user/whoami":
+            if request.headers.get("cookie") == "sessionid=s3ss":
+                return httpx.Response(200, json={"id": 5, "email": "p@x.test"})
+            return httpx.Response(401, json={"detail": "Authentication credentials were not provided."})
+        return httpx.Response(404)
+
+    return httpx.MockTransport(handle)
+
+
+def test_sign_in_goes_through_the_login_form_and_the_session_reads_as_that_person() -> None:
+    seen: list[httpx.Request] = []
+    transport = login_double("right", seen)
+    session = labelstudio.sign_in(URL, "p@x.test", "right", transport=transport)
+    assert session == "s3ss"
+    person = LabelStudio.signed_in(URL, session, transport=transport)
+    assert person.whoami() == {"id": 5, "email": "p@x.test"}
+    assert [r.method for r in seen[:2]] == ["GET", "POST"] and "Authorization" not in seen[-1].headers
+
+
+def test_a_wrong_password_is_refused_not_an_outage() -> None:
+    transport = login_double("right", [])
+    with pytest.raises(SignInRefused):
+        labelstudio.sign_in(URL, "p@x.test", "wrong", transport=transport)
+    with pytest.raises(LabelStudioError) as ended:
+        LabelStudio.signed_in(URL, "expired", transport=transport, attempts=1).whoami()
+    assert ended.value.status == 401
