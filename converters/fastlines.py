@@ -34,7 +34,6 @@ from converters.labelstudio import (
     ReadOptions,
     WriteOptions,
     _pick,
-    _utc,
 )
 from converters.manifest import META_SUFFIX, _free_attribute
 from converters.model import JsonDict
@@ -342,7 +341,13 @@ def task_line(task: Any, options: ReadOptions) -> tuple[JsonDict, str] | None:
     else:
         kind, _, chosen = _pick(task) or ("annotations", 0, {})
     human = kind == "annotations"
-    date = _utc(chosen.get("updated_at") or chosen.get("created_at"), options.now)
+    stamp = chosen.get("updated_at") or chosen.get("created_at")
+    if type(stamp) is not str or not stamp:  # _utc(stamp, options.now), written out
+        date = options.now
+    elif stamp[-1] == "Z":
+        date = stamp[:-1]
+    else:
+        date = stamp[:-6] if stamp.endswith("+00:00") else stamp
     default_score = chosen.get("score") if not human else None
     results = chosen.get("result")
     if results is None:
@@ -445,7 +450,7 @@ def task_line(task: Any, options: ReadOptions) -> tuple[JsonDict, str] | None:
     line: JsonDict = {"source-ref": ref}
     used = {"source-ref"}
     for name, score in names.items():
-        attr = _free_attribute(DEFAULT_LABEL_ATTRIBUTE, used)
+        attr = DEFAULT_LABEL_ATTRIBUTE if len(used) == 1 else _free_attribute(DEFAULT_LABEL_ATTRIBUTE, used)
         used.add(attr)
         meta: JsonDict = {"confidence": 1.0 if score is None else score}
         if job is not None:
@@ -463,7 +468,7 @@ def task_line(task: Any, options: ReadOptions) -> tuple[JsonDict, str] | None:
         }
         meta = {
             "objects": objects,
-            "class-map": {str(class_id): label for label, class_id in ids.items()},
+            "class-map": dict(zip(map(str, range(len(ids))), ids, strict=True)),  # ids: label -> 0, 1, ...
             "type": _DETECTION,
             "human-annotated": made,
             "creation-date": date,
