@@ -800,6 +800,21 @@ def print_table(
         file=out,
     )
     for row in rows:
+        cpu = [f"ours {row.ls_to_manifest.cpu_seconds:.2f}"]
+        if row.parse is not None:
+            cpu.append(f"parse {row.parse.cpu_seconds:.2f}")
+        if row.sdk is not None:
+            cpu.append(f"SDK {row.sdk.cpu_seconds:.2f}")
+        ratios = []
+        if row.sdk is not None:
+            ratios.append(f"SDK/ours {row.sdk.cpu_seconds / row.ls_to_manifest.cpu_seconds:.1f}x")
+        if row.parse is not None:
+            ratios.append(f"ours/parse {row.ls_to_manifest.cpu_seconds / row.parse.cpu_seconds:.2f}x")
+        print(
+            f"  {row.shape} N={row.n:,}: CPU seconds (user + system, workers included): {', '.join(cpu)}; "
+            f"in CPU time: {', '.join(ratios)}",
+            file=out,
+        )
         if row.sdk is not None:
             print(
                 f"  {row.shape} N={row.n:,}: SDK COCO has {row.sdk_images:,} images, {row.sdk_annotations:,} boxes; "
@@ -875,6 +890,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     found = checks(rows, headline_n, validate, validate_lines)
     print(file=sys.stderr)
     print_table(rows, validate, validate_lines, found, sys.stdout)
+    load = os.getloadavg()
+    print(
+        f"  load average at the end: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min) on "
+        f"{os.cpu_count()} CPUs: above the CPU count, wall times measure the share each process got "
+        "(the CPU times above do not)."
+    )
     if args.quick:
         print("  --quick: sizes too small for the targets to mean much; this is a smoke check.")
     report = {
@@ -885,6 +906,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "command": cli,
         "workers_env": os.environ.get("CUSTOMLABELS_WORKERS"),
+        "load_average": os.getloadavg(),
         "quick": args.quick,
         "headline_n": headline_n,
         "sizes": [asdict(row) for row in rows],
