@@ -2,12 +2,17 @@
 
 Run from the repository root::
 
-    .venv/bin/python bench/bench_core.py [--n 100000] [--sizes 10000,100000,250000] [--quick]
+    .venv/bin/python bench/bench_core.py [--n 100000] [--sizes 10000,100000,250000] [--shapes real,thin]
+        [--quick]
 
-For each N it writes N synthetic Label Studio export tasks (streamed to a file, seeded, so every run sees
-the same input) and the matching label config, then runs, each as its own child process:
+For each shape of task and each N it writes N synthetic Label Studio export tasks (streamed to a file,
+seeded, so every run sees the same input) and the matching label config. ``real`` tasks carry every key
+of a Label Studio 1.23.2 export (19 a task, 21 an annotation, with their value types) laid out as that
+server writes an export, a JSON array on one line; ``thin`` tasks only the keys the converter reads, one
+a line. It then runs, each as its own child process:
 
 * ``customlabels convert ls-to-manifest`` (seconds, tasks/s, peak RSS),
+* a parse-only reference: the file read and parsed whole with orjson, the garbage collector frozen,
 * label-studio-sdk's ``Converter.convert_to_coco`` on the same file with downloads off (seconds, peak RSS),
 * ``customlabels convert manifest-to-ls`` on the manifest ls-to-manifest wrote (lines/s),
 
@@ -25,6 +30,7 @@ worker pool's total footprint is visible.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -36,8 +42,10 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -56,9 +64,13 @@ BOX_LABELS = [
 FOLDERS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
 IMAGE_SIZES = [(640, 480), (800, 600), (1024, 768), (1280, 720), (1920, 1080), (480, 640)]
 STAMP = "2024-01-01T00:00:00Z"
+BASE_TIME = 1_717_200_000  # 2024-06-01, the real tasks' creation
 
-# Targets (issue 2, measured on 2 cores).
+# Targets (issue 2, measured on 2 cores), on the thin tasks.
 TARGET_RATIO = 4.0
+# Targets (issue 14), on real exports: the SDK's time over ours, ours over parsing the file alone.
+TARGET_REAL_RATIO = 8.0
+TARGET_PARSE_RATIO = 1.5
 TARGET_RSS_MIB = 150.0
 TARGET_RSS_FLAT = 1.25  # largest / smallest ls-to-manifest peak RSS over the sizes
 TARGET_LINES_PER_S = 60_000.0
@@ -99,66 +111,195 @@ def _box_percents(rnd: random.Random) -> tuple[float, float, float, float]:
     return round(x, 4), round(y, 4), round(width, 4), round(height, 4)
 
 
-def iter_tasks(n: int, seed: int = 7) -> Iterator[dict[str, Any]]:
-    """Yield N Label Studio export tasks, one at a time: one Choices result and 1-3 rectangles each."""
+def _thin_task(rnd: random.Random, i: int) -> dict[str, Any]:
+    """A task with only the keys the converter reads: one Choices result and 1-3 rectangles."""
+    return {
+        "id": i,
+        "data": {"image": f"s3://bench-bucket/images/{rnd.choice(FOLDERS)}/img_{i}.jpg"},
+        "annotations": [
+            {
+                "id": i,
+                "was_cancelled": False,
+                "ground_truth": False,
+                "created_at": STAMP,
+                "updated_at": STAMP,
+                "result": _results(rnd, i),
+            }
+        ],
+        "predictions": [],
+    }
+
+
+def _results(rnd: random.Random, i: int) -> list[dict[str, Any]]:
+    """One Choices result and 1-3 rectangles, as Label Studio's editor saves them."""
+    width, height = rnd.choice(IMAGE_SIZES)
+    results: list[dict[str, Any]] = [
+        {
+            "id": f"c{i}",
+            "from_name": "label",
+            "to_name": "image",
+            "type": "choices",
+            "value": {"choices": [rnd.choice(CLASSES)]},
+        }
+    ]
+    for j in range(rnd.randint(1, 3)):
+        x, y, w, h = _box_percents(rnd)
+        results.append(
+            {
+                "id": f"r{i}_{j}",
+                "from_name": "bbox",
+                "to_name": "image",
+                "type": "rectanglelabels",
+                "original_width": width,
+                "original_height": height,
+                "image_rotation": 0,
+                "value": {
+                    "x": x,
+                    "y": y,
+                    "width": w,
+                    "height": h,
+                    "rotation": 0,
+                    "rectanglelabels": [rnd.choice(BOX_LABELS)],
+                },
+            }
+        )
+    return results
+
+
+def _stamp(base: int, seconds: float) -> str:
+    """An ISO 8601 UTC timestamp with microseconds, as Label Studio's API writes them."""
+    moment = datetime.fromtimestamp(base + seconds, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _uuid(rnd: random.Random) -> str:
+    return str(uuid.UUID(int=rnd.getrandbits(128), version=4))
+
+
+def _real_task(rnd: random.Random, i: int) -> dict[str, Any]:
+    """A task with every key of a Label Studio 1.23.2 export, in its order and with its value types
+    (read from a real export of the server the tests start; ``/work/shared/spec/labelstudio.md``): 19
+    keys a task, 21 an annotation. One task in four was labeled from a model's prediction: its
+    annotation carries that prediction (``prediction``, with the model's own result) and the task lists
+    the prediction's id; one in twenty has a draft left beside its annotation; one in ten a comment."""
+    created = i * 3.0
+    thin = _thin_task(rnd, i)
+    image, results = thin["data"]["image"], thin["annotations"][0]["result"]
+    from_model = rnd.random() < 0.25
+    prediction: dict[str, Any] = {}
+    if from_model:
+        predicted = copy.deepcopy(results)
+        for result in predicted[1:]:
+            result["value"]["x"] = round(min(result["value"]["x"] + rnd.uniform(0.0, 0.5), 50.0), 4)
+        prediction = {
+            "id": i,
+            "result": predicted,
+            "model_version": "detector-2024-06",
+            "created_ago": "3\u00a0weeks",
+            "score": round(rnd.uniform(0.5, 1.0), 6),
+            "cluster": None,
+            "neighbors": None,
+            "mislabeling": 0.0,
+            "created_at": _stamp(BASE_TIME, created + 0.5),
+            "updated_at": _stamp(BASE_TIME, created + 0.5),
+            "model": None,
+            "model_run": None,
+            "task": i,
+            "project": 1,
+        }
+    lead_time = round(rnd.uniform(2.0, 120.0), 3)
+    annotation = {
+        "id": i,
+        "completed_by": rnd.randint(1, 6),
+        "result": results,
+        "was_cancelled": False,
+        "ground_truth": rnd.random() < 0.02,
+        "created_at": _stamp(BASE_TIME, created + 60.0),
+        "updated_at": _stamp(BASE_TIME, created + 60.0 + lead_time),
+        "draft_created_at": _stamp(BASE_TIME, created + 50.0) if rnd.random() < 0.3 else None,
+        "lead_time": lead_time,
+        "prediction": prediction,
+        "result_count": len(results),
+        "unique_id": _uuid(rnd),
+        "import_id": None,
+        "last_action": None,
+        "bulk_created": False,
+        "task": i,
+        "project": 1,
+        "updated_by": rnd.choice([None, 1, 2]),
+        "parent_prediction": i if from_model else None,
+        "parent_annotation": None,
+        "last_created_by": None,
+    }
+    drafts: list[dict[str, Any]] = []
+    if rnd.random() < 0.05:
+        drafts.append(
+            {
+                "id": i,
+                "user": "annotator@example.com",
+                "created_username": "annotator@example.com, 2",
+                "created_ago": "2\u00a0days",
+                "result": copy.deepcopy(results[:1]),
+                "lead_time": round(rnd.uniform(1.0, 30.0), 3),
+                "was_postponed": False,
+                "import_id": None,
+                "created_at": _stamp(BASE_TIME, created + 30.0),
+                "updated_at": _stamp(BASE_TIME, created + 31.0),
+                "task": i,
+                "annotation": None,
+            }
+        )
+    commented = rnd.random() < 0.1
+    return {
+        "id": i,
+        "annotations": [annotation],
+        "drafts": drafts,
+        "predictions": [i] if from_model else [],  # ids: the export does not expand them
+        "data": {"image": image},
+        "meta": {},
+        "created_at": _stamp(BASE_TIME, created),
+        "updated_at": annotation["updated_at"],
+        "allow_skip": True,
+        "inner_id": i,
+        "total_annotations": 1,
+        "cancelled_annotations": 0,
+        "total_predictions": 1 if from_model else 0,
+        "comment_count": 1 if commented else 0,
+        "unresolved_comment_count": 0,
+        "last_comment_updated_at": _stamp(BASE_TIME, created + 200.0) if commented else None,
+        "project": 1,
+        "updated_by": annotation["completed_by"],
+        "comment_authors": [rnd.randint(1, 6)] if commented else [],
+    }
+
+
+SHAPES = ("real", "thin")
+
+
+def iter_tasks(n: int, seed: int = 7, *, shape: str = "real") -> Iterator[dict[str, Any]]:
+    """Yield N Label Studio export tasks, one at a time, each with one Choices result and 1-3
+    rectangles: ``real`` ones with every key of a real export, or ``thin`` ones with only the keys the
+    converter reads."""
+    make = _real_task if shape == "real" else _thin_task
     rnd = random.Random(seed)
     for i in range(1, n + 1):
-        width, height = rnd.choice(IMAGE_SIZES)
-        results: list[dict[str, Any]] = [
-            {
-                "id": f"c{i}",
-                "from_name": "label",
-                "to_name": "image",
-                "type": "choices",
-                "value": {"choices": [rnd.choice(CLASSES)]},
-            }
-        ]
-        for j in range(rnd.randint(1, 3)):
-            x, y, w, h = _box_percents(rnd)
-            results.append(
-                {
-                    "id": f"r{i}_{j}",
-                    "from_name": "bbox",
-                    "to_name": "image",
-                    "type": "rectanglelabels",
-                    "original_width": width,
-                    "original_height": height,
-                    "image_rotation": 0,
-                    "value": {
-                        "x": x,
-                        "y": y,
-                        "width": w,
-                        "height": h,
-                        "rotation": 0,
-                        "rectanglelabels": [rnd.choice(BOX_LABELS)],
-                    },
-                }
-            )
-        yield {
-            "id": i,
-            "data": {"image": f"s3://bench-bucket/images/{rnd.choice(FOLDERS)}/img_{i}.jpg"},
-            "annotations": [
-                {
-                    "id": i,
-                    "was_cancelled": False,
-                    "ground_truth": False,
-                    "created_at": STAMP,
-                    "updated_at": STAMP,
-                    "result": results,
-                }
-            ],
-            "predictions": [],
-        }
+        yield make(rnd, i)
 
 
-def write_tasks(path: Path, n: int, seed: int = 7) -> None:
-    """Write N tasks to ``path`` as a Label Studio JSON export (a JSON array), one task at a time."""
+def write_tasks(path: Path, n: int, seed: int = 7, *, shape: str = "real") -> None:
+    """Write N tasks to ``path`` as a Label Studio JSON export, one task at a time: ``real`` tasks as
+    Label Studio 1.23.2 writes an export (a JSON array on one line, no spaces, no final line break),
+    ``thin`` ones as our own exports lay them out (the array one task a line)."""
     dumps = _dumps()
+    real = shape == "real"
     with path.open("wb") as out:
         out.write(b"[")
-        for index, task in enumerate(iter_tasks(n, seed)):
-            out.write((b",\n" if index else b"\n") + dumps(task))
-        out.write(b"\n]\n")
+        for index, task in enumerate(iter_tasks(n, seed, shape=shape)):
+            if real:
+                out.write((b"," if index else b"") + dumps(task))
+            else:
+                out.write((b",\n" if index else b"\n") + dumps(task))
+        out.write(b"]" if real else b"\n]\n")
 
 
 def write_manifest(path: Path, n: int, seed: int = 11) -> None:
@@ -417,11 +558,27 @@ def customlabels() -> list[str]:
     return [found] if found else [sys.executable, "-m", "plugin.cli"]
 
 
+def parse_child(tasks: str) -> int:
+    """Body of the parse-only child: read ``tasks`` and parse it whole with orjson, the collector frozen
+    (so its passes over the growing tree, which a converter streaming tasks does not have, are not
+    counted): the floor a converter that reads every task cannot go below on one core."""
+    import gc  # noqa: PLC0415
+
+    import orjson  # noqa: PLC0415
+
+    gc.freeze()
+    gc.disable()
+    with open(tasks, "rb") as stream:
+        orjson.loads(stream.read())
+    return 0
+
+
 @dataclass
 class SizeRow:
-    """Figures for one N."""
+    """Figures for one N and one shape of task."""
 
     n: int
+    shape: str
     ls_to_manifest: Run
     tasks_per_s: float
     manifest_lines: int
@@ -434,12 +591,17 @@ class SizeRow:
     sdk_network_attempts: int | None = None
     sdk_note: str = ""
     ratio: float | None = None
+    parse: Run | None = None  # parsing the same file alone (orjson, collector frozen)
+    parse_ratio: float | None = None  # ls-to-manifest time / parse time
 
 
-def bench_size(n: int, work: Path, cli: list[str], config: Path, sdk_reason: str | None) -> SizeRow:
-    """Measure ls-to-manifest, manifest-to-ls and (unless ``sdk_reason`` says why not) the SDK at N."""
+def bench_size(
+    n: int, shape: str, work: Path, cli: list[str], config: Path, sdk_reason: str | None
+) -> SizeRow:
+    """Measure ls-to-manifest, parsing alone, manifest-to-ls and (unless ``sdk_reason`` says why not)
+    the SDK on N tasks of ``shape``."""
     tasks, manifest, back = work / f"tasks_{n}.json", work / f"train_{n}.manifest", work / f"back_{n}.json"
-    write_tasks(tasks, n)
+    write_tasks(tasks, n, shape=shape)
     log = work / "stderr.log"
     ours = measure(
         [*cli, "convert", "ls-to-manifest", str(tasks), "-o", str(manifest), "--label-config", str(config)],
@@ -448,9 +610,13 @@ def bench_size(n: int, work: Path, cli: list[str], config: Path, sdk_reason: str
     lines = count_lines(manifest)
     if lines != n:
         raise SystemExit(f"bench: ls-to-manifest wrote {lines} lines for {n} tasks; see {log}")
+    parse = measure([sys.executable, str(Path(__file__).resolve()), "--parse-child", str(tasks)], log)
     reverse = measure([*cli, "convert", "manifest-to-ls", str(manifest), "-o", str(back)], log)
     row = SizeRow(
         n=n,
+        shape=shape,
+        parse=parse,
+        parse_ratio=ours.seconds / parse.seconds,
         ls_to_manifest=ours,
         tasks_per_s=n / ours.seconds,
         manifest_lines=lines,
@@ -482,12 +648,13 @@ def bench_size(n: int, work: Path, cli: list[str], config: Path, sdk_reason: str
     return row
 
 
-def sdk_skip_reason(n: int, headline_n: int, done: list[SizeRow], budget_s: float) -> str | None:
+def sdk_skip_reason(n: int, shape: str, headline_n: int, done: list[SizeRow], budget_s: float) -> str | None:
     """Why the SDK is not run at N, or None to run it: above the headline N, it runs only when the time
-    extrapolated linearly from the largest N measured so far is within the budget."""
+    extrapolated linearly from the largest N measured so far (on tasks of the same shape) is within the
+    budget."""
     if n <= headline_n:
         return None
-    measured = [row for row in done if row.sdk is not None]
+    measured = [row for row in done if row.sdk is not None and row.shape == shape]
     if not measured:
         return None
     last = max(measured, key=lambda row: row.n)
@@ -507,25 +674,37 @@ class Check:
     passed: bool
 
 
-def checks(rows: list[SizeRow], headline_n: int, validate: Run, validate_lines: int) -> list[Check]:
-    """PASS/FAIL of each target."""
-    by_n = {row.n: row for row in rows}
-    head = by_n[headline_n]
+def _shape_checks(rows: list[SizeRow], shape: str, headline_n: int, ratio_target: float) -> list[Check]:
+    """The targets on the tasks of one shape: the SDK ratio at the headline N, peak RSS, its flatness
+    and, on real exports, the time over parsing alone at the headline N."""
+    mine = [row for row in rows if row.shape == shape]
+    if not mine:
+        return []
+    head = next(row for row in mine if row.n == headline_n)
     result = []
+    where = f"{shape} tasks, N={headline_n:,}"
     if head.ratio is not None:
         result.append(
             Check(
-                f"SDK COCO time / ls-to-manifest time >= {TARGET_RATIO:.0f}x at N={headline_n:,}",
+                f"SDK COCO time / ls-to-manifest time >= {ratio_target:.0f}x ({where})",
                 f"{head.ratio:.1f}x",
-                head.ratio >= TARGET_RATIO,
+                head.ratio >= ratio_target,
             )
         )
     else:
-        result.append(Check(f"ratio at N={headline_n:,}", "SDK not measured", False))
-    rss = [row.ls_to_manifest.max_rss_mib for row in rows]
+        result.append(Check(f"SDK ratio ({where})", "SDK not measured", False))
+    if shape == "real" and head.parse_ratio is not None:
+        result.append(
+            Check(
+                f"ls-to-manifest time / parse-only time <= {TARGET_PARSE_RATIO}x ({where})",
+                f"{head.parse_ratio:.2f}x",
+                head.parse_ratio <= TARGET_PARSE_RATIO,
+            )
+        )
+    rss = [row.ls_to_manifest.max_rss_mib for row in mine]
     result.append(
         Check(
-            f"ls-to-manifest peak RSS <= {TARGET_RSS_MIB:.0f} MiB at every N",
+            f"ls-to-manifest peak RSS <= {TARGET_RSS_MIB:.0f} MiB at every N ({shape} tasks)",
             " / ".join(f"{r:.0f}" for r in rss) + " MiB",
             max(rss) <= TARGET_RSS_MIB,
         )
@@ -533,14 +712,22 @@ def checks(rows: list[SizeRow], headline_n: int, validate: Run, validate_lines: 
     flat = max(rss) / min(rss)
     result.append(
         Check(
-            f"ls-to-manifest peak RSS flat in N (largest/smallest <= {TARGET_RSS_FLAT})",
+            f"ls-to-manifest peak RSS flat in N, largest/smallest <= {TARGET_RSS_FLAT} ({shape} tasks)",
             f"{flat:.2f}",
             flat <= TARGET_RSS_FLAT,
         )
     )
+    return result
+
+
+def checks(rows: list[SizeRow], headline_n: int, validate: Run, validate_lines: int) -> list[Check]:
+    """PASS/FAIL of each target: issue 14's on real exports, issue 2's on the thin tasks."""
+    result = _shape_checks(rows, "real", headline_n, TARGET_REAL_RATIO)
+    result += _shape_checks(rows, "thin", headline_n, TARGET_RATIO)
+    head = next(row for row in rows if row.n == headline_n)
     result.append(
         Check(
-            f"manifest-to-ls >= {TARGET_LINES_PER_S:,.0f} lines/s at N={headline_n:,}",
+            f"manifest-to-ls >= {TARGET_LINES_PER_S:,.0f} lines/s ({head.shape} tasks, N={headline_n:,})",
             f"{head.lines_per_s:,.0f} lines/s",
             head.lines_per_s >= TARGET_LINES_PER_S,
         )
@@ -567,17 +754,21 @@ def print_table(
 ) -> None:
     """The results table, the targets with PASS/FAIL, and notes."""
     header = (
-        f"{'N':>8} | {'ls->manifest s':>14} {'tasks/s':>9} {'RSS MiB':>10} | {'SDK COCO s':>10} "
-        f"{'SDK RSS MiB':>11} {'SDK/ours':>8} | {'manifest->ls s':>14} {'lines/s':>9} {'RSS MiB':>10}"
+        f"{'shape':>5} {'N':>8} | {'ls->manifest s':>14} {'tasks/s':>9} {'RSS MiB':>10} | "
+        f"{'parse s':>7} {'ours/parse':>10} | {'SDK COCO s':>10} {'SDK RSS MiB':>11} {'SDK/ours':>8} | "
+        f"{'manifest->ls s':>14} {'lines/s':>9} {'RSS MiB':>10}"
     )
     print(header, file=out)
     print("-" * len(header), file=out)
     for row in rows:
         sdk_s = f"{row.sdk.seconds:.2f}" if row.sdk else "skipped"
         ratio = f"{row.ratio:.1f}x" if row.ratio is not None else "-"
+        parse_s = f"{row.parse.seconds:.2f}" if row.parse else "-"
+        over_parse = f"{row.parse_ratio:.2f}x" if row.parse_ratio is not None else "-"
         print(
-            f"{row.n:>8,} | {row.ls_to_manifest.seconds:>14.2f} {row.tasks_per_s:>9,.0f} "
-            f"{_mib(row.ls_to_manifest):>10} | {sdk_s:>10} {_mib(row.sdk):>11} {ratio:>8} | "
+            f"{row.shape:>5} {row.n:>8,} | {row.ls_to_manifest.seconds:>14.2f} {row.tasks_per_s:>9,.0f} "
+            f"{_mib(row.ls_to_manifest):>10} | {parse_s:>7} {over_parse:>10} | "
+            f"{sdk_s:>10} {_mib(row.sdk):>11} {ratio:>8} | "
             f"{row.manifest_to_ls.seconds:>14.2f} {row.lines_per_s:>9,.0f} {_mib(row.manifest_to_ls):>10}",
             file=out,
         )
@@ -601,16 +792,38 @@ def print_table(
         "wall time of the whole child (interpreter start and imports included, as for ours).",
         file=out,
     )
+    print(
+        "  parse = a child reading the tasks file and parsing it whole with orjson.loads, the garbage "
+        "collector frozen, interpreter start included; shapes: real = every key of a Label Studio 1.23.2 "
+        "export, laid out as it writes one (a JSON array on one line); thin = only the keys the converter "
+        "reads, one task a line.",
+        file=out,
+    )
     for row in rows:
+        cpu = [f"ours {row.ls_to_manifest.cpu_seconds:.2f}"]
+        if row.parse is not None:
+            cpu.append(f"parse {row.parse.cpu_seconds:.2f}")
+        if row.sdk is not None:
+            cpu.append(f"SDK {row.sdk.cpu_seconds:.2f}")
+        ratios = []
+        if row.sdk is not None:
+            ratios.append(f"SDK/ours {row.sdk.cpu_seconds / row.ls_to_manifest.cpu_seconds:.1f}x")
+        if row.parse is not None:
+            ratios.append(f"ours/parse {row.ls_to_manifest.cpu_seconds / row.parse.cpu_seconds:.2f}x")
+        print(
+            f"  {row.shape} N={row.n:,}: CPU seconds (user + system, workers included): {', '.join(cpu)}; "
+            f"in CPU time: {', '.join(ratios)}",
+            file=out,
+        )
         if row.sdk is not None:
             print(
-                f"  N={row.n:,}: SDK COCO has {row.sdk_images:,} images, {row.sdk_annotations:,} boxes; "
+                f"  {row.shape} N={row.n:,}: SDK COCO has {row.sdk_images:,} images, {row.sdk_annotations:,} boxes; "
                 f"its convert call alone took {row.sdk_convert_s:.2f} s; network attempts: "
                 f"{row.sdk_network_attempts}",
                 file=out,
             )
         if row.sdk_note:
-            print(f"  N={row.n:,}: SDK {row.sdk_note}", file=out)
+            print(f"  {row.shape} N={row.n:,}: SDK {row.sdk_note}", file=out)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -631,6 +844,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--output", type=Path, default=RESULTS, help="where the JSON results go")
     parser.add_argument(
+        "--shapes", default=",".join(SHAPES), help=f"comma-separated task shapes, of {', '.join(SHAPES)}"
+    )
+    parser.add_argument("--parse-child", metavar="TASKS", help=argparse.SUPPRESS)
+    parser.add_argument(
         "--sdk-child", nargs=4, metavar=("TASKS", "CONFIG", "OUT_DIR", "STATUS"), help=argparse.SUPPRESS
     )
     return parser.parse_args(argv)
@@ -641,6 +858,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.sdk_child:
         return sdk_child(*args.sdk_child)
+    if args.parse_child:
+        return parse_child(args.parse_child)
+    shapes = [shape for shape in args.shapes.split(",") if shape.strip()]
+    if not shapes or set(shapes) - set(SHAPES):
+        raise SystemExit(f"bench: --shapes takes {', '.join(SHAPES)}")
     if args.quick:
         sizes, headline_n, validate_lines = [2_000, 5_000], 5_000, 5_000
     else:
@@ -652,11 +874,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         work = Path(tmp)
         config = work / "config.xml"
         config.write_text(label_config())
-        for n in sizes:
-            print(f"bench: N={n:,} ...", file=sys.stderr, flush=True)
-            rows.append(
-                bench_size(n, work, cli, config, sdk_skip_reason(n, headline_n, rows, args.sdk_budget))
-            )
+        for shape in shapes:
+            for n in sizes:
+                print(f"bench: {shape} tasks, N={n:,} ...", file=sys.stderr, flush=True)
+                reason = sdk_skip_reason(n, shape, headline_n, rows, args.sdk_budget)
+                rows.append(bench_size(n, shape, work, cli, config, reason))
         print(f"bench: validate {validate_lines:,} lines ...", file=sys.stderr, flush=True)
         train = work / "validate.manifest"
         write_manifest(train, validate_lines)
@@ -668,6 +890,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     found = checks(rows, headline_n, validate, validate_lines)
     print(file=sys.stderr)
     print_table(rows, validate, validate_lines, found, sys.stdout)
+    load = os.getloadavg()
+    print(
+        f"  load average at the end: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min) on "
+        f"{os.cpu_count()} CPUs: above the CPU count, wall times measure the share each process got "
+        "(the CPU times above do not)."
+    )
     if args.quick:
         print("  --quick: sizes too small for the targets to mean much; this is a smoke check.")
     report = {
@@ -678,6 +906,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "command": cli,
         "workers_env": os.environ.get("CUSTOMLABELS_WORKERS"),
+        "load_average": os.getloadavg(),
         "quick": args.quick,
         "headline_n": headline_n,
         "sizes": [asdict(row) for row in rows],

@@ -25,7 +25,7 @@ from typing import Any
 from converters import codes
 from converters.geometry import Rect, pixels_to_percent, stored_to_displayed_rect
 from converters.imagemeta import ImageMeta
-from converters.labelconfig import CHOICES, DEFAULT_IMAGE_KEY, RECTANGLE_LABELS
+from converters.labelconfig import CHOICES, DEFAULT_IMAGE_KEY, RECTANGLE_LABELS, LabelConfig
 from converters.labelstudio import (
     DATASET_KEY,
     DEFAULT_BOX_ATTRIBUTE,
@@ -34,7 +34,6 @@ from converters.labelstudio import (
     ReadOptions,
     WriteOptions,
     _pick,
-    _utc,
 )
 from converters.manifest import META_SUFFIX, _free_attribute
 from converters.model import JsonDict
@@ -292,8 +291,25 @@ def line_check(
 
 
 _KINDS = (CHOICES, RECTANGLE_LABELS)
-# region id, label, left, top, width, height (displayed pixels, floats), score
-_Region = tuple[str | None, str, float, float, float, float, float | None]
+# The kind and allowed labels of each control name of one label config, looked up once per name rather
+# than twice per result (a worker converts with one config; a new config starts a new table).
+_Controls = dict[str, tuple[str | None, frozenset[str] | None]]
+_CONTROLS: tuple[LabelConfig | None, _Controls] = (None, {})
+
+
+def _controls_of(config: LabelConfig) -> _Controls:
+    global _CONTROLS  # noqa: PLW0603 (a cache, replaced when the config changes)
+    if _CONTROLS[0] is not config:
+        _CONTROLS = (config, {})
+    return _CONTROLS[1]
+
+
+def _control_of(
+    config: LabelConfig | None, controls: _Controls, name: str
+) -> tuple[str | None, frozenset[str] | None]:
+    assert config is not None
+    found = controls[name] = (config.kind_of(name), config.allowed_labels(name))
+    return found
 
 
 def task_line(task: Any, options: ReadOptions) -> tuple[JsonDict, str] | None:
@@ -325,7 +341,13 @@ def task_line(task: Any, options: ReadOptions) -> tuple[JsonDict, str] | None:
     else:
         kind, _, chosen = _pick(task) or ("annotations", 0, {})
     human = kind == "annotations"
-    date = _utc(chosen.get("updated_at") or chosen.get("created_at"), options.now)
+    stamp = chosen.get("updated_at") or chosen.get("created_at")
+    if type(stamp) is not str or not stamp:  # _utc(stamp, options.now), written out
+        date = options.now
+    elif stamp[-1] == "Z":
+        date = stamp[:-1]
+    else:
+        date = stamp[:-6] if stamp.endswith("+00:00") else stamp
     default_score = chosen.get("score") if not human else None
     results = chosen.get("result")
     if results is None:
@@ -333,25 +355,34 @@ def task_line(task: Any, options: ReadOptions) -> tuple[JsonDict, str] | None:
     if type(results) is not list:
         return None
     names: dict[str, float | None] = {}
-    regions: list[_Region] = []
+    controls = _controls_of(config) if config is not None else None
     sized: JsonDict | None = None  # the first result with an original_width: _stored_image_size's
+    stored_w = stored_h = -1  # its size (stored pixels), read at the first box
+    ids: dict[str, int] = {}
+    boxes: list[JsonDict] = []
+    objects: list[JsonDict] = []
     for result in results:
         if type(result) is not dict:
             return None
-        if sized is None and isinstance(result.get("original_width"), _NUMBERS):
+        get = result.get
+        if sized is None and isinstance(get("original_width"), _NUMBERS):
             sized = result
-        control = config.kind_of(str(result.get("from_name"))) if config else None
+        control: str | None = None
+        allowed: frozenset[str] | None = None
+        if controls is not None:
+            from_name = get("from_name")
+            key = from_name if type(from_name) is str else str(from_name)
+            control, allowed = controls.get(key) or _control_of(config, controls, key)
         if control is None:
-            declared = result.get("type")
+            declared = get("type")
             if type(declared) is not str:
                 return None
             control = declared.lower()
         if control not in _KINDS:
             return None  # an error, or a result ignored with a warning
-        score: Any = result.get("score", default_score)
+        score: Any = get("score", default_score)
         score = float(score) if type(score) in _NUMBERS else None
-        allowed = config.allowed_labels(str(result.get("from_name"))) if config is not None else None
-        value = result.get("value")
+        value = get("value")
         if type(value) is not dict:
             return None
         items = value.get("choices" if control == CHOICES else "rectanglelabels")
@@ -366,8 +397,8 @@ def task_line(task: Any, options: ReadOptions) -> tuple[JsonDict, str] | None:
             for name in items:
                 names.setdefault(name, score)
             continue
-        size_w: Any = result.get("original_width")
-        size_h: Any = result.get("original_height")
+        size_w: Any = get("original_width")
+        size_h: Any = get("original_height")
         x: Any = value.get("x")
         y: Any = value.get("y")
         w: Any = value.get("width")
@@ -391,16 +422,35 @@ def task_line(task: Any, options: ReadOptions) -> tuple[JsonDict, str] | None:
         width, height = w * disp_w / 100.0, h * disp_h / 100.0
         if not (left >= 0 and top >= 0 and left + width <= disp_w and top + height <= disp_h):
             return None  # clipped to the image, with a warning
-        region_id = result.get("id")
-        rid = region_id if type(region_id) is str else None
-        regions.extend((rid, label, left, top, width, height, score) for label in items)
+        if stored_w < 0:  # the first box: the stored size as _stored_image_size reads it
+            assert sized is not None  # this result has a number for original_width
+            height_of: Any = sized.get("original_height")
+            if type(height_of) not in _NUMBERS:
+                return None
+            stored_w, stored_h = int(sized["original_width"]), int(height_of)
+        # pixel_box(label, Rect(left, top, width, height), stored_w, stored_h), written out
+        x0, y0 = floor(left + 0.5), floor(top + 0.5)
+        x0 = 0 if x0 < 0 else x0
+        x0 = stored_w if stored_w < x0 else x0
+        y0 = 0 if y0 < 0 else y0
+        y0 = stored_h if stored_h < y0 else y0
+        x1, y1 = floor(left + width + 0.5), floor(top + height + 0.5)
+        x1 = x0 if x0 > x1 else x1
+        x1 = stored_w if stored_w < x1 else x1
+        y1 = y0 if y0 > y1 else y1
+        y1 = stored_h if stored_h < y1 else y1
+        confidence = 1.0 if score is None else score
+        for label in items:
+            class_id = ids.setdefault(label, len(ids))
+            boxes.append({"class_id": class_id, "top": y0, "left": x0, "width": x1 - x0, "height": y1 - y0})
+            objects.append({"confidence": confidence})
 
     job = options.job_name
     made = "yes" if human else "no"
     line: JsonDict = {"source-ref": ref}
     used = {"source-ref"}
     for name, score in names.items():
-        attr = _free_attribute(DEFAULT_LABEL_ATTRIBUTE, used)
+        attr = DEFAULT_LABEL_ATTRIBUTE if len(used) == 1 else _free_attribute(DEFAULT_LABEL_ATTRIBUTE, used)
         used.add(attr)
         meta: JsonDict = {"confidence": 1.0 if score is None else score}
         if job is not None:
@@ -411,36 +461,14 @@ def task_line(task: Any, options: ReadOptions) -> tuple[JsonDict, str] | None:
         meta["type"] = _CLASSIFICATION
         line[attr] = 1
         line[attr + META_SUFFIX] = meta
-    if regions:
-        height_of: Any = sized.get("original_height") if sized is not None else None
-        if sized is None or type(height_of) not in _NUMBERS:
-            return None  # not as _stored_image_size reads it
-        stored_w, stored_h = int(sized["original_width"]), int(height_of)
-        ids: dict[str, int] = {}
-        boxes: list[JsonDict] = []
-        objects: list[JsonDict] = []
-        for _, label, left, top, width, height, score in regions:
-            # pixel_box(label, Rect(left, top, width, height), stored_w, stored_h), written out
-            x0, y0 = floor(left + 0.5), floor(top + 0.5)
-            x0 = 0 if x0 < 0 else x0
-            x0 = stored_w if stored_w < x0 else x0
-            y0 = 0 if y0 < 0 else y0
-            y0 = stored_h if stored_h < y0 else y0
-            x1, y1 = floor(left + width + 0.5), floor(top + height + 0.5)
-            x1 = x0 if x0 > x1 else x1
-            x1 = stored_w if stored_w < x1 else x1
-            y1 = y0 if y0 > y1 else y1
-            y1 = stored_h if stored_h < y1 else y1
-            class_id = ids.setdefault(label, len(ids))
-            boxes.append({"class_id": class_id, "top": y0, "left": x0, "width": x1 - x0, "height": y1 - y0})
-            objects.append({"confidence": 1.0 if score is None else score})
+    if boxes:
         line[DEFAULT_BOX_ATTRIBUTE] = {
             "image_size": [{"width": stored_w, "height": stored_h, "depth": 3}],
             "annotations": boxes,
         }
         meta = {
             "objects": objects,
-            "class-map": {str(class_id): label for label, class_id in ids.items()},
+            "class-map": dict(zip(map(str, range(len(ids))), ids, strict=True)),  # ids: label -> 0, 1, ...
             "type": _DETECTION,
             "human-annotated": made,
             "creation-date": date,

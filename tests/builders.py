@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import uuid
 from typing import Any
@@ -170,3 +171,108 @@ def service_settings(**overrides: Any) -> Settings:
         "queue": f"test-{uuid.uuid4().hex}",
     }
     return Settings(**{**fields, **overrides})
+
+
+# What a Label Studio 1.23.2 export holds beside the keys the converters read (19 keys a task, 21 an
+# annotation, in its order, with its value types: read from an export of the real server).
+REAL_TASK_KEYS: dict[str, Any] = {
+    "drafts": [],
+    "meta": {},
+    "created_at": "2026-01-01T10:00:00.123456Z",
+    "updated_at": "2026-01-02T11:00:00.654321Z",
+    "allow_skip": True,
+    "inner_id": 7,
+    "total_annotations": 1,
+    "cancelled_annotations": 0,
+    "total_predictions": 0,
+    "comment_count": 0,
+    "unresolved_comment_count": 0,
+    "last_comment_updated_at": None,
+    "project": 3,
+    "updated_by": 1,
+    "comment_authors": [],
+}
+REAL_ANNOTATION_KEYS: dict[str, Any] = {
+    "completed_by": 1,
+    "created_at": "2026-01-01T10:00:00.000001Z",
+    "draft_created_at": None,
+    "lead_time": 12.5,
+    "prediction": {},
+    "result_count": 1,
+    "unique_id": "9b1c0f0e-6a0e-4b8e-9c7a-1d2e3f4a5b6c",
+    "import_id": None,
+    "last_action": None,
+    "bulk_created": False,
+    "task": 1,
+    "project": 3,
+    "updated_by": 1,
+    "parent_prediction": None,
+    "parent_annotation": None,
+    "last_created_by": None,
+}
+
+
+def as_exported(
+    task: dict[str, Any], *, from_prediction: bool = False, draft: bool = False
+) -> dict[str, Any]:
+    """``task`` as Label Studio's export writes it: its keys in the export's order ("id", "annotations",
+    "drafts", "predictions", "data", ...) with every key of :data:`REAL_TASK_KEYS` and, on each
+    annotation, of :data:`REAL_ANNOTATION_KEYS`. ``from_prediction``: the annotations were made from a
+    model's prediction, which they carry (with its result, and the keys that look like a task's);
+    ``draft``: a draft with its own result sits beside them. Keys ``task`` has keep their values."""
+    annotations = []
+    for annotation in task.get("annotations", []):
+        if not isinstance(annotation, dict):
+            annotations.append(annotation)
+            continue
+        made = {"id": annotation.get("id"), **copy.deepcopy(REAL_ANNOTATION_KEYS), **annotation}
+        if from_prediction:
+            made["prediction"] = {
+                "id": 5,
+                "result": json.loads(json.dumps(annotation.get("result", []))),
+                "model_version": "m1",
+                "created_ago": "3\u00a0weeks",
+                "score": 0.5,
+                "cluster": None,
+                "neighbors": None,
+                "mislabeling": 0.0,
+                "created_at": "2026-01-01T09:00:00.000001Z",
+                "updated_at": "2026-01-01T09:00:00.000001Z",
+                "model": None,
+                "model_run": None,
+                "task": task.get("id"),
+                "project": 3,
+            }
+            made["parent_prediction"] = 5
+        annotations.append(made)
+    out: dict[str, Any] = {"id": task.get("id"), "annotations": annotations}
+    out["drafts"] = (
+        [
+            {
+                "id": 2,
+                "user": "a@example.com",
+                "created_username": "a@example.com, 1",
+                "created_ago": "0\u00a0minutes",
+                "result": annotations[0]["result"]
+                if annotations and isinstance(annotations[0], dict)
+                else [],
+                "lead_time": 3.0,
+                "was_postponed": False,
+                "import_id": None,
+                "created_at": "2026-01-01T10:00:00.000001Z",
+                "updated_at": "2026-01-01T10:00:00.000001Z",
+                "task": task.get("id"),
+                "annotation": None,
+            }
+        ]
+        if draft
+        else []
+    )
+    out["predictions"] = task.get("predictions", [])
+    if "data" in task:
+        out["data"] = task["data"]
+    for key, value in REAL_TASK_KEYS.items():
+        out.setdefault(key, copy.deepcopy(value))
+    for key, value in task.items():
+        out.setdefault(key, value)
+    return out

@@ -38,7 +38,16 @@ from sync_service.web import auth, ext
 from sync_service.web.once import enqueue_once
 
 bp = Blueprint("console", __name__, url_prefix="/console", template_folder="templates")
-ACTIONS = ("from_s3", "from_manifest", "from_dataset", "distribute", "snapshot", "resync")
+ACTIONS = (
+    "from_s3",
+    "from_manifest",
+    "from_dataset",
+    "distribute",
+    "snapshot",
+    "resync",
+    "check",
+    "check_fix",
+)
 JOBS_KEPT = 10
 
 
@@ -184,6 +193,7 @@ def project(project_id: int) -> Any:
             record = (info.datasets or {}).get(name, {})
             datasets[name] = {"stats": ops.describe(info, name), "status": record.get("status", "CREATE_COMPLETE"),
                               "message": record.get("status_message", "")}  # fmt: skip
+    jobs = _recent_jobs(_ctx().redis, project_id)
     errors = []
     for name in datasets:
         lines, _ = ops.list_entries(info, name, has_errors=True, max_results=50)
@@ -197,7 +207,8 @@ def project(project_id: int) -> Any:
         labels=ops.labels(info),
         errors=errors,
         status=ProjectState(_ctx().redis, project_id).status(),
-        jobs=_recent_jobs(_ctx().redis, project_id),
+        jobs=jobs,
+        check=_last_check(jobs),
         tabs=_tab_links(info),
         token=form_token(),
         ls_url=ext.settings().ls_url,
@@ -235,8 +246,19 @@ def _recent_jobs(redis: Redis, project_id: int) -> list[dict[str, Any]]:
             continue
         status = job.get_status(refresh=False)
         out.append({"id": job_id, "description": job.description, "status": str(status.value if status else "?"),
-                    "error": (job.exc_info or "").strip().splitlines()[-1:] if job.is_failed else []})  # fmt: skip
+                    "error": (job.exc_info or "").strip().splitlines()[-1:] if job.is_failed else [],
+                    "action": job.args[1] if (job.func_name or "").endswith(".console_job") else None,
+                    "result": job.return_value() if job.is_finished else None})  # fmt: skip
     return out
+
+
+def _last_check(jobs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The report of the newest finished leakage check among the recent jobs (None: no check yet)."""
+    for job in jobs:
+        if job["action"] in ("check", "check_fix") and isinstance(job["result"], dict):
+            report: dict[str, Any] = job["result"]
+            return report
+    return None
 
 
 @bp.post("/projects/<int:project_id>/actions/<action>")
@@ -300,4 +322,6 @@ def console_job(project_id: int, action: str, params: dict[str, str]) -> dict[st
         return ops.distribute(info)
     if action == "snapshot":
         return ops.snapshot(info)
+    if action in ("check", "check_fix"):
+        return ops.check(info, fix=action == "check_fix", region=ops.ctx.settings.s3_region)
     raise invalid(f"no action {action!r}")

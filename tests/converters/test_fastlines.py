@@ -21,6 +21,7 @@ from converters.labelconfig import parse_label_config
 from converters.labelstudio import ReadOptions, WriteOptions, entry_to_task, task_to_entry
 from converters.manifest import entry_to_line, parse_line
 from converters.validation import check_line
+from tests.builders import as_exported
 
 CLS = "groundtruth/image-classification"
 DET = "groundtruth/object-detection"
@@ -356,6 +357,8 @@ def tasks(draw: st.DrawFn) -> dict[str, Any]:
         task["predictions"] = [{"result": results, "score": 0.7, "model_version": "m"}]
     if results and draw(st.integers(0, 2)) == 0:
         draw(st.sampled_from(TASK_PERTURBATIONS))(task, draw(st.sampled_from(results)))
+    if draw(st.booleans()):  # every key of a real export, a prediction and a draft carried beside
+        return as_exported(task, from_prediction=draw(st.booleans()), draft=draw(st.booleans()))
     return task
 
 

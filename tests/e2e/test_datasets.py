@@ -28,6 +28,7 @@ from converters.manifest import parse_line
 from converters.split import SplitItem, split
 from tests.builders import choices, cls_attr, coco, coco_box, coco_image, det_attr, jsonl, line
 from tests.e2e.stack import CUSTOMLABELS, World, jpeg
+from tests.signin import console_session, form_token
 
 pytestmark = pytest.mark.e2e
 
@@ -636,6 +637,21 @@ def test_check_finds_a_copy_across_train_and_test_and_fix_moves_it(world: World)
     assert by_image[leaked]["data"]["dataset"] == "test"  # a dry run
     assert report["tab"]["title"] == "Leaking entries" and report["tab"]["tasks"] == 2
     assert leaking_tab(w, report["tab"]["view"]) == {by_image[original]["id"], by_image[leaked]["id"]}
+
+    # The console: a person signed in with Label Studio asks for the check and reads it on the page.
+    browser = console_session(w.stack.url, w.ls.username, w.ls.password)
+    try:
+        page = browser.get(f"/console/projects/{pid}")
+        queued = browser.post(f"/console/projects/{pid}/actions/check", data={"token": form_token(page.text)})
+        assert queued.status_code == 302
+        deadline = time.monotonic() + 120
+        while 'id="check"' not in (page := browser.get(f"/console/projects/{pid}")).text:
+            assert time.monotonic() < deadline, "the console's check did not finish"
+            time.sleep(0.5)
+        shown = page.text.split('id="check"', 1)[1]
+        assert leaked in shown and original in shown and "Leaking entries" in shown
+    finally:
+        browser.close()
 
     fixed = run(w, "dataset", "check", pid, "--fix", "--json")
     assert fixed.returncode == 0, fixed.stderr

@@ -1,8 +1,9 @@
 """The byte-level fast path (plugin.cli.fastpath) gives exactly what the general readers give.
 
-ls-to-manifest: for generated Label Studio exports (a JSON array one task a line as Label Studio writes
-it, pretty-printed or on one line; JSON Lines; the real export's extra keys, unicode, repeated ids and
-images, bad tasks), the manifest bytes and the issues report of the fast path equal those of the
+ls-to-manifest: for generated Label Studio exports (a JSON array on one line as Label Studio writes it,
+compact or with Python's spaces; one task a line as our exports lay it out; pretty-printed; JSON Lines;
+every key of a real export, annotations made from predictions that they carry, drafts, objects shaped
+like tasks nested in a task's data, unicode, repeated ids and images, bad tasks), the manifest bytes and the issues report of the fast path equal those of the
 general reader: ``converters.jsonio``'s streaming reader and ``converters.labelstudio.task_to_entry``,
 one task after the other, without fastlines' shortcut; the command's streaming path and the whole
 command (which falls back when the fast path steps aside) give them too.
@@ -41,7 +42,7 @@ from plugin.cli import fastpath, main
 from plugin.cli.convert import IssueLog, ls_to_manifest, ls_to_manifest_ranges, ls_to_manifest_stream
 from plugin.cli.validate import check_lines, check_range, set_check_state
 from plugin.pipelines import line_ranges
-from tests.builders import choices, rect, task
+from tests.builders import as_exported, choices, rect, task
 from tests.plugin.cli.helpers import SAMPLES
 
 NOW = "2026-01-02T03:04:05.000006"
@@ -118,42 +119,6 @@ def small_ranges(size: int) -> Iterator[None]:
 
 # ------------------------------------------------------------------------------ generated exports
 
-EXTRA_TASK_KEYS: dict[str, Any] = {
-    "drafts": [],
-    "meta": {},
-    "project": 3,
-    "created_at": "2026-01-01T10:00:00.123456Z",
-    "updated_at": "2026-01-02T11:00:00.654321Z",
-    "updated_by": [{"user_id": 1}],
-    "inner_id": 7,
-    "total_annotations": 1,
-    "cancelled_annotations": 0,
-    "total_predictions": 0,
-    "comment_count": 0,
-    "unresolved_comment_count": 0,
-    "last_comment_updated_at": None,
-    "comment_authors": [],
-    "allow_skip": True,
-}
-EXTRA_ANNOTATION_KEYS: dict[str, Any] = {
-    "completed_by": 1,
-    "created_at": "2026-01-01T10:00:00.000001Z",
-    "draft_created_at": None,
-    "lead_time": 12.5,
-    "prediction": {},
-    "result_count": 1,
-    "unique_id": "9b1c0f0e-6a0e-4b8e-9c7a-1d2e3f4a5b6c",
-    "import_id": None,
-    "last_action": None,
-    "task": 1,
-    "project": 3,
-    "updated_by": 1,
-    "parent_prediction": None,
-    "parent_annotation": None,
-    "last_created_by": None,
-    "bulk_created": False,
-}
-
 names = st.sampled_from(["cat", "dog", "Ünïcødé", "猫", "a b", "x" * 40])
 images = st.sampled_from(
     [
@@ -202,11 +167,9 @@ def label_studio_task(draw: st.DrawFn) -> Any:
     image = draw(other_images if draw(st.integers(0, 39)) == 0 else images)
     built = task(image, *draw(results()), tid=draw(st.integers(1, 4)))  # ids repeat
     if draw(st.booleans()):
-        built.update(EXTRA_TASK_KEYS)
-        for annotation in built["annotations"]:
-            annotation.update(EXTRA_ANNOTATION_KEYS)
-    if draw(st.booleans()):
         built["data"]["dataset"] = draw(st.sampled_from(["train", "test", "valid"]))
+    if draw(st.integers(0, 7)) == 0:  # where Label Studio's one-line layout may be cut: inside a task
+        built["data"]["history"] = [{"id": 1, "annotations": []}, {"id": 2, "annotations": [{"id": 3}]}]
     if kind == "big number":
         built["meta"] = {"big": 2**70, "note": "ünï"}  # beyond 64 bits: the JSON readers refuse it
     if draw(st.integers(0, 9)) == 0:
@@ -217,6 +180,8 @@ def label_studio_task(draw: st.DrawFn) -> Any:
         del built["data"]
     elif kind == "odd result" and built["annotations"]:
         built["annotations"][0]["result"].append({"type": "polygonlabels", "value": {"points": [[1, 2]]}})
+    if draw(st.booleans()):
+        return as_exported(built, from_prediction=draw(st.booleans()), draft=draw(st.integers(0, 3)) == 0)
     return built
 
 
@@ -231,6 +196,8 @@ def serialized(tasks: list[Any], form: str, ascii_only: bool) -> bytes:
         text = json.dumps(tasks, indent=2, ensure_ascii=ascii_only) + "\n"
     elif form == "array, one line":
         text = json.dumps(tasks, ensure_ascii=ascii_only)
+    elif form == "array, one line, Label Studio's":  # its export: compact, no final line break
+        text = json.dumps(tasks, ensure_ascii=ascii_only, separators=(",", ":"))
     elif form == "json lines":
         text = "".join(line + "\n" for line in one)
     elif form == "json lines, blank lines, no final break":
@@ -241,6 +208,7 @@ def serialized(tasks: list[Any], form: str, ascii_only: bool) -> bytes:
 
 
 FORMS = [
+    "array, one line, Label Studio's",
     "array, one a line",
     "array, one a line, CRLF",
     "array, pretty",
@@ -280,6 +248,14 @@ def test_ls_to_manifest_fast_path_equals_the_general_reader(
         layout = fastpath.find_task_layout(path)
         if form.startswith(("array, one a line", "json lines")):
             assert layout is not None
+        first = tasks[0]
+        if (
+            form.startswith("array, one line")
+            and isinstance(first, dict)
+            and list(first)[:2] == LS_HEAD
+            and type(first["id"]) is int
+        ):
+            assert layout is not None and layout.cut == "task"
         if layout is not None:
             report = IssueLog(source=path)
             with open(os.path.join(folder, "fast.manifest"), "w+b") as out:
@@ -287,7 +263,7 @@ def test_ls_to_manifest_fast_path_equals_the_general_reader(
                     count = ls_to_manifest_ranges(path, layout, options, report, out)
                 except ConversionError as exc:  # the fast path leaves every failure to the streaming reader
                     raise AssertionError(f"the fast path raised {exc!r}") from exc
-                event(f"fast path: {'stepped aside' if count is None else 'took the file'}")
+                event(f"fast path, cut {layout.cut}: {'stepped aside' if count is None else 'took the file'}")
                 if count is not None:
                     assert expected[0] != "error"
                     out.seek(0)
@@ -323,25 +299,62 @@ def test_ls_to_manifest_fast_path_equals_the_general_reader(
                 assert shown(report) == report_of(expected[1], expected[2], path)
 
 
-def test_the_fast_path_takes_a_real_shaped_export(tmp_path: Path) -> None:
-    """Not a vacuous property: a clean export in Label Studio's layout goes by the fast path."""
+LS_HEAD = ["id", "annotations"]
+
+
+@pytest.mark.parametrize(
+    ("form", "cut", "nested", "range_size"),
+    [
+        ("array, one a line", "line", False, 700),
+        ("array, one line, Label Studio's", "task", False, 700),
+        ("array, one line", "task", False, 700),
+        ("array, one line, Label Studio's", "task", True, 2 << 20),
+    ],
+)
+def test_the_fast_path_takes_a_real_shaped_export(
+    tmp_path: Path, form: str, cut: str, nested: bool, range_size: int
+) -> None:
+    """Not a vacuous property: a clean export with every key of a real one, in our layout and in Label
+    Studio's (compact, or with Python's spaces), goes by the fast path; within a range, pieces cut at
+    objects of a task's shape nested in a task are joined again."""
     tasks = []
     for i in range(60):
         built = task(f"s3://bkt/ü/{i % 50}.jpg", choices("cat"), rect("猫", 10, 10, 20, 20), tid=i)
-        built.update(EXTRA_TASK_KEYS)
-        tasks.append(built)
+        if nested and i % 7 == 0:
+            built["data"]["history"] = [{"id": 1, "annotations": []}, {"id": 2, "annotations": []}]
+        tasks.append(as_exported(built, from_prediction=i % 4 == 0, draft=i % 5 == 0))
     path = tmp_path / "export.json"
-    path.write_bytes(serialized(tasks, "array, one a line", False))
+    path.write_bytes(serialized(tasks, form, False))
     options = ReadOptions(now=NOW)
     layout = fastpath.find_task_layout(str(path))
-    assert layout is not None and layout.unit == "item"
+    assert layout is not None and layout.unit == "item" and layout.cut == cut
     report = IssueLog(source=str(path))
-    with small_ranges(700), open(tmp_path / "out", "w+b") as out:
+    with small_ranges(range_size), open(tmp_path / "out", "w+b") as out:
         count = ls_to_manifest_ranges(str(path), layout, options, report, out)
         out.seek(0)
         manifest, issues, unit = general_manifest(str(path), options)
         assert count == 50 and out.read() == manifest
     assert report.total == 10 and shown(report) == report_of(issues, unit, str(path))
+
+
+def test_a_range_cut_inside_a_task_sends_the_file_to_the_streaming_reader(tmp_path: Path) -> None:
+    """A cut of Label Studio's layout that falls inside a task (an object of a task's shape nested in
+    its data, where a range happens to start) fails the range before it: no wrong manifest."""
+    nested = [{"id": 1, "annotations": []}] + [{"id": 2, "annotations": [], "pad": "x" * 50}] * 40
+    tasks = [as_exported(task(f"s3://bkt/{i}.jpg", choices("cat"), tid=i, history=nested)) for i in range(5)]
+    path = tmp_path / "export.json"
+    path.write_bytes(serialized(tasks, "array, one line, Label Studio's", False))
+    layout = fastpath.find_task_layout(str(path))
+    assert layout is not None and layout.cut == "task"
+    ranges = fastpath.task_ranges(str(path), layout.start, layout.stop, 500)
+    assert ranges is not None and len(ranges) > len(tasks)  # some start inside a task
+    report = IssueLog(source=str(path))
+    with small_ranges(500), open(tmp_path / "out", "w+b") as out:
+        assert ls_to_manifest_ranges(str(path), layout, ReadOptions(now=NOW), report, out) is None
+    with open(path, "rb") as stream, open(tmp_path / "cmd", "w+b") as out:
+        count, _ = ls_to_manifest(str(path), stream, ReadOptions(now=NOW), out, rewrite=True)
+        out.seek(0)
+        assert count == 5 and out.read() == general_manifest(str(path), ReadOptions(now=NOW))[0]
 
 
 def test_the_command_with_worker_processes_equals_the_streaming_reader(
