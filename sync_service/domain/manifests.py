@@ -38,8 +38,10 @@ import hashlib
 import logging
 from array import array
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -147,6 +149,41 @@ class SideCounts:
             self.detection_lines += sign
             _add(self.boxes_per_label, boxes, sign)
             _add(self.detection_labels, set(boxes), sign)
+
+    @classmethod
+    def of(cls, lines: list[tuple[int, str, int, LineRow, tuple[str, ...]]]) -> SideCounts:
+        """The figures of a whole manifest's lines (task id, source-ref, size, row, labels), counted in
+        bulk as :meth:`~converters.validation.ManifestValidator.account_rows` does."""
+        out = cls(total=len(lines))
+        if not lines:
+            return out
+        tasks, refs, sizes, rows, labels = zip(*lines, strict=True)
+        out.bytes_read = sum(sizes)
+        out.labels = dict(Counter(chain.from_iterable(labels)))
+        out.errors = [t for t, row in zip(tasks, rows, strict=True) if row[0]]
+        unnamed = [row for row in rows if not row[2]]
+        out.invalid = len(unnamed)
+        out.terminal = sum(1 for row in unnamed if row[1])
+        named = [(ref, row) for ref, row in zip(refs, rows, strict=True) if row[2]]
+        buckets: Counter[str] = Counter()
+        prefix, bucket = "\x00", ""
+        for ref, _ in named:
+            if not ref.startswith(prefix):
+                bucket = bucket_of(ref)
+                prefix = f"s3://{bucket}/"
+            buckets[bucket] += 1
+        out.buckets = dict(buckets)
+        used = [row for _, row in named if row[3]]
+        out.ignored = len(named) - len(used)
+        out.valid = len(used)
+        classes = [row[4] for row in used if row[4]]
+        boxes = [row[5] for row in used if row[5]]
+        out.classification_lines = len(classes)
+        out.detection_lines = len(boxes)
+        out.classification_labels = dict(Counter(chain.from_iterable(classes)))
+        out.boxes_per_label = dict(Counter(chain.from_iterable(boxes)))
+        out.detection_labels = dict(Counter(chain.from_iterable(map(set, boxes))))
+        return out
 
     def result(self, order: array[int]) -> DatasetResult:
         """The :class:`~converters.validation.DatasetResult` these figures make, with its dataset-level
@@ -308,68 +345,68 @@ def keep_full(
     records: dict[int, bytes] = {}
     refs: dict[str, list[int]] = {}
     errors: list[int] = []
-    orders: dict[str, list[int]] = {TRAIN: [], TEST: []}
-    sizes: dict[str, list[int]] = {TRAIN: [], TEST: []}
-    counts = {TRAIN: SideCounts(), TEST: SideCounts()}
-    frequency: dict[str, int] = {}
+    lines: dict[str, list[tuple[int, str, int, LineRow, tuple[str, ...]]]] = {TRAIN: [], TEST: []}
     label_sets: dict[tuple[str, ...], int] = {}
+    set_keys: dict[tuple[str, ...], tuple[str, ...]] = {}  # an entry's labels -> its label set's key
     members: list[tuple[str, str, int, str | None, tuple[str, ...]]] = []  # ref, side, task, dataset, set
-    winners: set[str] = set()
+    dumps = orjson.dumps
     for entry in cached:
-        if entry.line is None:
-            kept = Kept(entry.source_ref, False, None, 0, None, entry.labels, entry.dataset, entry.error)
-            errors.append(entry.task_id)
-        elif entry.source_ref in winners:
-            error = f"{entry.source_ref} is on an earlier task"
-            kept = Kept(entry.source_ref, True, None, 0, None, entry.labels, entry.dataset, error)
-            refs[entry.source_ref].append(entry.task_id)
-            errors.append(entry.task_id)
-        else:
-            row = entry.check if entry.check is not None else row_of(entry.line, entry.source_ref)
-            if row is None:
-                keep.forget()
-                return False
-            side = sides[entry.source_ref]
-            kept = Kept(
-                entry.source_ref, True, side, len(entry.line) + 1, row, entry.labels, entry.dataset, None
-            )
-            winners.add(entry.source_ref)
-            refs[entry.source_ref] = [entry.task_id]
-            orders[side].append(entry.task_id)
-            sizes[side].append(kept.size)
-            counts[side].count(entry.task_id, kept, 1)
-            key = _set_key(entry.labels)
-            label_sets[key] = label_sets.get(key, 0) + 1
-            _add(frequency, key, 1)
-            members.append((entry.source_ref, side, entry.task_id, entry.dataset, key))
-        records[entry.task_id] = kept.pack()
+        ref, labels, task_id = entry.source_ref, entry.labels, entry.task_id
+        line = entry.line
+        if line is None:
+            records[task_id] = dumps([ref, False, None, 0, None, labels, entry.dataset, entry.error])
+            errors.append(task_id)
+            continue
+        tasks = refs.get(ref)
+        if tasks is not None:
+            error = f"{ref} is on an earlier task"
+            records[task_id] = dumps([ref, True, None, 0, None, labels, entry.dataset, error])
+            tasks.append(task_id)
+            errors.append(task_id)
+            continue
+        row = entry.check if entry.check is not None else row_of(line, ref)
+        if row is None:
+            keep.forget()
+            return False
+        side = sides[ref]
+        size = len(line) + 1
+        records[task_id] = dumps([ref, True, side, size, row, labels, entry.dataset, None])
+        refs[ref] = [task_id]
+        lines[side].append((task_id, ref, size, row, labels))
+        key = set_keys.get(labels)
+        if key is None:
+            key = set_keys[labels] = _set_key(labels)
+        label_sets[key] = label_sets.get(key, 0) + 1
+        members.append((ref, side, task_id, entry.dataset, key))
+    frequency: dict[str, int] = {}
+    for key, count in label_sets.items():
+        _add(frequency, key, count)
     strata_of = {key: _stratum(key, frequency) for key in label_sets}
     kept_counts: dict[str, list[int]] = {}
     ranked: dict[str, list[tuple[str, str]]] = {}
-    test_labels: dict[str, int] = {}
+    tested: Counter[tuple[str, ...]] = Counter()
     for ref, side, task_id, dataset, key in members:
         stratum = strata_of[key]
         if side == TEST:
-            _add(test_labels, key, 1)
+            tested[key] += 1
         if dataset is not None:
             pair = kept_counts.setdefault(stratum, [0, 0])
             pair[0] += 1
             pair[1] += dataset == TEST
         else:
             ranked.setdefault(stratum, []).append((rank_member(seed, ref, task_id), side))
+    test_labels: dict[str, int] = {}
+    for key, count in tested.items():
+        _add(test_labels, key, count)
     # The kept split must be the stratified placement itself (no repair move): check it.
-    placed = True
     for stratum, ranks in ranked.items():
         ranks.sort()
-        total, tested = kept_counts.get(stratum, [0, 0])
-        need = target_test_count(len(ranks) + total, fraction) - tested if has_test else 0
-        for index, (_, side) in enumerate(ranks):
-            if side != (TEST if index < need else TRAIN):
-                placed = False
-    if not placed:
-        keep.forget()
-        log.info("the split's repair moved entries: the next publishes rebuild the manifests whole")
-        return False
+        total, in_test = kept_counts.get(stratum, [0, 0])
+        need = target_test_count(len(ranks) + total, fraction) - in_test if has_test else 0
+        if any(side != (TEST if index < need else TRAIN) for index, (_, side) in enumerate(ranks)):
+            keep.forget()
+            log.info("the split's repair moved entries: the next publishes rebuild the manifests whole")
+            return False
     head = Head(
         keys=dict(keys),
         etags={side: str(etags[side]) for side in SIDES},
@@ -381,14 +418,20 @@ def keep_full(
         kept=kept_counts,
         ranked={stratum: len(ranks) for stratum, ranks in ranked.items()},
         test_labels=test_labels,
-        counts=counts,
+        counts={side: SideCounts.of(lines[side]) for side in SIDES},
     )
     keep.replace(
         head.pack(),
         records=records,
-        refs={ref: orjson.dumps(tasks) for ref, tasks in refs.items()},
+        refs={ref: dumps(tasks) for ref, tasks in refs.items()},
         errors=errors,
-        orders={side: (_ids(orders[side]).tobytes(), _ids(sizes[side]).tobytes()) for side in SIDES},
+        orders={
+            side: (
+                _ids(t for t, *_ in lines[side]).tobytes(),
+                _ids(z for _, _, z, *_ in lines[side]).tobytes(),
+            )
+            for side in SIDES
+        },
         strata={
             keep.stratum_key(stratum_digest(stratum)): [member for member, _ in ranks]
             for stratum, ranks in ranked.items()

@@ -101,28 +101,7 @@ def plan_parts(
     least ``part_min`` bytes. A piece of new bytes, even an empty one (a deletion), marks a change."""
     laid = _layout(pieces)
     total = laid[-1][1] if laid else 0
-    dirty: list[list[int]] = []
-    for first, last, piece in laid:
-        if isinstance(piece, Copy):
-            continue
-        start, end = first, last
-        if end - start < part_min:
-            end = min(total, start + part_min)
-            start = max(0, end - part_min)
-        if dirty and start <= dirty[-1][1]:
-            dirty[-1][1] = max(dirty[-1][1], end)
-        else:
-            dirty.append([start, end])
-    # An unchanged run too short to be a part of its own (but the last) goes up with the change after it.
-    merged: list[list[int]] = []
-    at = 0
-    for first, end in dirty:
-        start = at if 0 < first - at < part_min else first
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-        at = merged[-1][1]
+    merged = _widened([[a, b] for a, b, piece in laid if not isinstance(piece, Copy)], total, part_min)
     parts: list[Part] = []
     at = 0
     for start, end in [*merged, [total, total]]:
@@ -134,6 +113,30 @@ def plan_parts(
             parts.extend(Part(a, b, None) for a, b in itertools.pairwise(edges))
         at = max(at, end)
     return parts
+
+
+def _widened(spans: list[list[int]], total: int, part_min: int) -> list[list[int]]:
+    """The uploaded runs around the changed ``spans`` (sorted): an unchanged run shorter than
+    ``part_min`` before or between changes is uploaded with them (it cannot be a copied part), then each
+    run is widened to ``part_min`` (forward, or backward at the object's end); repeated until stable."""
+    while True:
+        out: list[list[int]] = []
+        for start, end in spans:
+            if out and start - out[-1][1] < part_min:
+                out[-1][1] = max(out[-1][1], end)
+            elif not out and start < part_min:
+                out.append([0, end])
+            else:
+                out.append([start, end])
+        widened = False
+        for span in out:
+            if span[1] - span[0] < part_min and span != [0, total]:
+                span[1] = min(total, span[0] + part_min)
+                span[0] = max(0, span[1] - part_min)
+                widened = True
+        spans = out
+        if not widened:
+            return out
 
 
 def _copied(laid: list[tuple[int, int, Piece]], start: int, end: int) -> list[Part]:
