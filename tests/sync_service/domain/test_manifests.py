@@ -291,3 +291,36 @@ def test_a_manifest_replaced_by_another_writer_is_written_whole(world: World) ->
     assert b"elsewhere" not in incremental["train.manifest"]
     world.pub.publish(world.pid, force=True)
     assert world.objects() == incremental
+
+
+def test_the_split_boundary_moves_entries_as_the_full_split_does(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for tid in range(1, 101):
+        world.ls.tasks[tid] = make_task(tid, tid, ["cat"] if tid % 3 else ["dog"], None)
+    world.pub.publish(world.pid, force=True)
+    made = {True: 0, False: 0}
+    original = publisher_module.publish_changes
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        made[result is not None] += 1
+        return result
+
+    monkeypatch.setattr(publisher_module, "publish_changes", counted)
+    sides_seen = []
+    for step, tid in enumerate([101, 102, 103, 7, 104, 105, 50], start=1):
+        if tid in world.ls.tasks:
+            del world.ls.tasks[tid]
+            world.state.note(gone=[tid])
+        else:
+            world.ls.tasks[tid] = make_task(tid, tid, ["cat"], None)
+            world.state.note(dirty=[tid])
+        result = world.pub.publish(world.pid)
+        assert result is not None and result.published
+        sides_seen.append(result.entries)
+        incremental = world.objects()
+        world.pub.publish(world.pid, force=True)
+        assert world.objects() == incremental, f"step {step}"
+    assert made == {True: 7, False: 0}
+    assert len({tuple(sorted(e.items())) for e in sides_seen}) > 1  # the test share followed the counts
