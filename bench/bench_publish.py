@@ -189,6 +189,7 @@ class PhaseClock:
         ("split", publisher_module, "assign"),
         ("upload", Storage, "put_file"),
         ("changes", publisher_module, "publish_changes"),
+        ("changes: S3 writes", Storage, "write_pieces"),
         ("keep", publisher_module, "keep_full"),
     )
 
@@ -372,7 +373,9 @@ def table(rows: list[dict[str, Any]]) -> str:
         "rebuild: a publish from every task (reconcile, changed label config); update: a publish after one "
         "annotation changed (one webhook's work), the median of the runs, written from the state the last "
         "publish kept; MiB sent: the most bytes one update uploaded (copied parts cost none). Update phases: "
-        "seconds of the median update in each step. Label "
+        "seconds of the median update in each step (changes: S3 writes is the part of changes spent in the "
+        "multipart writes, mostly moto's server: it reads the whole source object for every part copy and "
+        "ranged read, and rewrites the whole object on completion). Label "
         "Studio's export is served from memory here (its own cost: bench_sync.py)."
     )
     return "\n".join(out)

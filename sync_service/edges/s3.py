@@ -118,7 +118,7 @@ def plan_parts(
 def _widened(spans: list[list[int]], total: int, part_min: int) -> list[list[int]]:
     """The uploaded runs around the changed ``spans`` (sorted): an unchanged run shorter than
     ``part_min`` before or between changes is uploaded with them (it cannot be a copied part), then each
-    run is widened to ``part_min`` (forward, or backward at the object's end); repeated until stable."""
+    run but one ending the object is widened forward to ``part_min``; repeated until stable."""
     while True:
         out: list[list[int]] = []
         for start, end in spans:
@@ -130,9 +130,9 @@ def _widened(spans: list[list[int]], total: int, part_min: int) -> list[list[int
                 out.append([start, end])
         widened = False
         for span in out:
-            if span[1] - span[0] < part_min and span != [0, total]:
+            # The run that ends the object is its last part, which may be short.
+            if span[1] - span[0] < part_min and span[1] < total:
                 span[1] = min(total, span[0] + part_min)
-                span[0] = max(0, span[1] - part_min)
                 widened = True
         spans = out
         if not widened:
