@@ -38,7 +38,7 @@ DATA_PART_MAX = 32 * 1024 * 1024
 cut into several parts, each at least :data:`PART_MIN`."""
 COPY_PART_MAX = 5 * 1024 * 1024 * 1024
 """S3's largest part (bytes): a longer unchanged range is copied in several parts."""
-_PRECONDITION_CODES = ("PreconditionFailed", "412")
+_PRECONDITION_CODES = ("PreconditionFailed", "412", "NoSuchKey", "404")  # changed, or deleted meanwhile
 _NOT_IMPLEMENTED_CODES = ("NotImplemented", "501")
 
 

@@ -180,3 +180,14 @@ def test_a_multipart_etag_is_a_version_tag_not_an_md5(s3: S3, bucket: str, small
     # The next write is made against that tag, as the publisher keeps it.
     second = storage.write_pieces("m", [Copy(0, len(new)), b"tail\n"], previous_etag=first.etag, part_min=MIN)
     assert storage.get_bytes("m") == new + b"tail\n" and second.etag == storage.object_etag("m")
+
+
+def test_a_write_against_a_deleted_object_is_a_changed_manifest(
+    s3: S3, bucket: str, small_parts: None
+) -> None:
+    storage = Storage(s3.client, bucket)
+    etag = put_old(storage, "m", b"".join(b"%05d\n" % i for i in range(100)))
+    storage.delete_keys(["m"])
+    with pytest.raises(ManifestChanged):
+        storage.write_pieces("m", [Copy(0, 60), b"x\n", Copy(60, 600)], previous_etag=etag, part_min=MIN)
+    assert storage.get_bytes("m") is None
