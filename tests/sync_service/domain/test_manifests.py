@@ -71,12 +71,17 @@ def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
 class World:
     """One project: its tasks in a stand-in Label Studio, its publisher on real Redis and moto S3."""
 
-    def __init__(self, redis: Redis, storage: Storage, *, test_fraction: float = 0.3) -> None:
+    def __init__(
+        self, redis: Redis, storage: Storage, *, test_fraction: float = 0.3, has_test: bool = True
+    ) -> None:
         self.redis = redis
         self.storage = storage
         self.pid = next(_pids)
         self.projects = Projects(redis, storage, "unit")
-        self.info = ProjectInfo(self.pid, "Changes", f"changes-{self.pid}", test_fraction=test_fraction)
+        datasets = None if has_test else {"train": {}}  # no test dataset: the split keeps all in train
+        self.info = ProjectInfo(
+            self.pid, "Changes", f"changes-{self.pid}", test_fraction=test_fraction, datasets=datasets
+        )
         self.projects.save(self.info)
         self.ls = MemoryLabelStudio(build_label_config(choices=LABELS, multiple=True))
         self.state = ProjectState(redis, self.pid)
@@ -151,8 +156,9 @@ def apply(
     return {tid}
 
 
+@pytest.mark.parametrize("has_test", [True, False])
 @settings(
-    max_examples=30,
+    max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -169,9 +175,15 @@ def apply(
     steps=edits,
 )
 def test_changes_publish_what_a_full_rebuild_publishes(
-    redis_url: str, s3: S3, bucket: str, small_parts: None, start: list[Any], steps: list[Any]
+    redis_url: str,
+    s3: S3,
+    bucket: str,
+    small_parts: None,
+    has_test: bool,
+    start: list[Any],
+    steps: list[Any],
 ) -> None:
-    world = World(Redis.from_url(redis_url), Storage(s3.client, bucket))
+    world = World(Redis.from_url(redis_url), Storage(s3.client, bucket), has_test=has_test)
     original = publisher_module.publish_changes
 
     def counted(*args: Any, **kwargs: Any) -> Any:
