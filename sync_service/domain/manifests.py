@@ -47,10 +47,11 @@ from typing import Any
 import orjson
 
 from converters import codes
+from converters.jsonio import dumps
 from converters.model import bucket_of
 from converters.split import TEST, TRAIN, stratum_of, target_test_count
 from converters.validation import DatasetResult, ManifestValidator, summarize
-from sync_service.edges.s3 import Copy, Piece, Storage
+from sync_service.edges.s3 import PART_MIN, Copy, Piece, Storage
 from sync_service.edges.state import CachedEntry, LineRow, ManifestKeep
 
 log = logging.getLogger(__name__)
@@ -77,17 +78,21 @@ class Kept:
     labels: tuple[str, ...]
     dataset: str | None
     error: str | None
+    digest: str = ""  # of the line in its manifest: a change that leaves it as it was writes nothing
 
     def pack(self) -> bytes:
         """The Redis value of this record."""
         return orjson.dumps(
-            [self.ref, self.usable, self.side, self.size, self.row, self.labels, self.dataset, self.error]
-        )
+            [
+                self.ref, self.usable, self.side, self.size, self.row, self.labels, self.dataset,
+                self.error, self.digest,
+            ]
+        )  # fmt: skip
 
     @classmethod
     def unpack(cls, raw: bytes) -> Kept:
         """Read a record written by :meth:`pack`."""
-        ref, usable, side, size, row, labels, dataset, error = orjson.loads(raw)
+        ref, usable, side, size, row, labels, dataset, error, digest = orjson.loads(raw)
         return cls(
             ref,
             usable,
@@ -97,6 +102,7 @@ class Kept:
             tuple(labels),
             dataset,
             error,
+            digest,
         )
 
 
@@ -277,6 +283,11 @@ class Head:
         )
 
 
+def line_digest(line: bytes) -> str:
+    """A short digest of a manifest line (tells a rewritten but equal line from a changed one)."""
+    return hashlib.blake2b(line, digest_size=8).hexdigest()
+
+
 def rank_member(seed: int, ref: str, task_id: int) -> str:
     """An entry's member in its stratum's sorted set: the split's rank (``sha256(seed, ref)``, as
     :func:`converters.split.split` orders a stratum) in hex, then its task id."""
@@ -349,18 +360,18 @@ def keep_full(
     label_sets: dict[tuple[str, ...], int] = {}
     set_keys: dict[tuple[str, ...], tuple[str, ...]] = {}  # an entry's labels -> its label set's key
     members: list[tuple[str, str, int, str | None, tuple[str, ...]]] = []  # ref, side, task, dataset, set
-    dumps = orjson.dumps
+    pack = orjson.dumps  # one name lookup per entry
     for entry in cached:
         ref, labels, task_id = entry.source_ref, entry.labels, entry.task_id
         line = entry.line
         if line is None:
-            records[task_id] = dumps([ref, False, None, 0, None, labels, entry.dataset, entry.error])
+            records[task_id] = pack([ref, False, None, 0, None, labels, entry.dataset, entry.error, ""])
             errors.append(task_id)
             continue
         tasks = refs.get(ref)
         if tasks is not None:
             error = f"{ref} is on an earlier task"
-            records[task_id] = dumps([ref, True, None, 0, None, labels, entry.dataset, error])
+            records[task_id] = pack([ref, True, None, 0, None, labels, entry.dataset, error, ""])
             tasks.append(task_id)
             errors.append(task_id)
             continue
@@ -370,7 +381,7 @@ def keep_full(
             return False
         side = sides[ref]
         size = len(line) + 1
-        records[task_id] = dumps([ref, True, side, size, row, labels, entry.dataset, None])
+        records[task_id] = pack([ref, True, side, size, row, labels, entry.dataset, None, line_digest(line)])
         refs[ref] = [task_id]
         lines[side].append((task_id, ref, size, row, labels))
         key = set_keys.get(labels)
@@ -423,7 +434,7 @@ def keep_full(
     keep.replace(
         head.pack(),
         records=records,
-        refs={ref: dumps(tasks) for ref, tasks in refs.items()},
+        refs={ref: pack(tasks) for ref, tasks in refs.items()},
         errors=errors,
         orders={
             side: (
@@ -528,12 +539,18 @@ class _Changes:
         entries = self.cached(touched)
         self.old = {t: Kept.unpack(v) for t, v in self.keep.records(touched).items()}
         refs = self._dedupe(touched, entries)
-        # A touched entry that stays leaves and joins again (its line, labels or dataset may differ).
-        removed = [t for t, k in self.old.items() if k.side is not None and (t in touched or self._leaves(t))]
-        added = [t for t, k in self.new.items() if k is not None and k.side is not None]
+        # A touched entry whose line, labels and dataset are as they were stays; another one that stays
+        # leaves and joins again.
+        same = {t for t in touched if self._unchanged(t)}
+        removed = [
+            t
+            for t, k in self.old.items()
+            if k.side is not None and t not in same and (t in touched or self._leaves(t))
+        ]
+        added = [t for t, k in self.new.items() if k is not None and k.side is not None and t not in same]
         flipped = self._split(removed, added)
-        # Summary first: when it cannot be made from the counters, nothing is written yet but the strata
-        # (the state is marked busy: the full publish that follows keeps it afresh).
+        # The summary is made before any write: when the counters cannot make it, only the strata have
+        # changed (the state is marked busy: the full publish that follows keeps it afresh).
         moves = self._moves(removed, added, flipped)
         orders = {side: self._order(side) for side in SIDES}
         new_orders: dict[str, tuple[array[int], array[int], list[Piece]]] = {}
@@ -552,13 +569,14 @@ class _Changes:
                 pieces,
                 previous_etag=self.head.etags[side],
                 content_type="application/x-ndjson",
-                **({"part_min": self.part_min} if self.part_min is not None else {}),
+                part_min=self.part_min or PART_MIN,
             )
             self.head.etags[side] = written.etag
-        self.before_write()
-        self.storage.put_bytes(
-            self.head.keys["summary"], orjson.dumps(document) + b"\n", content_type="application/json"
-        )
+        if new_orders:  # the summary follows the manifests' lines only
+            self.before_write()
+            self.storage.put_bytes(
+                self.head.keys["summary"], dumps(document) + b"\n", content_type="application/json"
+            )
         records = {t: k.pack() for t, k in self.new.items() if k is not None}
         gone = [t for t, k in self.new.items() if k is None]
         errors = {t: k is not None and k.error is not None for t, k in self.new.items()}
@@ -579,6 +597,16 @@ class _Changes:
             errors=[{"task": t, "error": reasons.get(t)} for t in first],
             error_count=count,
         )
+
+    def _unchanged(self, task_id: int) -> bool:
+        """Whether a touched entry is in a manifest and stays there as it was (its new side: the old)."""
+        old, new = self.old.get(task_id), self.new.get(task_id)
+        if old is None or new is None or old.side is None or new.side is None:
+            return False
+        if (old.ref, old.labels, old.dataset, old.digest) != (new.ref, new.labels, new.dataset, new.digest):
+            return False
+        new.side = old.side
+        return True
 
     def _leaves(self, task_id: int) -> bool:
         new = self.new.get(task_id, self.old[task_id])
@@ -630,8 +658,16 @@ class _Changes:
             if row is None:
                 raise _Fallback(f"the line of task {t} names another image")
             self.new[t] = Kept(
-                entry.source_ref, True, TRAIN, len(entry.line) + 1, row, entry.labels, entry.dataset, None
-            )  # its side is placed by the split
+                entry.source_ref,
+                True,
+                TRAIN,
+                len(entry.line) + 1,
+                row,
+                entry.labels,
+                entry.dataset,
+                None,
+                line_digest(entry.line),
+            )  # fmt: skip  (its side is placed by the split)
             self.lines[t] = entry.line
         return {ref: orjson.dumps(after[ref]) if after.get(ref) else None for ref in names}
 
@@ -725,8 +761,9 @@ class _Changes:
                 if t not in self.new:
                     old = self.old[t]
                     self.new[t] = Kept(
-                        old.ref, old.usable, old.side, old.size, old.row, old.labels, old.dataset, old.error
-                    )
+                        old.ref, old.usable, old.side, old.size, old.row, old.labels, old.dataset, old.error,
+                        old.digest,
+                    )  # fmt: skip
         for t in added:
             new = self.new[t]
             if new is not None and new.side == TEST:
