@@ -533,6 +533,7 @@ class Publisher:
                 spool.close()
         with self.phases.timed("keep"):
             keys = self._manifest_keys(info)
+            state.check_lock()  # (a state kept by a stale holder names old ETags: the next write is whole)
             keep_full(
                 ManifestKeep(self.redis, info.label_studio_project_id),
                 cached=cached,
