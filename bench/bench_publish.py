@@ -51,7 +51,7 @@ from redis import Redis  # noqa: E402
 from converters.labelconfig import build_label_config  # noqa: E402
 from plugin.localstack.http_calls import http_get  # noqa: E402
 from plugin.localstack.processes import free_port  # noqa: E402
-from sync_service import publisher as publisher_module  # noqa: E402
+from sync_service.domain import publisher as publisher_module  # noqa: E402
 from sync_service.domain.projects import ProjectInfo, Projects  # noqa: E402
 from sync_service.domain.publisher import Publisher  # noqa: E402
 from sync_service.edges.s3 import Storage  # noqa: E402
@@ -63,6 +63,7 @@ PLOT = HERE / "publish_growth.png"
 TABLE = HERE / "publish_growth.md"
 LABELS = ["cat", "dog", "bird", "fish", "horse", "cow", "sheep", "frog"]
 BOXES = ["face", "sign", "car"]
+MIB = 1024 * 1024
 PROJECT_ID = 910_001
 
 
@@ -140,6 +141,42 @@ class ExportStandIn:
         return iter(())
 
 
+class UploadMeter:
+    """Counts the bytes the publisher sends to S3 (whole objects, and the uploaded parts of a write by
+    changes: copied parts cost no upload)."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self._originals: list[tuple[str, Any]] = []
+
+    def install(self) -> None:
+        meter = self
+        put_file, put_bytes, write_pieces = Storage.put_file, Storage.put_bytes, Storage.write_pieces
+
+        def counted_put_file(storage: Storage, key: str, stream: Any, **kwargs: Any) -> None:
+            stream.seek(0, os.SEEK_END)
+            meter.bytes += stream.tell()
+            put_file(storage, key, stream, **kwargs)
+
+        def counted_put_bytes(storage: Storage, key: str, data: bytes, **kwargs: Any) -> None:
+            meter.bytes += len(data)
+            put_bytes(storage, key, data, **kwargs)
+
+        def counted_write_pieces(storage: Storage, key: str, pieces: Any, **kwargs: Any) -> Any:
+            result = write_pieces(storage, key, pieces, **kwargs)
+            meter.bytes += result.uploaded
+            return result
+
+        self._originals = [("put_file", put_file), ("put_bytes", put_bytes), ("write_pieces", write_pieces)]
+        Storage.put_file = counted_put_file  # type: ignore[method-assign]
+        Storage.put_bytes = counted_put_bytes  # type: ignore[method-assign]
+        Storage.write_pieces = counted_write_pieces  # type: ignore[method-assign]
+
+    def uninstall(self) -> None:
+        for name, original in self._originals:
+            setattr(Storage, name, original)
+
+
 class PhaseClock:
     """Wraps the publisher's steps to time them (seconds per phase of the last publish)."""
 
@@ -151,6 +188,9 @@ class PhaseClock:
         ("validate", publisher_module, "entries_summary"),
         ("split", publisher_module, "assign"),
         ("upload", Storage, "put_file"),
+        ("changes", publisher_module, "publish_changes"),
+        ("changes: S3 writes", Storage, "write_pieces"),
+        ("keep", publisher_module, "keep_full"),
     )
 
     def __init__(self) -> None:
@@ -182,7 +222,14 @@ class PhaseClock:
 
 
 def bench_size(
-    n: int, redis: Redis, storage: Storage, projects: Projects, clock: PhaseClock, changes: int, repeat: int
+    n: int,
+    redis: Redis,
+    storage: Storage,
+    projects: Projects,
+    clock: PhaseClock,
+    meter: UploadMeter,
+    changes: int,
+    repeat: int,
 ) -> dict[str, Any]:
     rnd = random.Random(n)
     tasks = {i: make_task(i, rnd) for i in range(1, n + 1)}
@@ -209,6 +256,7 @@ def bench_size(
     assert result is not None and result.entries == {"train": n - n // 2, "test": n // 2}, result
     rebuild_phases = dict(clock.seconds)
     updates: list[float] = []
+    uploaded: list[int] = []
     phases: list[dict[str, float]] = []
     for round_ in range(repeat):
         changed = rnd.sample(range(1, n + 1), changes)
@@ -220,9 +268,11 @@ def bench_size(
             tasks[task_id] = make_task(task_id, rnd, label=other)  # a real change: the line differs
         state.note(dirty=changed)
         clock.seconds = {}
+        meter.bytes = 0
         started = time.perf_counter()
         result = pub.publish(PROJECT_ID)
         updates.append(time.perf_counter() - started)
+        uploaded.append(meter.bytes)
         phases.append(dict(clock.seconds))
         assert result is not None and result.published and not result.rebuilt, result
     state.forget()
@@ -238,6 +288,7 @@ def bench_size(
         "update_max_s": max(updates),
         "update_phases": phases[at],
         "updates_s": updates,
+        "update_uploaded_bytes_max": max(uploaded),
     }
 
 
@@ -294,16 +345,17 @@ def table(rows: list[dict[str, Any]]) -> str:
     """The figures as a Markdown table, with the growth ratios under it."""
     phases = [p for p, _, _ in PhaseClock.PHASES if any(p in r["update_phases"] for r in rows)]
     out = [
-        "| entries | rebuild s | rebuild ms/entry | update s (median) | update s (max) | "
+        "| entries | rebuild s | rebuild ms/entry | update s (median) | update s (max) | update MiB sent | "
         + " | ".join(f"update: {p} s" for p in phases)
         + " |",
-        "|---:|---:|---:|---:|---:|" + "---:|" * len(phases),
+        "|---:|---:|---:|---:|---:|---:|" + "---:|" * len(phases),
     ]
     for r in rows:
         cells = " | ".join(f"{r['update_phases'].get(p, 0.0):.3f}" for p in phases)
         out.append(
             f"| {r['n']:,} | {r['rebuild_s']:.2f} | {r['rebuild_s'] * 1000 / r['n']:.3f} | "
-            f"{r['update_median_s']:.3f} | {r['update_max_s']:.3f} | {cells} |"
+            f"{r['update_median_s']:.3f} | {r['update_max_s']:.3f} | "
+            f"{r['update_uploaded_bytes_max'] / MIB:.2f} | {cells} |"
         )
     if len(rows) > 1:
         first, last = rows[0], rows[-1]
@@ -315,13 +367,50 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{last['n'] / first['n']:.0f}x)."
         )
     out.append("")
+    out.extend(verdicts(rows))
+    out.append("")
     out.append(
         "rebuild: a publish from every task (reconcile, changed label config); update: a publish after one "
-        "annotation changed (one webhook's work), the median of the runs. Update phases: seconds of the "
-        "median update in each step; the rest is locking, duplicates, the split and digests. Label "
+        "annotation changed (one webhook's work), the median of the runs, written from the state the last "
+        "publish kept; MiB sent: the most bytes one update uploaded (copied parts cost none). Update phases: "
+        "seconds of the median update in each step (changes: S3 writes is the part of changes spent in the "
+        "multipart writes, mostly moto's server: it reads the whole source object for every part copy and "
+        "ranged read, and rewrites the whole object on completion). Label "
         "Studio's export is served from memory here (its own cost: bench_sync.py)."
     )
     return "\n".join(out)
+
+
+def verdicts(rows: list[dict[str, Any]]) -> list[str]:
+    """Issue 14's targets, each with its figure and PASS or FAIL."""
+    out = []
+    largest = rows[-1]
+    smallest = rows[0]
+
+    def verdict(ok: bool) -> str:
+        return "PASS" if ok else "FAIL"
+
+    median = largest["update_median_s"]
+    out.append(
+        f"- update median at {largest['n']:,} entries: {median:.3f} s (target <= 0.25 s): {verdict(median <= 0.25)}"
+    )
+    if len(rows) > 1:
+        ratio = median / smallest["update_median_s"]
+        out.append(
+            f"- update median {largest['n']:,} / {smallest['n']:,}: {ratio:.2f}x (target <= 2x): "
+            f"{verdict(ratio <= 2)}"
+        )
+    sent = largest["update_uploaded_bytes_max"] / MIB
+    out.append(
+        f"- uploaded per {largest['n']:,}-entry update: {sent:.2f} MiB at most (target <= 12 MiB): "
+        f"{verdict(sent <= 12)}"
+    )
+    per_entry = largest["rebuild_s"] * 1000 / largest["n"]
+    out.append(
+        f"- rebuild at {largest['n']:,} entries: {per_entry:.3f} ms/entry (target <= 0.05): "
+        f"{verdict(per_entry <= 0.05)}"
+    )
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -334,6 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
     clock = PhaseClock()
     clock.install()
+    meter = UploadMeter()
+    meter.install()
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-publish-") as tmp, redis_db(Path(tmp)) as db:
         redis = Redis.from_url(db.url)
@@ -346,10 +437,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 for n in sizes:
                     print(f"bench: {n:,} entries ...", file=sys.stderr, flush=True)
-                    rows.append(bench_size(n, redis, storage, projects, clock, args.changes, args.repeat))
+                    rows.append(
+                        bench_size(n, redis, storage, projects, clock, meter, args.changes, args.repeat)
+                    )
             finally:
                 empty_and_delete_bucket(client, bucket)
                 redis.close()
+    meter.uninstall()  # installed over the clock's wrappers: taken off first
     clock.uninstall()
     text = table(rows)
     print(text)

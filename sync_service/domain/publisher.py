@@ -9,7 +9,9 @@ steps, and why they are safe to repeat:
 3. re-read the changed tasks from Label Studio's export endpoint (or all tasks on a rebuild), convert
    each with the core (``task_to_entry`` + ``entry_to_line``, as ``customlabels convert ls-to-manifest``)
    and update the entry cache; tasks that are gone leave it;
-4. write ``train.manifest``, ``test.manifest`` and ``validation/manifest_summary.json``, each whole.
+4. write ``train.manifest``, ``test.manifest`` and ``validation/manifest_summary.json``: after a few
+   changes, only what changed (from the state the last publish kept, :mod:`sync_service.domain.manifests`:
+   the unchanged byte ranges of each manifest copied by S3); else each whole, keeping that state afresh.
 """
 
 from __future__ import annotations
@@ -43,14 +45,16 @@ from converters.split import TEST, TRAIN, SplitItem, split
 from converters.validation import ManifestValidator, Row, check_line, summarize
 from sync_service.domain.fingerprints import DUPLICATE_DISTANCE, known_groups
 from sync_service.domain.images import adopt_upload
+from sync_service.domain.manifests import Published, keep_full, publish_changes
 from sync_service.domain.projects import ProjectInfo, Projects
 from sync_service.edges.labelstudio import LabelStudio
-from sync_service.edges.s3 import Storage
+from sync_service.edges.s3 import ManifestChanged, Storage
 from sync_service.edges.state import (
     IMAGE_META_KEY,
     CachedEntry,
     EventBatch,
     LineRow,
+    ManifestKeep,
     ProjectState,
     collector_paused,
 )
@@ -296,6 +300,7 @@ class Publisher:
         self.duplicate_distance = duplicate_distance
         self.images = ImageMetaCache(redis, storage)
         self.phases = Phases()
+        self.part_min: int | None = None  # bytes of a multipart write's smallest part (None: S3's)
 
     def publish(self, project_id: int, *, force: bool = False) -> PublishResult | None:
         """Bring the project's manifests up to date; ``force`` rebuilds from all tasks and rewrites all.
@@ -404,16 +409,23 @@ class Publisher:
         state.set_config_digest(digest)
         if not (rebuilt or batch.dirty or batch.gone or force):
             return PublishResult(pid, False, {}, {}, False, 0.0)
-        if not rebuilt:  # a rebuild has what the cache holds already
-            with phases.timed("cache"):
-                cached = state.entries()
-        entries, labels, errors = self._write(info, cached, force=force, state=state)
+        changed = None if rebuilt or force else self._write_changes(info, state, batch.dirty | batch.gone)
+        if changed is not None:
+            entries, labels, errors, error_count = (
+                changed.entries, changed.labels, changed.errors, changed.error_count,
+            )  # fmt: skip
+        else:
+            if not rebuilt:  # a rebuild has what the cache holds already
+                with phases.timed("cache"):
+                    cached = state.entries()
+            entries, labels, errors = self._write(info, cached, force=force, state=state)
+            error_count = len(errors)
         state.set_status(
             last_publish=now_stamp(),
             entries=entries,
             labels=labels,
             task_errors=errors[:50],
-            task_error_count=len(errors),
+            task_error_count=error_count,
             last_error=None,
         )
         return PublishResult(pid, True, entries, labels, rebuilt, 0.0)
@@ -538,7 +550,57 @@ class Publisher:
         finally:
             for spool in spools.values():
                 spool.close()
+        with self.phases.timed("keep"):
+            keys = self._manifest_keys(info)
+            state.check_lock()  # (a state kept by a stale holder names old ETags: the next write is whole)
+            keep_full(
+                ManifestKeep(self.redis, info.label_studio_project_id),
+                cached=cached,
+                sides=sides,
+                keys=keys,
+                etags={side: self.storage.object_etag(keys[side]) for side in (TRAIN, TEST)},
+                seed=info.seed,
+                fraction=info.test_fraction,
+                has_test=info.has_dataset(TEST),
+                row_of=line_row,
+            )
         return counts, {side: len(names) for side, names in label_sets.items()}, errors
+
+    def _manifest_keys(self, info: ProjectInfo) -> dict[str, str]:
+        return {
+            TRAIN: self.projects.key(info, "train.manifest"),
+            TEST: self.projects.key(info, "test.manifest"),
+            "summary": self.projects.key(info, "validation/manifest_summary.json"),
+        }
+
+    def _write_changes(self, info: ProjectInfo, state: ProjectState, touched: set[int]) -> Published | None:
+        """Publish the changes of the ``touched`` tasks from the state the last publish kept; None when
+        the manifests must be written whole (see :mod:`sync_service.domain.manifests`)."""
+        keep = ManifestKeep(self.redis, info.label_studio_project_id)
+        try:
+            with self.phases.timed("manifests"):
+                published = publish_changes(
+                    keep,
+                    touched=touched,
+                    cached=state.cached,
+                    storage=self.storage,
+                    keys=self._manifest_keys(info),
+                    seed=info.seed,
+                    fraction=info.test_fraction,
+                    has_test=info.has_dataset(TEST),
+                    row_of=line_row,
+                    before_write=state.check_lock,
+                    part_min=self.part_min,
+                )
+        except ManifestChanged as exc:
+            # Another writer replaced a manifest since the last publish: write them whole (from the
+            # cache, as every publish did before), which keeps the state afresh.
+            log.warning("project %s: %s; the manifests are written whole", info.label_studio_project_id, exc)
+            keep.forget()
+            return None
+        if published is not None:
+            state.set_published(digests={})  # the objects changed in place: no whole-body digest holds
+        return published
 
 
 def dedupe(cached: Iterable[CachedEntry]) -> tuple[list[CachedEntry], list[dict[str, Any]]]:

@@ -2,15 +2,23 @@
 
 Objects are replaced whole: a manifest is written to a local spool file first and then uploaded in one
 ``PutObject`` (or one multipart upload, completed last), so readers see the old object or the new one,
-never a part.
+never a part. A manifest that changed in a few places is written by :meth:`Storage.write_pieces`: the
+unchanged byte ranges of the previous object are copied by S3 itself (``UploadPartCopy``), only the
+parts around the changes are uploaded, every read and copy of the previous object and the completion
+conditional on its ETag (a concurrent writer makes the write fail with :class:`ManifestChanged`, never
+interleave). An ETag is an opaque version tag here: a multipart object's is no MD5 of its bytes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import itertools
 import os
 import tempfile
 import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import IO, Any
 
 import boto3
@@ -21,6 +29,129 @@ from sync_service.config import Settings
 from sync_service.errors import StorageError
 
 SPOOL_BYTES = 8 * 1024 * 1024
+
+PART_MIN = 5 * 1024 * 1024
+"""S3's smallest part of a multipart upload (bytes), the last part excepted; an object smaller than this
+is written by one ``PutObject``."""
+DATA_PART_MAX = 32 * 1024 * 1024
+"""Bytes at most in one uploaded part (held in memory while it is sent); longer runs of changed bytes are
+cut into several parts, each at least :data:`PART_MIN`."""
+COPY_PART_MAX = 5 * 1024 * 1024 * 1024
+"""S3's largest part (bytes): a longer unchanged range is copied in several parts."""
+_PRECONDITION_CODES = ("PreconditionFailed", "412", "NoSuchKey", "404")  # changed, or deleted meanwhile
+_NOT_IMPLEMENTED_CODES = ("NotImplemented", "501")
+
+
+class ManifestChanged(StorageError):
+    """The object is no longer the version a conditional write was made against (another writer)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """Bytes ``[start, end)`` of the previous version of the object being written."""
+
+    start: int
+    end: int
+
+
+Piece = bytes | Copy
+"""A run of the new object: new bytes, or a range of the previous version."""
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One part of a planned write: bytes ``[start, end)`` of the new object; ``source`` is the offset in
+    the previous version where a copied part starts (None: the part is uploaded)."""
+
+    start: int
+    end: int
+    source: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What :meth:`Storage.write_pieces` did: the new ETag, the bytes sent and whether parts were copied."""
+
+    etag: str
+    uploaded: int
+    multipart: bool
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _layout(pieces: Sequence[Piece]) -> list[tuple[int, int, Piece]]:
+    """Each piece with its ``[start, end)`` in the new object."""
+    out = []
+    at = 0
+    for piece in pieces:
+        size = len(piece) if isinstance(piece, bytes) else piece.end - piece.start
+        out.append((at, at + size, piece))
+        at += size
+    return out
+
+
+def plan_parts(
+    pieces: Sequence[Piece], *, part_min: int = PART_MIN, data_max: int = DATA_PART_MAX
+) -> list[Part]:
+    """The parts of a multipart write of ``pieces``: copied ranges of the previous version where nothing
+    changed, uploaded parts around each change (a changed run widened to ``part_min`` bytes, an
+    unchanged run shorter than that between two changes uploaded with them), every part but the last at
+    least ``part_min`` bytes. A piece of new bytes, even an empty one (a deletion), marks a change."""
+    laid = _layout(pieces)
+    total = laid[-1][1] if laid else 0
+    merged = _widened([[a, b] for a, b, piece in laid if not isinstance(piece, Copy)], total, part_min)
+    parts: list[Part] = []
+    at = 0
+    for start, end in [*merged, [total, total]]:
+        if start > at:
+            parts.extend(_copied(laid, at, start))
+        if end > start:
+            count = -(-(end - start) // data_max)
+            edges = [start + (end - start) * i // count for i in range(count + 1)]
+            parts.extend(Part(a, b, None) for a, b in itertools.pairwise(edges))
+        at = max(at, end)
+    return parts
+
+
+def _widened(spans: list[list[int]], total: int, part_min: int) -> list[list[int]]:
+    """The uploaded runs around the changed ``spans`` (sorted): an unchanged run shorter than
+    ``part_min`` before or between changes is uploaded with them (it cannot be a copied part), then each
+    run but one ending the object is widened forward to ``part_min``; repeated until stable."""
+    while True:
+        out: list[list[int]] = []
+        for start, end in spans:
+            if out and start - out[-1][1] < part_min:
+                out[-1][1] = max(out[-1][1], end)
+            elif not out and start < part_min:
+                out.append([0, end])
+            else:
+                out.append([start, end])
+        widened = False
+        for span in out:
+            # The run that ends the object is its last part, which may be short.
+            if span[1] - span[0] < part_min and span[1] < total:
+                span[1] = min(total, span[0] + part_min)
+                widened = True
+        spans = out
+        if not widened:
+            return out
+
+
+def _copied(laid: list[tuple[int, int, Piece]], start: int, end: int) -> list[Part]:
+    """Copy parts for the unchanged run ``[start, end)`` of the new object (one previous-version range:
+    an unchanged run holds no change, so its pieces are contiguous in the previous version)."""
+    source = None
+    for a, b, piece in laid:
+        if isinstance(piece, Copy) and a <= start < b:
+            source = piece.start + start - a
+            break
+    if source is None:
+        raise StorageError(f"no previous bytes at offset {start} of the planned object")
+    count = -(-(end - start) // COPY_PART_MAX)
+    edges = [start + (end - start) * i // count for i in range(count + 1)]
+    return [Part(a, b, source + a - start) for a, b in itertools.pairwise(edges)]
 
 
 _clients: dict[tuple[str | None, str], Any] = {}
@@ -79,6 +210,10 @@ def split_s3_url(url: str) -> tuple[str, str]:
     if not bucket or not key:
         raise StorageError(f"an s3:// URL needs a bucket and a key: {url!r}")
     return bucket, key
+
+
+class _PartCopyRefused(Exception):
+    """The store answered NotImplemented to a multipart call (s3rver has no UploadPartCopy)."""
 
 
 class _KeptOpen(io.RawIOBase):
@@ -141,6 +276,150 @@ class Storage:
             self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
         except (BotoCoreError, ClientError) as exc:
             raise self._fail("write to", key, exc) from exc
+
+    def object_etag(self, key: str) -> str | None:
+        """The ETag of ``key`` in the bucket (an opaque version tag), or None when there is no object."""
+        try:
+            return str(self.client.head_object(Bucket=self.bucket, Key=key)["ETag"])
+        except ClientError as exc:
+            if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise self._fail("head of", key, exc) from exc
+        except BotoCoreError as exc:
+            raise self._fail("head of", key, exc) from exc
+
+    def write_pieces(
+        self,
+        key: str,
+        pieces: Sequence[Piece],
+        *,
+        previous_etag: str,
+        content_type: str = "application/octet-stream",
+        part_min: int = PART_MIN,
+    ) -> WriteResult:
+        """Replace ``key``, whose version ``previous_etag`` the :class:`Copy` pieces refer to, by the
+        concatenation of ``pieces``: a multipart upload whose unchanged parts S3 copies from the previous
+        version, or one conditional ``PutObject`` when the object is under ``part_min`` bytes or the
+        store does not implement part copies (s3rver). Raises :class:`ManifestChanged` when the object
+        is no longer ``previous_etag`` (nothing is written then)."""
+        laid = _layout(pieces)
+        total = laid[-1][1] if laid else 0
+        if total >= part_min:
+            parts = plan_parts(pieces, part_min=part_min)
+            try:
+                return self._write_parts(key, laid, parts, previous_etag, content_type)
+            except _PartCopyRefused:
+                pass  # the store has no part copies: the whole object in one request
+        body = self._assemble(key, laid, 0, total, previous_etag)
+        try:
+            response = self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, IfMatch=previous_etag
+            )
+        except ClientError as exc:
+            raise self._conditional_fail("write to", key, exc) from exc
+        except BotoCoreError as exc:
+            raise self._fail("write to", key, exc) from exc
+        return WriteResult(str(response["ETag"]), len(body), False)
+
+    def _conditional_fail(self, what: str, key: str, exc: ClientError) -> StorageError:
+        if _error_code(exc) in _PRECONDITION_CODES:
+            return ManifestChanged(f"s3://{self.bucket}/{key} changed under a conditional {what}: {exc}")
+        return self._fail(what, key, exc)
+
+    def _write_parts(
+        self,
+        key: str,
+        laid: list[tuple[int, int, Piece]],
+        parts: list[Part],
+        previous_etag: str,
+        content_type: str,
+    ) -> WriteResult:
+        try:
+            upload = self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=key, ContentType=content_type
+            )
+        except ClientError as exc:
+            if _error_code(exc) in _NOT_IMPLEMENTED_CODES:
+                raise _PartCopyRefused from exc
+            raise self._fail("multipart upload to", key, exc) from exc
+        except BotoCoreError as exc:
+            raise self._fail("multipart upload to", key, exc) from exc
+        upload_id = upload["UploadId"]
+        done: list[dict[str, Any]] = []
+        uploaded = 0
+        try:
+            for number, part in enumerate(parts, start=1):
+                if part.source is not None:
+                    response = self.client.upload_part_copy(
+                        Bucket=self.bucket,
+                        Key=key,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        CopySource={"Bucket": self.bucket, "Key": key},
+                        CopySourceRange=f"bytes={part.source}-{part.source + part.end - part.start - 1}",
+                        CopySourceIfMatch=previous_etag,
+                    )
+                    etag = response["CopyPartResult"]["ETag"]
+                else:
+                    body = self._assemble(key, laid, part.start, part.end, previous_etag)
+                    uploaded += len(body)
+                    response = self.client.upload_part(
+                        Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+                    )
+                    etag = response["ETag"]
+                done.append({"PartNumber": number, "ETag": etag})
+            response = self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": done},
+                IfMatch=previous_etag,
+            )
+        except (ClientError, BotoCoreError, StorageError) as exc:
+            self._abort(key, upload_id)
+            if isinstance(exc, ClientError) and _error_code(exc) in _NOT_IMPLEMENTED_CODES:
+                raise _PartCopyRefused from exc
+            if isinstance(exc, ClientError):
+                raise self._conditional_fail("multipart write to", key, exc) from exc
+            if isinstance(exc, StorageError):
+                raise
+            raise self._fail("multipart write to", key, exc) from exc
+        return WriteResult(str(response["ETag"]), uploaded, True)
+
+    def _abort(self, key: str, upload_id: str) -> None:
+        # An upload left open costs storage until the bucket's lifecycle rule; the write failed anyway.
+        with contextlib.suppress(ClientError, BotoCoreError):
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+
+    def _assemble(
+        self, key: str, laid: list[tuple[int, int, Piece]], start: int, end: int, previous_etag: str
+    ) -> bytes:
+        """Bytes ``[start, end)`` of the new object: new bytes as given, copied ranges read from the
+        previous version (each read conditional on its ETag)."""
+        out = bytearray()
+        for a, b, piece in laid:
+            lo, hi = max(a, start), min(b, end)
+            if lo >= hi:
+                continue
+            if isinstance(piece, bytes):
+                out += piece[lo - a : hi - a]
+            else:
+                out += self._read_range(key, piece.start + lo - a, piece.start + hi - a, previous_etag)
+        return bytes(out)
+
+    def _read_range(self, key: str, start: int, end: int, etag: str) -> bytes:
+        try:
+            response = self.client.get_object(
+                Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}", IfMatch=etag
+            )
+            data = bytes(response["Body"].read())
+        except ClientError as exc:
+            raise self._conditional_fail("read of", key, exc) from exc
+        except BotoCoreError as exc:
+            raise self._fail("read of", key, exc) from exc
+        if len(data) != end - start:
+            raise ManifestChanged(f"s3://{self.bucket}/{key} is shorter than its recorded version")
+        return data
 
     def delete_keys(self, keys: list[str]) -> None:
         """Delete these objects (a missing one is no error), 1,000 per request."""

@@ -10,6 +10,8 @@ Studio). Keys, all under ``cl:`` so that the service never touches what it did n
 * ``cl:p:<id>:lock`` (the single publisher), ``:status`` (hash shown by the status endpoint);
 * ``cl:p:<id>:taken-dirty``, ``:taken-gone``, ``:taken-gone-ann``, ``:taken-full``: the events the
   publish under way took, kept until it succeeds, so that a publisher killed mid-way loses none;
+* ``cl:p:<id>:m:*``: what the last publish wrote, kept so that the next writes only what changed
+  (:class:`ManifestKeep`);
 * ``cl:imgmeta`` (source-ref -> stored size and EXIF orientation), ``cl:projects`` (id -> S3 slug).
 """
 
@@ -214,6 +216,10 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _bytes(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
 class ProjectState:
     """The Redis side of one Label Studio project."""
 
@@ -405,6 +411,14 @@ class ProjectState:
         pipe.hset(self.k_status, "built", 1)
         pipe.execute()
 
+    def cached(self, task_ids: Iterable[int]) -> dict[int, CachedEntry]:
+        """The cached entries of these tasks (tasks not in the cache left out)."""
+        ids = list(task_ids)
+        if not ids:
+            return {}
+        found = self.redis.hmget(self.k_entries, [str(t) for t in ids])
+        return {t: CachedEntry.unpack(t, raw) for t, raw in zip(ids, found, strict=True) if raw is not None}
+
     def forget(self) -> None:
         """Drop everything kept for this project (it was deleted)."""
         self.redis.delete(
@@ -422,6 +436,7 @@ class ProjectState:
             self.k_label_config,
             *self.k_taken,
         )
+        ManifestKeep(self.redis, self.project_id).forget()
 
     # ------------------------------------------------------------------------------ config, status
 
@@ -502,3 +517,213 @@ class ProjectState:
     @property
     def _lock_token(self) -> str:
         return (self._held.token if self._held is not None else None) or ""
+
+
+class ManifestKeep:
+    """The Redis side of one project's kept manifest state (:mod:`sync_service.domain.manifests` says
+    what the values mean; here they are bytes). Keys, under ``cl:p:<id>:m:``:
+
+    * ``head`` (the small state: object versions, counters, label frequencies, split totals), ``busy``
+      (set while the state is being changed: a state found busy is not trusted, the next publish
+      rebuilds it);
+    * ``rec`` (task id -> what the last publish made of it), ``refs`` (source-ref -> its usable tasks),
+      ``errors`` (the tasks left out, scored by id);
+    * ``order:<side>`` and ``sizes:<side>`` (each manifest's task ids in order and their lines' sizes,
+      packed 64-bit integers);
+    * ``st:<digest>`` (one stratum's entries without a dataset, ranked by the split's hash), listed in
+      ``strata``.
+    """
+
+    def __init__(self, redis: Redis, project_id: int) -> None:
+        self.redis = redis
+        base = f"cl:p:{project_id}:m:"
+        self.base = base
+        self.k_head = base + "head"
+        self.k_busy = base + "busy"
+        self.k_rec = base + "rec"
+        self.k_refs = base + "refs"
+        self.k_errors = base + "errors"
+        self.k_strata = base + "strata"
+
+    def order_keys(self, side: str) -> tuple[str, str]:
+        """The keys of one manifest's task ids and line sizes."""
+        return self.base + f"order:{side}", self.base + f"sizes:{side}"
+
+    def stratum_key(self, digest: str) -> str:
+        """The key of the stratum whose name has this digest."""
+        return self.base + f"st:{digest}"
+
+    # ---------------------------------------------------------------------------------------- reads
+
+    def head(self) -> bytes | None:
+        """The kept head, or None when there is none or a change of the state never finished."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(self.k_head)
+        pipe.exists(self.k_busy)
+        head, busy = pipe.execute()
+        return None if busy or head is None else _bytes(head)
+
+    def records(self, task_ids: Iterable[int]) -> dict[int, bytes]:
+        """The kept records of these tasks (tasks without one left out)."""
+        ids = list(task_ids)
+        if not ids:
+            return {}
+        found = self.redis.hmget(self.k_rec, [str(t) for t in ids])
+        return {t: _bytes(raw) for t, raw in zip(ids, found, strict=True) if raw is not None}
+
+    def ref_tasks(self, refs: Iterable[str]) -> dict[str, bytes]:
+        """The kept task lists of these source-refs (refs without one left out)."""
+        names = list(refs)
+        if not names:
+            return {}
+        found = self.redis.hmget(self.k_refs, names)
+        return {ref: _bytes(raw) for ref, raw in zip(names, found, strict=True) if raw is not None}
+
+    def order(self, side: str) -> tuple[bytes, bytes]:
+        """One manifest's packed task ids and line sizes."""
+        ids, sizes = self.redis.mget(list(self.order_keys(side)))
+        return _bytes(ids or b""), _bytes(sizes or b"")
+
+    def first_errors(self, count: int) -> tuple[list[int], int]:
+        """The ids of the first ``count`` tasks left out, and how many there are."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrange(self.k_errors, 0, count - 1)
+        pipe.zcard(self.k_errors)
+        first, total = pipe.execute()
+        return [int(t) for t in first], int(total)
+
+    def stratum_card(self, key: str) -> int:
+        """How many ranked entries the stratum holds."""
+        return int(self.redis.zcard(key))
+
+    def stratum_at(self, key: str, index: int) -> str | None:
+        """The stratum's ``index``-th ranked member (0 first), or None past its end."""
+        found = self.redis.zrange(key, index, index)
+        return _text(found[0]) if found else None  # type: ignore[arg-type]
+
+    def stratum_between(self, key: str, low: str | None, high: str | None) -> list[str]:
+        """The stratum's members ``low <= m < high`` (None: unbounded)."""
+        lo = "-" if low is None else "[" + low
+        hi = "+" if high is None else "(" + high
+        return [_text(m) for m in self.redis.zrangebylex(key, lo, hi)]
+
+    # --------------------------------------------------------------------------------------- writes
+
+    def mark_busy(self) -> None:
+        """Mark the state as being changed (until :meth:`commit` or :meth:`replace`)."""
+        self.redis.set(self.k_busy, 1)
+
+    def change_strata(self, added: dict[str, list[str]], removed: dict[str, list[str]]) -> None:
+        """Add and remove ranked members of strata (the state must be marked busy first)."""
+        pipe = self.redis.pipeline(transaction=True)
+        for key, members in removed.items():
+            if members:
+                pipe.zrem(key, *members)
+        for key, members in added.items():
+            if members:
+                pipe.zadd(key, dict.fromkeys(members, 0))
+                pipe.sadd(self.k_strata, key)
+        pipe.execute()
+
+    def commit(
+        self,
+        head: bytes,
+        *,
+        records: dict[int, bytes],
+        gone: Iterable[int],
+        refs: dict[str, bytes | None],
+        errors: dict[int, bool],
+        orders: dict[str, tuple[bytes, bytes]],
+    ) -> None:
+        """Write what a publish changed in one transaction and clear the busy mark: ``refs`` None
+        drops a source-ref, ``errors`` maps a task id to whether it is left out."""
+        pipe = self.redis.pipeline(transaction=True)
+        dropped_tasks = [str(t) for t in gone]
+        if dropped_tasks:
+            pipe.hdel(self.k_rec, *dropped_tasks)
+        if records:
+            pipe.hset(self.k_rec, mapping={str(t): v for t, v in records.items()})
+        dropped = [ref for ref, value in refs.items() if value is None]
+        if dropped:
+            pipe.hdel(self.k_refs, *dropped)
+        kept_refs: dict[FieldT, EncodableT] = {ref: v for ref, v in refs.items() if v is not None}
+        if kept_refs:
+            pipe.hset(self.k_refs, mapping=kept_refs)
+        back = [str(t) for t, left_out in errors.items() if not left_out]
+        if back:
+            pipe.zrem(self.k_errors, *back)
+        into = {str(t): t for t, left_out in errors.items() if left_out}
+        if into:
+            pipe.zadd(self.k_errors, into)
+        for side, (ids, sizes) in orders.items():
+            k_ids, k_sizes = self.order_keys(side)
+            pipe.mset({k_ids: ids, k_sizes: sizes})
+        pipe.set(self.k_head, head)
+        pipe.delete(self.k_busy)
+        pipe.execute()
+
+    def replace(
+        self,
+        head: bytes,
+        *,
+        records: dict[int, bytes],
+        refs: dict[str, bytes],
+        errors: Iterable[int],
+        orders: dict[str, tuple[bytes, bytes]],
+        strata: dict[str, list[str]],
+    ) -> None:
+        """Replace the whole state (after a full publish), ``REBUILD_CHUNK`` values per round trip."""
+        self.forget()
+        self.mark_busy()
+        pipe = self.redis.pipeline(transaction=False)
+        pending = 0
+
+        def flush() -> None:
+            nonlocal pipe, pending
+            pipe.execute()
+            pipe = self.redis.pipeline(transaction=False)
+            pending = 0
+
+        chunk: dict[FieldT, EncodableT] = {}
+        for task_id, value in records.items():
+            chunk[str(task_id)] = value
+            if len(chunk) >= REBUILD_CHUNK:
+                pipe.hset(self.k_rec, mapping=chunk)
+                chunk = {}
+                flush()
+        if chunk:
+            pipe.hset(self.k_rec, mapping=chunk)
+        chunk = {}
+        for ref, value in refs.items():
+            chunk[ref] = value
+            if len(chunk) >= REBUILD_CHUNK:
+                pipe.hset(self.k_refs, mapping=chunk)
+                chunk = {}
+                flush()
+        if chunk:
+            pipe.hset(self.k_refs, mapping=chunk)
+        left_out = {str(t): t for t in errors}
+        if left_out:
+            pipe.zadd(self.k_errors, left_out)
+        for key, members in strata.items():
+            pipe.sadd(self.k_strata, key)
+            for start in range(0, len(members), REBUILD_CHUNK):
+                pipe.zadd(key, dict.fromkeys(members[start : start + REBUILD_CHUNK], 0))
+                pending += 1
+                if pending >= 8:
+                    flush()
+        for side, (ids, sizes) in orders.items():
+            k_ids, k_sizes = self.order_keys(side)
+            pipe.mset({k_ids: ids, k_sizes: sizes})
+        pipe.set(self.k_head, head)
+        pipe.delete(self.k_busy)
+        pipe.execute()
+
+    def forget(self) -> None:
+        """Drop the whole kept state (the next publish writes the manifests whole and keeps it again)."""
+        strata = [_text(k) for k in self.redis.smembers(self.k_strata)]
+        keys = [self.k_head, self.k_rec, self.k_refs, self.k_errors, self.k_strata, *strata]
+        for side in ("train", "test"):
+            keys.extend(self.order_keys(side))
+        self.redis.delete(*keys)
+        self.redis.delete(self.k_busy)

@@ -1,0 +1,193 @@
+"""Writing an object from pieces of its previous version (Storage.write_pieces): the part plan, and the
+writes against moto's S3 server.
+
+moto 5.2.6's server enforces ``If-Match`` on GetObject and PutObject but ignores ``CopySourceIfMatch``
+on UploadPartCopy and ``If-Match`` on CompleteMultipartUpload (real S3 enforces both). The tests check
+that the writer sends those conditions, and that a concurrent writer is caught through what moto does
+enforce: the conditional reads of the previous version and the conditional PutObject.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import moto.s3.models
+import pytest
+from botocore.exceptions import ClientError
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sync_service.edges.s3 import Copy, ManifestChanged, Piece, Storage, plan_parts
+from tests.realparts import S3
+
+MIN = 64
+
+
+def edited(old: bytes, rnd: random.Random, changes: int) -> tuple[list[Piece], bytes]:
+    """Pieces that replace, insert or delete a few runs of ``old``, and the bytes they make."""
+    cuts = sorted(rnd.sample(range(len(old) + 1), min(changes * 2, len(old) + 1)))
+    pieces: list[Piece] = []
+    new = b""
+    at = 0
+    for a, b in zip(cuts[::2], cuts[1::2], strict=False):
+        if a > at:
+            pieces.append(Copy(at, a))
+            new += old[at:a]
+        data = bytes(rnd.randrange(97, 123) for _ in range(rnd.randrange(0, 20)))
+        pieces.append(data)
+        new += data
+        at = b
+    if at < len(old):
+        pieces.append(Copy(at, len(old)))
+        new += old[at:]
+    return pieces, new
+
+
+@given(st.integers(0, 2000), st.integers(0, 6), st.integers(0, 2**32))
+def test_parts_cover_the_object_each_but_the_last_at_least_the_minimum(
+    size: int, changes: int, seed: int
+) -> None:
+    rnd = random.Random(seed)
+    old = bytes(rnd.randrange(65, 91) for _ in range(size))
+    pieces, new = edited(old, rnd, changes)
+    parts = plan_parts(pieces, part_min=MIN, data_max=4 * MIN)
+    if not new:
+        assert parts == []
+        return
+    assert parts[0].start == 0 and parts[-1].end == len(new)
+    assert all(a.end == b.start for a, b in itertools.pairwise(parts))
+    if len(new) >= MIN:
+        assert all(p.end - p.start >= MIN for p in parts[:-1])
+    made = b""
+    for part in parts:
+        if part.source is None:
+            made += new[part.start : part.end]
+        else:
+            made += old[part.source : part.source + part.end - part.start]
+    assert made == new
+    # Every new byte is in an uploaded part, never in a copied one.
+    at = 0
+    copied = [p for p in parts if p.source is not None]
+    for piece in pieces:
+        size = len(piece) if isinstance(piece, bytes) else piece.end - piece.start
+        if isinstance(piece, bytes):
+            assert not any(p.start < at + size and at < p.end for p in copied if size)
+        at += size
+
+
+class Recording:
+    """A boto3 client that records the arguments of its calls (and can refuse some)."""
+
+    def __init__(self, client: Any, refuse: tuple[str, ...] = ()) -> None:
+        self.client = client
+        self.refuse = refuse
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.client, name)
+
+        def call(**kwargs: Any) -> Any:
+            self.calls.append((name, kwargs))
+            if name in self.refuse:
+                raise ClientError({"Error": {"Code": "NotImplemented", "Message": "no"}}, name)
+            return method(**kwargs)
+
+        return call
+
+
+@pytest.fixture
+def small_parts(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(moto.s3.models, "S3_UPLOAD_PART_MIN_SIZE", MIN)
+    yield
+
+
+def put_old(storage: Storage, key: str, data: bytes) -> str:
+    return str(storage.client.put_object(Bucket=storage.bucket, Key=key, Body=data)["ETag"])
+
+
+def test_a_change_uploads_the_parts_around_it_and_copies_the_rest(
+    s3: S3, bucket: str, small_parts: None
+) -> None:
+    rnd = random.Random(1)
+    old = b"".join(b"line %05d %s\n" % (i, b"x" * rnd.randrange(10, 40)) for i in range(400))
+    client = Recording(s3.client)
+    storage = Storage(client, bucket)
+    etag = put_old(storage, "m", old)
+    pieces, new = edited(old, rnd, 2)
+    result = storage.write_pieces("m", pieces, previous_etag=etag, part_min=MIN)
+    assert storage.get_bytes("m") == new
+    assert result.multipart and result.uploaded < len(new) // 4
+    copies = [kw for name, kw in client.calls if name == "upload_part_copy"]
+    assert copies and all(kw["CopySourceIfMatch"] == etag for kw in copies)
+    complete = [kw for name, kw in client.calls if name == "complete_multipart_upload"]
+    assert complete[0]["IfMatch"] == etag
+    reads = [kw for name, kw in client.calls if name == "get_object" and "Range" in kw]
+    assert reads
+    assert all(kw["IfMatch"] == etag for kw in reads)
+
+
+def test_a_small_object_is_one_conditional_put(s3: S3, bucket: str, small_parts: None) -> None:
+    client = Recording(s3.client)
+    storage = Storage(client, bucket)
+    etag = put_old(storage, "m", b"a\nb\nc\n")
+    result = storage.write_pieces("m", [Copy(0, 2), b"B\n", Copy(4, 6)], previous_etag=etag, part_min=MIN)
+    assert storage.get_bytes("m") == b"a\nB\nc\n"
+    assert not result.multipart and result.uploaded == 6
+    assert [name for name, _ in client.calls if "multipart" in name] == []
+    assert result.etag == storage.object_etag("m")
+
+
+@pytest.mark.parametrize("refused", ["create_multipart_upload", "upload_part_copy"])
+def test_a_store_without_part_copies_gets_the_whole_object(
+    s3: S3, bucket: str, small_parts: None, refused: str
+) -> None:
+    old = b"".join(b"line %05d\n" % i for i in range(200))
+    storage = Storage(Recording(s3.client, refuse=(refused,)), bucket)
+    etag = put_old(storage, "m", old)
+    pieces, new = edited(old, random.Random(2), 1)
+    result = storage.write_pieces("m", pieces, previous_etag=etag, part_min=MIN)
+    assert storage.get_bytes("m") == new
+    assert not result.multipart and result.uploaded == len(new)
+    uploads = s3.client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    assert uploads == []  # the refused upload was aborted
+
+
+@pytest.mark.parametrize("size", [6, 4000])
+def test_a_write_against_a_replaced_object_fails_and_writes_nothing(
+    s3: S3, bucket: str, small_parts: None, size: int
+) -> None:
+    storage = Storage(s3.client, bucket)
+    old = b"".join(b"%05d\n" % i for i in range(size // 6 or 1))[:size]
+    etag = put_old(storage, "m", old)
+    put_old(storage, "m", b"another writer's\n")
+    pieces, _ = edited(old, random.Random(3), 1)
+    with pytest.raises(ManifestChanged):
+        storage.write_pieces("m", pieces, previous_etag=etag, part_min=MIN)
+    assert storage.get_bytes("m") == b"another writer's\n"
+    assert s3.client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_a_multipart_etag_is_a_version_tag_not_an_md5(s3: S3, bucket: str, small_parts: None) -> None:
+    old = b"".join(b"line %05d\n" % i for i in range(300))
+    storage = Storage(s3.client, bucket)
+    etag = put_old(storage, "m", old)
+    pieces, new = edited(old, random.Random(4), 1)
+    first = storage.write_pieces("m", pieces, previous_etag=etag, part_min=MIN)
+    assert first.multipart and "-" in first.etag  # "<md5 of the parts' md5s>-<parts>": no body digest
+    # The next write is made against that tag, as the publisher keeps it.
+    second = storage.write_pieces("m", [Copy(0, len(new)), b"tail\n"], previous_etag=first.etag, part_min=MIN)
+    assert storage.get_bytes("m") == new + b"tail\n" and second.etag == storage.object_etag("m")
+
+
+def test_a_write_against_a_deleted_object_is_a_changed_manifest(
+    s3: S3, bucket: str, small_parts: None
+) -> None:
+    storage = Storage(s3.client, bucket)
+    etag = put_old(storage, "m", b"".join(b"%05d\n" % i for i in range(100)))
+    storage.delete_keys(["m"])
+    with pytest.raises(ManifestChanged):
+        storage.write_pieces("m", [Copy(0, 60), b"x\n", Copy(60, 600)], previous_etag=etag, part_min=MIN)
+    assert storage.get_bytes("m") is None
