@@ -131,6 +131,18 @@ def record_groups(
     pipe.execute()
 
 
+def in_groups(redis: Redis, source_refs: Sequence[str], *, distance: int = DUPLICATE_DISTANCE) -> bool:
+    """Whether any of ``source_refs`` is in a duplicate group the last check or distribute recorded at
+    ``distance`` (one Redis read)."""
+    if not source_refs:
+        return False
+    tag = f"{distance}:".encode()
+    return any(
+        raw is not None and (raw if isinstance(raw, bytes) else str(raw).encode()).startswith(tag)
+        for raw in redis.hmget(DUPLICATE_GROUP_KEY, list(source_refs))
+    )
+
+
 def known_groups(
     redis: Redis, source_refs: Sequence[str], *, distance: int = DUPLICATE_DISTANCE
 ) -> list[tuple[str, ...]]:

@@ -43,7 +43,7 @@ from converters.labelstudio import ReadOptions, labels_in, rename_labels, task_t
 from converters.manifest import entry_to_line
 from converters.split import TEST, TRAIN, SplitItem, split
 from converters.validation import ManifestValidator, Row, check_line, summarize
-from sync_service.domain.fingerprints import DUPLICATE_DISTANCE, known_groups
+from sync_service.domain.fingerprints import DUPLICATE_DISTANCE, in_groups, known_groups
 from sync_service.domain.images import adopt_upload
 from sync_service.domain.manifests import Published, keep_full, publish_changes
 from sync_service.domain.projects import ProjectInfo, Projects
@@ -577,6 +577,13 @@ class Publisher:
         """Publish the changes of the ``touched`` tasks from the state the last publish kept; None when
         the manifests must be written whole (see :mod:`sync_service.domain.manifests`)."""
         keep = ManifestKeep(self.redis, info.label_studio_project_id)
+        refs = [entry.source_ref for entry in state.cached(touched).values()]
+        if in_groups(self.redis, refs, distance=self.duplicate_distance):
+            # The kept split places an image alone; one of a duplicate group goes where its group is.
+            log.info(
+                "project %s: a changed image has duplicates; publishing in full", info.label_studio_project_id
+            )
+            return None
         try:
             with self.phases.timed("manifests"):
                 published = publish_changes(

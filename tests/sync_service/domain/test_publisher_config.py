@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 from redis import Redis
 
+from converters.duplicates import DuplicateGroup
 from converters.labelconfig import build_label_config
 from sync_service.domain import publisher as publisher_module
+from sync_service.domain.fingerprints import record_groups
 from sync_service.domain.projects import ProjectInfo, Projects
 from sync_service.domain.publisher import Publisher
 from sync_service.edges.s3 import Storage
@@ -163,3 +165,32 @@ def test_a_lock_lost_between_two_uploads_stops_before_the_next(
     assert pub.storage.get_bytes(summary_key) == before  # no write after the lock was lost
     assert state.status()["digests"] != {}  # and the published digests stay the previous holder's
     state.redis.delete(state.k_lock)
+
+
+def test_a_change_to_an_image_with_duplicates_is_published_in_full(
+    world: tuple[Publisher, CountingLabelStudio, ProjectState], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pub, ls, state = world
+    pub.publish(PID)
+    by_changes: list[set[int]] = []
+    real = publisher_module.publish_changes
+
+    def spy(keep: Any, *, touched: set[int], **options: Any) -> Any:
+        by_changes.append(set(touched))
+        return real(keep, touched=touched, **options)
+
+    monkeypatch.setattr(publisher_module, "publish_changes", spy)
+    ls.tasks[1] = task("s3://b/1.jpg", choices("dog"), tid=1, dataset="train")
+    state.note(dirty=[1])
+    pub.publish(PID)
+    assert by_changes == [{1}]  # an image alone: by changes
+
+    group = DuplicateGroup(("s3://b/1.jpg", "s3://b/2.jpg"), "near", ())
+    record_groups(state.redis, ["s3://b/1.jpg", "s3://b/2.jpg"], [group], distance=pub.duplicate_distance)
+    try:
+        ls.tasks[1] = task("s3://b/1.jpg", choices("cat"), tid=1, dataset="train")
+        state.note(dirty=[1])
+        result = pub.publish(PID)
+        assert by_changes == [{1}] and result is not None and result.labels == {"train": 1, "test": 0}
+    finally:
+        record_groups(state.redis, ["s3://b/1.jpg", "s3://b/2.jpg"], [], distance=pub.duplicate_distance)
