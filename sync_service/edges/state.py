@@ -511,6 +511,20 @@ class ProjectState:
         """Remember the label config just read from Label Studio, and when."""
         self.redis.set(self.k_label_config, orjson.dumps({"xml": xml, "read_at": time.time()}))
 
+    def forget_label_config(self) -> None:
+        """Make the next publish read the label config from Label Studio."""
+        self.redis.delete(self.k_label_config)
+
+    def reconcile_marks(self) -> dict[str, float]:
+        """When the last reconcile (``last``) and the last full one (``full``) began, seconds since the
+        epoch; a mark is missing when none is recorded (a new project, or Redis was lost)."""
+        return {_text(k): float(v) for k, v in self.redis.hgetall(self.k_reconcile).items()}
+
+    def set_reconcile_marks(self, **marks: float) -> None:
+        """Record when a reconcile began (``last``, ``full``)."""
+        mapping: dict[FieldT, EncodableT] = {name: repr(at) for name, at in marks.items()}
+        self.redis.hset(self.k_reconcile, mapping=mapping)
+
     def set_status(self, **fields: Any) -> None:
         """Set status fields (JSON-encoded values)."""
         if fields:
