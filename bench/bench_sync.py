@@ -892,10 +892,10 @@ def bench_hotpath(
         try:
             hooks = http.get("/api/webhooks/", params={"project": project.id}).json()
             ours = [h for h in hooks if h["url"].startswith(f"http://127.0.0.1:{p.service_port}")]
+            # Label Studio sets the actions of a PATCH (none when it names none): they go with each one.
             for hook in ours:
-                http.patch(
-                    f"/api/webhooks/{hook['id']}/", json={"url": bare.url + WEBHOOK}
-                ).raise_for_status()
+                body = {"url": bare.url + WEBHOOK, "actions": hook["actions"]}
+                http.patch(f"/api/webhooks/{hook['id']}/", json=body).raise_for_status()
             say("  the same saves, webhook to a bare receiver ...")
             result.saves.append(
                 hotpath.save_loop(
@@ -908,7 +908,8 @@ def bench_hotpath(
                 )
             )
             for hook in ours:
-                http.patch(f"/api/webhooks/{hook['id']}/", json={"url": hook["url"]}).raise_for_status()
+                body = {"url": hook["url"], "actions": hook["actions"]}
+                http.patch(f"/api/webhooks/{hook['id']}/", json=body).raise_for_status()
         finally:
             http.close()
             bare.stop()
@@ -920,6 +921,7 @@ def bench_hotpath(
         )
         # The reconcile, in this process: a full one (no reconcile recorded in this Redis database), then
         # the incremental one of the project nothing changed in since.
+        os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})  # boto3 reads them there
         ctx = make_context(load_settings(env))
         ls_pid = p.ls.process.process.pid
         ctx.redis.delete(ProjectState(ctx.redis, project.id).k_reconcile)

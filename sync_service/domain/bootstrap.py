@@ -239,7 +239,10 @@ def ensure_webhook(ls: LabelStudio, settings: Settings, pid: int) -> tuple[int, 
                 )
             ]
             if wrong:
-                ls.update_webhook(int(hook["id"]), **{name: wanted[name] for name in ("url", *wrong)})
+                # Label Studio 1.23 sets a webhook's actions to those of every PATCH (none when the
+                # PATCH names none): they go with each repair.
+                fix = dict.fromkeys(("url", "actions", *wrong))
+                ls.update_webhook(int(hook["id"]), **{name: wanted[name] for name in fix})
             return int(hook["id"]), wrong
     hook = ls.create_webhook(pid, **wanted)
     return int(hook["id"]), ["url"]

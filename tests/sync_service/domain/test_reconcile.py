@@ -111,5 +111,8 @@ def test_a_right_webhook_is_left_alone_and_a_wrong_one_repaired() -> None:
     ls.hooks[0].update(is_active=False, actions=["TASKS_CREATED"], headers={SECRET_HEADER: "old"})
     assert ensure_webhook(ls, SETTINGS, 3) == (5, ["headers", "is_active", "actions"])  # type: ignore[arg-type]
     assert ls.hooks[0] == right
+    ls.hooks[0].update(send_payload=False)
+    assert ensure_webhook(ls, SETTINGS, 3) == (5, ["send_payload"])  # type: ignore[arg-type]
+    assert "actions" in ls.changes[-1]  # Label Studio drops the actions a PATCH does not name
     gone = Hooks([])
     assert ensure_webhook(gone, SETTINGS, 3) == (99, ["url"])  # type: ignore[arg-type]
