@@ -837,6 +837,18 @@ def bench_hotpath(
     from sync_service.edges.state import ProjectState  # noqa: PLC0415 - phase 4 only
 
     data_dir = p.ls.process.data_dir
+    result_body = choices_result(LABELS[0])
+
+    def saves(receiver: str) -> hotpath.SaveRun:
+        return hotpath.save_loop(
+            p.http,
+            project.task_ids,
+            result_body,
+            seconds=save_seconds,
+            threads=save_threads,
+            receiver=receiver,
+        )
+
     with hotpath.counting_proxy(p.ls.url) as proxy:
         env = p.service_env(CUSTOMLABELS_LS_URL=proxy.url, CUSTOMLABELS_DEBOUNCE_SECONDS=0.25)
         stack = BenchStack(env=env, workdir=workdir, port=p.service_port, serve_extra=serve_extra)
@@ -873,18 +885,8 @@ def bench_hotpath(
             say(
                 f"  {result.ls_requests_per_event:.2f} requests/event, {written} export files, p95 {result.p95_s:.2f} s"
             )
-            result_body = choices_result(LABELS[0])
             say(f"  saves for {save_seconds:.0f} s, {save_threads} threads, webhook to our service ...")
-            result.saves.append(
-                hotpath.save_loop(
-                    p.http,
-                    project.task_ids,
-                    result_body,
-                    seconds=save_seconds,
-                    threads=save_threads,
-                    receiver="ours",
-                )
-            )
+            result.saves.append(saves("ours"))
         finally:
             stack.stop()
         bare = WebhookReceiver().start()
@@ -897,16 +899,7 @@ def bench_hotpath(
                 body = {"url": bare.url + WEBHOOK, "actions": hook["actions"]}
                 http.patch(f"/api/webhooks/{hook['id']}/", json=body).raise_for_status()
             say("  the same saves, webhook to a bare receiver ...")
-            result.saves.append(
-                hotpath.save_loop(
-                    p.http,
-                    project.task_ids,
-                    result_body,
-                    seconds=save_seconds,
-                    threads=save_threads,
-                    receiver="bare",
-                )
-            )
+            result.saves.append(saves("bare"))
             for hook in ours:
                 body = {"url": hook["url"], "actions": hook["actions"]}
                 http.patch(f"/api/webhooks/{hook['id']}/", json=body).raise_for_status()
