@@ -5,7 +5,8 @@ compared with Label Studio, at a cost that grows with what changed, not with the
 
 * tasks whose ``updated_at`` moved since the last reconcile began (less :data:`OVERLAP_SECONDS`, for
   clock skew between us and Label Studio's database and for transactions that committed late) are read
-  again (one Data Manager query lists their ids);
+  again, unless their task record holds that ``updated_at`` already (one Data Manager query lists their
+  ids and times);
 * tasks deleted without their webhook: the project's task count is compared with the task records'
   (one counting query); only when they disagree are id ranges counted, halving the ranges that
   disagree, down to the ids that are gone;
@@ -97,9 +98,14 @@ def reconcile(
         state.set_reconcile_marks(last=started, full=started)
         return result
     since = datetime.fromtimestamp(marks["last"] - OVERLAP_SECONDS, UTC)
-    changed = set(ctx.ls.task_ids_updated_since(project_id, since))
+    moved = ctx.ls.tasks_updated_since(project_id, since)
     records = TaskRecords(ctx.redis, state)
-    known = sorted(records.ids() | changed)
+    # Within the overlap, most tasks are as their record says already: only the others are read.
+    held = records.load(moved)
+    changed = {
+        task_id for task_id, at in moved.items() if task_id not in held or held[task_id].updated_at != at
+    }
+    known = sorted(records.ids() | set(moved))
 
     def count(above: int | None, below: int | None) -> int:
         return ctx.ls.count_tasks(project_id, above=above, below=below)

@@ -506,21 +506,24 @@ class LabelStudio:
         result: dict[str, Any] = self._request("GET", "/api/tasks", params=params).json()
         return result
 
-    def task_ids_updated_since(self, project_id: int, since: datetime) -> list[int]:
-        """Ids of the project's tasks whose ``updated_at`` is later than ``since`` (UTC), through the Data
-        Manager filter ``filter:tasks:updated_at`` / ``greater``: Label Studio reads only those tasks."""
+    def tasks_updated_since(self, project_id: int, since: datetime) -> dict[int, str]:
+        """Id -> ``updated_at`` of the project's tasks whose ``updated_at`` is later than ``since`` (UTC),
+        through the Data Manager filter ``filter:tasks:updated_at`` / ``greater``: Label Studio reads only
+        those tasks (without their annotations)."""
         value = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         filters = [
             {"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": value}
         ]
-        ids: list[int] = []
+        found: dict[int, str] = {}
         page = 1
         while True:
             body = self._task_page(project_id, filters, page=page, size=ID_PAGE)
-            tasks = body.get("tasks") or []
-            ids.extend(int(t["id"]) for t in tasks if isinstance(t, dict) and isinstance(t.get("id"), int))
-            if not tasks or len(ids) >= int(body.get("total") or 0):
-                return ids
+            tasks = [
+                t for t in body.get("tasks") or () if isinstance(t, dict) and isinstance(t.get("id"), int)
+            ]
+            found.update((int(t["id"]), str(t.get("updated_at") or "")) for t in tasks)
+            if not tasks or len(found) >= int(body.get("total") or 0):
+                return found
             page += 1
 
     def count_tasks(self, project_id: int, *, above: int | None = None, below: int | None = None) -> int:

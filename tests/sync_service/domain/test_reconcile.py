@@ -56,12 +56,13 @@ def test_the_data_manager_queries_of_the_reconcile() -> None:
         if items and items[0]["filter"] == "filter:tasks:updated_at":
             page = int(request.url.params["page"])
             ids = [[1, 2], [3]][page - 1]
-            return httpx.Response(200, json={"total": 3, "tasks": [{"id": i} for i in ids]})
+            tasks = [{"id": i, "updated_at": f"t{i}"} for i in ids]
+            return httpx.Response(200, json={"total": 3, "tasks": tasks})
         return httpx.Response(200, json={"total": 42, "tasks": [{"id": 1}]})
 
     ls = LabelStudio("http://ls.test", "token", transport=httpx.MockTransport(answer))
     since = datetime(2026, 1, 2, 3, 4, 5, 6000, tzinfo=UTC)
-    assert ls.task_ids_updated_since(7, since) == [1, 2, 3]
+    assert ls.tasks_updated_since(7, since) == {1: "t1", 2: "t2", 3: "t3"}
     assert seen[0]["filters"]["items"] == [
         {
             "filter": "filter:tasks:updated_at",
