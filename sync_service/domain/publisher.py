@@ -6,9 +6,11 @@ steps, and why they are safe to repeat:
 1. take the recorded events (the webhook hints) atomically; on any failure they are given back;
 2. read the label config (after PROJECT_UPDATED, on a rebuild, else at most every
    ``CONFIG_RECHECK_SECONDS``); a changed config means a full rebuild (labels may have been renamed);
-3. re-read the changed tasks from Label Studio's export endpoint (or all tasks on a rebuild), convert
-   each with the core (``task_to_entry`` + ``entry_to_line``, as ``customlabels convert ls-to-manifest``)
-   and update the entry cache; tasks that are gone leave it;
+3. merge the annotation payloads and deletions into the task records (:mod:`sync_service.domain.
+   taskcache`) and take the tasks they answer; re-read the others from Label Studio's export endpoint
+   (or all tasks on a rebuild, the records with them); convert each with the core (``task_to_entry`` +
+   ``entry_to_line``, as ``customlabels convert ls-to-manifest``) and update the entry cache; tasks that
+   are gone leave it;
 4. write ``train.manifest``, ``test.manifest`` and ``validation/manifest_summary.json``, each whole.
 """
 
