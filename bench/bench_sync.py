@@ -28,6 +28,11 @@ started is stopped at the end, also on Ctrl-C, SIGTERM or an error. Then:
    request; windows of ids at 1-4 requests in flight; the cost of listing task ids).
 4. The worker's publish seconds (``last_publish_seconds`` in the status) and its peak RSS (the worker
    and its RQ work-horses, psutil every 100 ms: largest single process, and the sum).
+5. **What the sync costs Label Studio** (``--phases 4``, issue 13; see ``bench/hotpath.py``): Label
+   Studio requests per annotation event and export files written (through a counting proxy, and Label
+   Studio's export folder), webhook -> manifest p95 at ``--event-rate``, Label Studio's save throughput
+   with our service and worker against the same webhook answered by a bare receiver, and the cost of
+   the incremental reconcile of the unchanged project.
 
 Prints a table with the targets and writes ``bench/results/sync.json``. ``--quick``: 1,000 and 5,000
 tasks, 15 s of events, short intake runs: a smoke check, not the targets' conditions.
@@ -59,6 +64,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))  # the tests' helpers (tests/realparts.py, tests/e2e/stack.py)
 
+import hotpath  # noqa: E402 (bench/hotpath.py, beside this file)
 import httpx  # noqa: E402
 import loadgen  # noqa: E402 (bench/loadgen.py, beside this file)
 import orjson  # noqa: E402
@@ -818,6 +824,122 @@ def drive_events(
 
 
 # --------------------------------------------------------------------------------------------------------
+# Phase 4 (issue 13): what the sync costs Label Studio
+
+
+def bench_hotpath(
+    p: Parts, project: Project, workdir: Path, serve_extra: tuple[str, ...], *, seconds: float, rate: float,
+    save_seconds: float, save_threads: int,
+) -> hotpath.HotpathResult:  # fmt: skip
+    """Phase 4 (see ``bench/hotpath.py``) on ``project``, a project of ours no other phase annotated."""
+    from sync_service.config import load_settings  # noqa: PLC0415 - phase 4 only
+    from sync_service.domain.context import make_context  # noqa: PLC0415 - phase 4 only
+    from sync_service.domain.reconcile import reconcile  # noqa: PLC0415 - phase 4 only
+    from sync_service.edges.state import ProjectState  # noqa: PLC0415 - phase 4 only
+
+    data_dir = p.ls.process.data_dir
+    result_body = choices_result(LABELS[0])
+
+    def saves(receiver: str) -> hotpath.SaveRun:
+        return hotpath.save_loop(
+            p.http,
+            project.task_ids,
+            result_body,
+            seconds=save_seconds,
+            threads=save_threads,
+            receiver=receiver,
+        )
+
+    with hotpath.counting_proxy(p.ls.url) as proxy:
+        env = p.service_env(CUSTOMLABELS_LS_URL=proxy.url, CUSTOMLABELS_DEBOUNCE_SECONDS=0.25)
+        stack = BenchStack(env=env, workdir=workdir, port=p.service_port, serve_extra=serve_extra)
+        _REFS.update(project.refs)
+        try:
+            stack.start_serve()
+            previous = status_of(stack.url, project.id).get("last_publish")
+            stack.start_worker()
+            say(f"4. the worker's start-up publish of the {len(project.task_ids):,}-task project ...")
+            wait_for_publish(p, stack.url, project.id, previous)
+            watcher = ManifestWatcher(p, project)
+            with watcher:
+                wait_for("the manifests", lambda: watcher.versions >= 1, timeout=60, interval=0.1)
+                files_before = hotpath.export_files(data_dir)
+                proxy.reset()
+                say(f"  {seconds:.0f} s of annotation events at {rate:.0f}/s through the counting proxy ...")
+                events, *_ = drive_events(
+                    p, project, watcher, stack.url, seconds, rate, time.monotonic() + 0.5
+                )
+                with contextlib.suppress(TimeoutError):
+                    wait_for("the last events", lambda: not watcher.pending, timeout=60, interval=0.2)
+                with watcher.lock:
+                    unseen = len(watcher.pending)
+            requests = proxy.reset()
+            written = hotpath.export_files(data_dir) - files_before
+            latencies = [e.seen - e.returned for e in events if e.seen is not None]
+            result = hotpath.HotpathResult(
+                tasks=len(project.task_ids), events=len(events), event_rate=rate,
+                ls_requests_during_events=dict(requests),
+                ls_requests_per_event=sum(requests.values()) / max(len(events), 1),
+                export_files_written=written, export_files_per_1000_events=1000 * written / max(len(events), 1),
+                p50_s=_percentile(latencies, 50), p95_s=_percentile(latencies, 95), unseen=unseen,
+            )  # fmt: skip
+            say(
+                f"  {result.ls_requests_per_event:.2f} requests/event, {written} export files, p95 {result.p95_s:.2f} s"
+            )
+            say(f"  saves for {save_seconds:.0f} s, {save_threads} threads, webhook to our service ...")
+            result.saves.append(saves("ours"))
+        finally:
+            stack.stop()
+        bare = WebhookReceiver().start()
+        http = p.http()
+        try:
+            hooks = http.get("/api/webhooks/", params={"project": project.id}).json()
+            ours = [h for h in hooks if h["url"].startswith(f"http://127.0.0.1:{p.service_port}")]
+            # Label Studio sets the actions of a PATCH (none when it names none): they go with each one.
+            for hook in ours:
+                body = {"url": bare.url + WEBHOOK, "actions": hook["actions"]}
+                http.patch(f"/api/webhooks/{hook['id']}/", json=body).raise_for_status()
+            say("  the same saves, webhook to a bare receiver ...")
+            result.saves.append(saves("bare"))
+            for hook in ours:
+                body = {"url": hook["url"], "actions": hook["actions"]}
+                http.patch(f"/api/webhooks/{hook['id']}/", json=body).raise_for_status()
+        finally:
+            http.close()
+            bare.stop()
+        result.save_ratio = (
+            result.saves[0].rate / result.saves[1].rate if result.saves[1].rate else float("nan")
+        )
+        say(
+            f"  saves/s ours {result.saves[0].rate:.1f}, bare {result.saves[1].rate:.1f}: {result.save_ratio:.2f}x"
+        )
+        # The reconcile, in this process: a full one (no reconcile recorded in this Redis database), then
+        # the incremental one of the project nothing changed in since.
+        os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})  # boto3 reads them there
+        ctx = make_context(load_settings(env))
+        ls_pid = p.ls.process.process.pid
+        ctx.redis.delete(ProjectState(ctx.redis, project.id).k_reconcile)
+        started = time.monotonic()
+        reconcile(ctx, project.id)
+        result.full_reconcile_s = time.monotonic() - started
+        proxy.reset()
+        cpu = cpu_seconds(ls_pid)
+        started = time.monotonic()
+        done = reconcile(ctx, project.id)
+        result.incremental_reconcile_s = time.monotonic() - started
+        result.incremental_reconcile_ls_cpu_s = cpu_seconds(ls_pid) - cpu
+        result.incremental_reconcile_ls_requests = dict(proxy.reset())
+        result.reconcile_tasks = len(project.task_ids)
+        assert not done.full, "the second reconcile was a full one"
+        say(
+            f"  reconcile of the unchanged {len(project.task_ids):,}-task project: full {result.full_reconcile_s:.2f} s,"
+            f" incremental {result.incremental_reconcile_s:.2f} s ({result.incremental_reconcile_ls_cpu_s:.2f} s of"
+            " Label Studio's CPU)"
+        )
+    return result
+
+
+# --------------------------------------------------------------------------------------------------------
 # 3. Reading every task, and the full resync
 
 
@@ -1144,7 +1266,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=3,
         help="CUSTOMLABELS_LS_EXPORT_CONCURRENCY of the workers (default 3)",
     )
-    parser.add_argument("--phases", default="1,2,3", help="the phases to run (default all: 1,2,3)")
+    parser.add_argument("--phases", default="1,2,3", help="the phases to run (default 1,2,3; 4: issue 13)")
+    parser.add_argument("--save-seconds", type=float, default=30.0, help="phase 4: seconds of each save run")
+    parser.add_argument("--save-threads", type=int, default=4, help="phase 4: threads saving annotations")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where the JSON results go")
     return parser.parse_args(argv)
 
@@ -1165,6 +1289,7 @@ def main(argv: list[str] | None = None) -> int:
     latencies: list[LatencyResult] = []
     ways: list[ExportWay] = []
     resync: ResyncResult | None = None
+    hot_result: hotpath.HotpathResult | None = None
     ls_mode = f"gunicorn, {args.ls_workers} processes" if args.ls_workers else "development server"
     say(f"Label Studio: {ls_mode}; export requests in flight: {args.export_concurrency}")
     with (
@@ -1202,6 +1327,17 @@ def main(argv: list[str] | None = None) -> int:
             say(
                 f"  p50 {lat.p50_s:.2f} s, p95 {lat.p95_s:.2f} s, {lat.unseen} unseen, {lat.events_failed} failed"
             )
+        if 4 in phases:
+            hot = Project(0, f"Bench hot path {uuid.uuid4().hex[:6]}")
+            hot.id, hot.folder = project_create(p, hot.title)
+            with p.http() as http4:
+                import_tasks(http4, hot, p.bucket, tasks)
+            hot_dir = p.workdir / "hotpath"
+            hot_dir.mkdir()
+            hot_result = bench_hotpath(
+                p, hot, hot_dir, serve_extra, seconds=event_seconds, rate=args.event_rate,
+                save_seconds=args.save_seconds, save_threads=args.save_threads,
+            )  # fmt: skip
         if 3 in phases:
             ways = bench_export_ways(p, small)
             for way in ways:
@@ -1229,6 +1365,7 @@ def main(argv: list[str] | None = None) -> int:
         "latency": [asdict(x) for x in latencies],
         "export_ways": [asdict(x) for x in ways],
         "resync": asdict(resync) if resync else None,
+        "hotpath": asdict(hot_result) if hot_result else None,
         "targets": [asdict(c) for c in found],
         "all_pass": all(c.passed for c in found) and len(found) == 3,
     }

@@ -16,7 +16,8 @@ declarations.
 | ``CUSTOMLABELS_PREFIX`` | ``customlabels`` | key prefix of all projects in the bucket (empty: none) |
 | ``CUSTOMLABELS_WEBHOOK_SECRET`` | (required) | shared secret Label Studio sends in ``X-Customlabels-Secret`` (16+ characters) |
 | ``CUSTOMLABELS_DEBOUNCE_SECONDS`` | ``0.25`` | how long a publish waits after the first event it will take, so that a burst is published once (events that came in during the previous publish have waited already and are taken at once) |
-| ``CUSTOMLABELS_RECONCILE_SECONDS`` | ``300`` | period of the full reconcile of every project, seconds (1 or more) |
+| ``CUSTOMLABELS_RECONCILE_SECONDS`` | ``300`` | period of the reconcile of every project, seconds (1 or more): the tasks whose ``updated_at`` moved, tasks deleted without their webhook, the project's webhook |
+| ``CUSTOMLABELS_FULL_RECONCILE_SECONDS`` | ``86400`` | period of the full reconcile (every task read again, every manifest written), seconds (60 or more); also after Redis was lost, on a label config change and on ``project resync`` |
 | ``CUSTOMLABELS_LS_EXPORT_CONCURRENCY`` | ``2`` | Label Studio export requests a worker keeps in flight while it reads a project (1 to 16); more than 2 helps only a Label Studio served by several processes (its Docker image, or the one ``customlabels up`` starts) |
 | ``CUSTOMLABELS_DUPLICATE_DISTANCE`` | ``8`` | how many of an image's 64 perceptual-hash bits may differ from another's for the two to be near duplicates (0 to 32; 8 finds resized, re-encoded, cropped-by-5% and brightened copies) |
 | ``CUSTOMLABELS_MAX_WEBHOOK_BYTES`` | ``10485760`` | largest webhook body accepted (413 above), bytes (1024 or more) |
@@ -219,9 +220,20 @@ class Settings:
         default=300.0,
         metadata=_var(
             "CUSTOMLABELS_RECONCILE_SECONDS",
-            "period of the full reconcile of every project, seconds (1 or more)",
+            "period of the reconcile of every project, seconds (1 or more): the tasks whose "
+            "``updated_at`` moved, tasks deleted without their webhook, the project's webhook",
             parser="float",
             low=1.0,
+        ),
+    )
+    full_reconcile_seconds: float = field(
+        default=86400.0,
+        metadata=_var(
+            "CUSTOMLABELS_FULL_RECONCILE_SECONDS",
+            "period of the full reconcile (every task read again, every manifest written), seconds (60 or "
+            "more); also after Redis was lost, on a label config change and on ``project resync``",
+            parser="float",
+            low=60.0,
         ),
     )
     ls_export_concurrency: int = field(

@@ -182,7 +182,7 @@ def project_links(plan: Plan, secrets_: Secrets) -> list[dict[str, Any]]:
                     if isinstance(s, dict) and s.get("bucket") == plan.bucket
                 ],
                 "webhooks": [
-                    {"id": h.get("id"), "url": h.get("url")}
+                    {"id": h.get("id"), "url": h.get("url"), "actions": h.get("actions") or []}
                     for h in hooks or ()
                     if isinstance(h, dict) and str(h.get("url", "")).endswith(WEBHOOK_PATH)
                 ],
@@ -209,6 +209,7 @@ def repoint_projects(plan: Plan, secrets_: Secrets) -> int:
                 changed += 1
         for hook in link["webhooks"]:
             if hook["url"] != webhook:
-                ls.update_webhook(int(hook["id"]), url=webhook)
+                # Label Studio 1.23 sets a webhook's actions to those a PATCH names (none: all dropped).
+                ls.update_webhook(int(hook["id"]), url=webhook, actions=hook["actions"])
                 changed += 1
     return changed

@@ -131,7 +131,7 @@ def create_project(
         # project.json first: Label Studio refuses a storage whose prefix holds no object yet.
         projects.save(info)
         storage_id = _ensure_storage(ls, settings, projects, info, s3_credentials)
-        webhook_id = _ensure_webhook(ls, settings, pid)
+        webhook_id, _ = ensure_webhook(ls, settings, pid)
         view_ids = _ensure_tabs(ls, pid)
     return Created(info, created, storage_id, webhook_id, view_ids)
 
@@ -207,23 +207,45 @@ def _ensure_storage(
     return int(storage["id"])
 
 
-def _ensure_webhook(ls: LabelStudio, settings: Settings, pid: int) -> int:
-    url = settings.service_url.rstrip("/") + WEBHOOK_PATH
+def webhook_fields(settings: Settings) -> dict[str, Any]:
+    """The webhook every project of ours has: our URL, the secret header, whole payloads, the actions
+    the service acts on (PROJECT_DELETED aside: the open-source server never delivers it), active."""
+    return {
+        "url": settings.service_url.rstrip("/") + WEBHOOK_PATH,
+        "send_payload": True,
+        "send_for_all_actions": False,
+        "headers": {SECRET_HEADER: settings.webhook_secret},
+        "is_active": True,
+        "actions": sorted(HANDLED - {"PROJECT_DELETED"}),
+    }
+
+
+def ensure_webhook(ls: LabelStudio, settings: Settings, pid: int) -> tuple[int, list[str]]:
+    """Make the project's webhook to us what :func:`webhook_fields` says (created when missing, its wrong
+    fields changed); returns its id and the names of the fields that were repaired (``url`` when made)."""
+    wanted = webhook_fields(settings)
     for hook in ls.webhooks(pid):
-        if hook.get("url") == url and hook.get("project") == pid:
-            if (hook.get("headers") or {}).get(SECRET_HEADER) != settings.webhook_secret:
-                ls.update_webhook(int(hook["id"]), url=url, headers={SECRET_HEADER: settings.webhook_secret})
-            return int(hook["id"])
-    hook = ls.create_webhook(
-        pid,
-        url=url,
-        send_payload=True,
-        send_for_all_actions=False,
-        headers={SECRET_HEADER: settings.webhook_secret},
-        is_active=True,
-        actions=sorted(HANDLED - {"PROJECT_DELETED"}),  # never delivered by the open-source server
-    )
-    return int(hook["id"])
+        if hook.get("url") == wanted["url"] and hook.get("project") == pid:
+            wrong = [
+                name
+                for name, value in wanted.items()
+                if name != "url"
+                and (
+                    sorted(hook.get(name) or ()) != value
+                    if name == "actions"
+                    else (hook.get(name) or {}).get(SECRET_HEADER) != settings.webhook_secret
+                    if name == "headers"
+                    else hook.get(name) != value
+                )
+            ]
+            if wrong:
+                # Label Studio 1.23 sets a webhook's actions to those of every PATCH (none when the
+                # PATCH names none): they go with each repair.
+                fix = dict.fromkeys(("url", "actions", *wrong))
+                ls.update_webhook(int(hook["id"]), **{name: wanted[name] for name in fix})
+            return int(hook["id"]), wrong
+    hook = ls.create_webhook(pid, **wanted)
+    return int(hook["id"]), ["url"]
 
 
 def _ensure_tabs(ls: LabelStudio, pid: int) -> tuple[int, ...]:

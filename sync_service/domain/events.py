@@ -1,7 +1,9 @@
 """Label Studio webhook payloads: their schema, and the hint each one gives.
 
-A payload is only a hint ("task 42 changed"): jobs read the current state from Label Studio. So only
-the ids are read here, and the rest of the payload (which carries the project's token) is dropped.
+Most payloads are hints ("task 42 changed", "annotation 7 was deleted"): jobs read what they name from
+Label Studio. ANNOTATION_CREATED and ANNOTATION_UPDATED carry the whole annotation and its task: the
+parts a publish needs are kept (:func:`sync_service.domain.taskcache.payload_parts`) so that it reads
+nothing. The rest of a payload (the project, with its token) is dropped.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+
+from sync_service.domain.taskcache import payload_parts
 
 HANDLED = frozenset(
     {
@@ -107,6 +111,8 @@ class Hint:
     gone_annotations: list[int] = field(default_factory=list)
     full: bool = False
     project_deleted: bool = False
+    payloads: dict[int, bytes] = field(default_factory=dict)
+    """Annotation id -> the parts of its payload a publish needs (``<updated_at>\\n<json>``)."""
 
     @property
     def handled(self) -> bool:
@@ -178,7 +184,15 @@ def parse_payload(body: Any) -> Hint:
     elif action == "TASKS_DELETED":
         hint.gone = [t["id"] for t in data["tasks"]]
     elif action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED"):
-        hint.dirty = list(data["task"])
+        parts = (
+            payload_parts(body.get("annotation"), body.get("task"))
+            if action != "ANNOTATIONS_CREATED"
+            else None
+        )
+        if parts is not None:
+            hint.payloads[parts[0]] = parts[1]
+        else:  # ids only (or a shape we do not know): the task is read from Label Studio
+            hint.dirty = list(data["task"])
     elif action == "ANNOTATIONS_DELETED":
         hint.gone_annotations = [a["id"] for a in data["annotations"]]
     elif action == "PROJECT_UPDATED":

@@ -6,9 +6,11 @@ steps, and why they are safe to repeat:
 1. take the recorded events (the webhook hints) atomically; on any failure they are given back;
 2. read the label config (after PROJECT_UPDATED, on a rebuild, else at most every
    ``CONFIG_RECHECK_SECONDS``); a changed config means a full rebuild (labels may have been renamed);
-3. re-read the changed tasks from Label Studio's export endpoint (or all tasks on a rebuild), convert
-   each with the core (``task_to_entry`` + ``entry_to_line``, as ``customlabels convert ls-to-manifest``)
-   and update the entry cache; tasks that are gone leave it;
+3. merge the annotation payloads and deletions into the task records (:mod:`sync_service.domain.
+   taskcache`) and take the tasks they answer; re-read the others from Label Studio's export endpoint
+   (or all tasks on a rebuild, the records with them); convert each with the core (``task_to_entry`` +
+   ``entry_to_line``, as ``customlabels convert ls-to-manifest``) and update the entry cache; tasks that
+   are gone leave it;
 4. write ``train.manifest``, ``test.manifest`` and ``validation/manifest_summary.json``: after a few
    changes, only what changed (from the state the last publish kept, :mod:`sync_service.domain.manifests`:
    the unchanged byte ranges of each manifest copied by S3); else each whole, keeping that state afresh.
@@ -47,6 +49,13 @@ from sync_service.domain.fingerprints import DUPLICATE_DISTANCE, in_groups, know
 from sync_service.domain.images import adopt_upload
 from sync_service.domain.manifests import Published, keep_full, publish_changes
 from sync_service.domain.projects import ProjectInfo, Projects
+from sync_service.domain.taskcache import (
+    TaskRecords,
+    apply_payload,
+    delete_annotation,
+    read_payload,
+    task_for_converter,
+)
 from sync_service.edges.labelstudio import LabelStudio
 from sync_service.edges.s3 import ManifestChanged, Storage
 from sync_service.edges.state import (
@@ -375,16 +384,20 @@ class Publisher:
                 labels_changed = True
         options = ReadOptions(label_config=config, job_name=info.job_name, now=now_stamp())
         rebuilt = batch.full or not state.has_entries()
+        records = TaskRecords(self.redis, state)
+        answered: list[dict[str, Any]] = []
         if not rebuilt:
-            known, unknown = state.tasks_of_annotations(batch.gone_annotations)
+            with phases.timed("cache"):
+                answered, unanswered, unknown = self._from_events(records, state, batch)
             if unknown:
                 rebuilt = True  # an annotation we never saw: its task cannot be named, so read all
-            batch.dirty |= known
+            batch.dirty |= unanswered
         pid = info.label_studio_project_id
         if rebuilt:
             tasks = self._predicted(self._adopted(self.ls.export_tasks(pid), info, config), pid)
             if renames:
                 tasks = self._renamed(tasks, renames)
+            tasks = records.recording(tasks, whole=True)
             with phases.timed("rebuild"):  # read, convert and cache, streamed together
                 cached = state.replace_all(convert_tasks(tasks, options, self.images))
             if labels_changed:
@@ -393,21 +406,30 @@ class Publisher:
                 with self.projects.lock(pid):
                     latest = self.projects.find(pid) or info
                     self.projects.save(replace(latest, labels=info.labels))
-        elif batch.dirty or batch.gone:
+        elif batch.dirty or batch.gone or answered:
             # "Deleted" is a hint too: a late TASKS_DELETED may name an id SQLite gave to a new task (or
             # a delete and a create of one id came in one burst). Read them all; what is absent is gone.
             wanted = batch.dirty | batch.gone
-            with phases.timed("label_studio"):
-                read = list(
-                    self._predicted(self._adopted(self.ls.export_tasks(pid, wanted), info, config), pid)
-                )
+            read: list[dict[str, Any]] = []
+            if wanted:
+                with phases.timed("label_studio"):
+                    read = list(
+                        records.recording(
+                            self._predicted(
+                                self._adopted(self.ls.export_tasks(pid, wanted), info, config), pid
+                            ),
+                            whole=False,
+                        )
+                    )
+            missing = wanted - {int(t["id"]) for t in read if isinstance(t.get("id"), int)}
+            read.extend(self._adopted(answered, info, config))
             with phases.timed("convert"):
                 fresh = list(convert_tasks(read, options, self.images))
-            missing = wanted - {e.task_id for e in fresh}
             with phases.timed("cache"):
+                records.save((), removed=missing)
                 state.update(fresh, missing)
         state.set_config_digest(digest)
-        if not (rebuilt or batch.dirty or batch.gone or force):
+        if not (rebuilt or batch.dirty or batch.gone or answered or force):
             return PublishResult(pid, False, {}, {}, False, 0.0)
         changed = None if rebuilt or force else self._write_changes(info, state, batch.dirty | batch.gone)
         if changed is not None:
@@ -429,6 +451,42 @@ class Publisher:
             last_error=None,
         )
         return PublishResult(pid, True, entries, labels, rebuilt, 0.0)
+
+    def _from_events(
+        self, records: TaskRecords, state: ProjectState, batch: EventBatch
+    ) -> tuple[list[dict[str, Any]], set[int], bool]:
+        """Merge the batch's annotation payloads and deletions into the task records (saved before the
+        entries change: a publish redone after a crash converts the same tasks again from them).
+
+        Returns the tasks the records answer (export shape, to convert), the ids of those they cannot
+        answer (to read from Label Studio), and whether a deleted annotation's task is unknown.
+        """
+        parts = [read_payload(value) for value in batch.payloads.values()]
+        parts.sort(key=lambda p: (str(p[0].get("updated_at") or ""), str(p[1].get("updated_at") or "")))
+        owners = {int(a["id"]): int(t["id"]) for t, a in parts}
+        deleted = sorted(batch.gone_annotations)
+        cached = state.owners_of_annotations(a for a in deleted if a not in owners)
+        unknown = any(a not in owners and a not in cached for a in deleted)
+        owners.update(cached)
+        touched = {int(t["id"]) for t, _ in parts} | {owners[a] for a in deleted if a in owners}
+        loaded = records.load(touched)
+        unanswered: set[int] = set()
+        for task, annotation in parts:
+            if not apply_payload(loaded.get(int(task["id"])), task, annotation):
+                unanswered.add(int(task["id"]))
+        for ann_id in deleted:  # after the payloads: a deletion is final, whatever came first
+            task_id = owners.get(ann_id)
+            if task_id is not None and task_id in loaded:
+                delete_annotation(loaded[task_id], ann_id)
+        records.save(loaded.values())
+        answered = []
+        for task_id in sorted(touched - unanswered - batch.dirty - batch.gone):
+            made = task_for_converter(loaded[task_id]) if task_id in loaded else None
+            if made is None:
+                unanswered.add(task_id)
+            else:
+                answered.append(made)
+        return answered, unanswered, unknown
 
     def _adopted(
         self, tasks: Iterable[dict[str, Any]], info: ProjectInfo, config: LabelConfig

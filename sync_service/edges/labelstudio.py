@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -59,6 +60,8 @@ SESSION_COOKIE = "sessionid"
 CSRF_COOKIE = "csrftoken"
 """Label Studio's (Django's) CSRF cookie, which its login form checks against the form's token."""
 LOGIN_PATH = "/user/login/"
+ID_PAGE = 1000
+"""Tasks per page when only their ids are wanted (the tasks changed since the last reconcile)."""
 
 
 def _bare(path: str) -> str:
@@ -516,6 +519,53 @@ class LabelStudio:
                 return None
             ends.append(int(tasks[0]["id"]))
         return min(ends), max(ends), int(page["total"])
+
+    def _task_page(
+        self, project_id: int, filters: Sequence[dict[str, Any]], *, page: int = 1, size: int = 1
+    ) -> dict[str, Any]:
+        """One page of the project's tasks (``id`` order) that pass the Data Manager ``filters`` (all of
+        them), without annotations or predictions; ``total`` counts every task that passes."""
+        query = {"filters": {"conjunction": "and", "items": list(filters)}, "ordering": ["tasks:id"]}
+        params = {
+            "project": project_id,
+            "page": page,
+            "page_size": size,
+            "fields": "task_only",
+            "resolve_uri": "false",
+            "query": json.dumps(query),
+        }
+        result: dict[str, Any] = self._request("GET", "/api/tasks", params=params).json()
+        return result
+
+    def tasks_updated_since(self, project_id: int, since: datetime) -> dict[int, str]:
+        """Id -> ``updated_at`` of the project's tasks whose ``updated_at`` is later than ``since`` (UTC),
+        through the Data Manager filter ``filter:tasks:updated_at`` / ``greater``: Label Studio reads only
+        those tasks (without their annotations)."""
+        value = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        filters = [
+            {"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": value}
+        ]
+        found: dict[int, str] = {}
+        page = 1
+        while True:
+            body = self._task_page(project_id, filters, page=page, size=ID_PAGE)
+            tasks = [
+                t for t in body.get("tasks") or () if isinstance(t, dict) and isinstance(t.get("id"), int)
+            ]
+            found.update((int(t["id"]), str(t.get("updated_at") or "")) for t in tasks)
+            if not tasks or len(found) >= int(body.get("total") or 0):
+                return found
+            page += 1
+
+    def count_tasks(self, project_id: int, *, above: int | None = None, below: int | None = None) -> int:
+        """How many tasks the project has (with an id greater than ``above`` and less than ``below``, when
+        given): one counting query, no task read."""
+        filters = [
+            {"filter": "filter:tasks:id", "operator": operator, "type": "Number", "value": bound}
+            for operator, bound in (("greater", above), ("less", below))
+            if bound is not None
+        ]
+        return int(self._task_page(project_id, filters).get("total") or 0)
 
     def _export_windows(self, project_id: int, windows: Iterable[Sequence[int]]) -> Iterator[dict[str, Any]]:
         """The tasks of each window in turn, with the next windows' requests in flight meanwhile."""

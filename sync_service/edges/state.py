@@ -6,9 +6,14 @@ Studio). Keys, all under ``cl:`` so that the service never touches what it did n
 * ``cl:p:<id>:dirty`` (set of task ids to re-read), ``:gone`` (task ids deleted), ``:gone-ann``
   (annotation ids deleted), ``:full`` (a whole rebuild is due), ``:pending`` (events since the last
   publish began), ``:scheduled`` (a publish job is queued);
-* ``cl:p:<id>:entries`` (task id -> cached entry), ``:ann`` (annotation id -> task id);
+* ``cl:p:<id>:payloads`` (annotation id -> the parts of its newest ANNOTATION_CREATED/UPDATED payload the
+  publish needs, ``<updated_at>\\n<json>``; see :mod:`sync_service.domain.taskcache`);
+* ``cl:p:<id>:entries`` (task id -> cached entry), ``:ann`` (annotation id -> task id), ``:tasks`` (task
+  id -> what choosing its annotation needs, with tombstones of its deleted annotations), ``:reconcile``
+  (hash: when the last incremental and full reconciles started);
 * ``cl:p:<id>:lock`` (the single publisher), ``:status`` (hash shown by the status endpoint);
-* ``cl:p:<id>:taken-dirty``, ``:taken-gone``, ``:taken-gone-ann``, ``:taken-full``: the events the
+* ``cl:p:<id>:taken-dirty``, ``:taken-gone``, ``:taken-gone-ann``, ``:taken-full``,
+  ``:taken-payloads``: the events the
   publish under way took, kept until it succeeds, so that a publisher killed mid-way loses none;
 * ``cl:p:<id>:m:*``: what the last publish wrote, kept so that the next writes only what changed
   (:class:`ManifestKeep`);
@@ -21,7 +26,7 @@ import contextlib
 import gc
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,9 +57,22 @@ REBUILD_CHUNK = 1000
 REBUILD_KEYS_TTL = 3600
 """Seconds the hashes of a rebuild under way live unless the rebuild completes (and renames them)."""
 
-# Take the events (KEYS[1..5]: dirty, gone, gone-ann, full, pending; KEYS[10] the first event's time) and
-# keep a copy of them in the taken-* keys (KEYS[6..9]) until the publish succeeds; returns {dirty, gone,
-# gone-ann, full, pending}.
+# Keep, in hash KEYS[1], the payload (ARGV[i + 1], ``<stamp>\n<json>``) of each annotation (ARGV[i]) whose
+# stamp (its ``updated_at``) is newer than the one kept: a duplicate or stale payload changes nothing.
+_NEWEST = """
+local function newest(key, first, last)
+  for i = first, last, 2 do
+    local old = redis.call('hget', key, ARGV[i])
+    if not old or string.match(ARGV[i + 1], '^[^\\n]*') > string.match(old, '^[^\\n]*') then
+      redis.call('hset', key, ARGV[i], ARGV[i + 1])
+    end
+  end
+end
+"""
+
+# Take the events (KEYS[1..5]: dirty, gone, gone-ann, full, pending; KEYS[10] the first event's time;
+# KEYS[11] the payloads) and keep a copy of them in the taken-* keys (KEYS[6..9], KEYS[12]) until the
+# publish succeeds; returns {dirty, gone, gone-ann, full, pending, payloads as a flat field/value list}.
 _TAKE = """
 local out = {}
 for i = 1, 3 do
@@ -64,24 +82,37 @@ end
 local full = redis.call('get', KEYS[4])
 if full then redis.call('set', KEYS[9], 1) end
 local pending = redis.call('get', KEYS[5])
-redis.call('del', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[10])
-return {out[1], out[2], out[3], full and 1 or 0, tonumber(pending or 0)}
+local payloads = redis.call('hgetall', KEYS[11])
+for i = 1, #payloads, 1000 do
+  redis.call('hset', KEYS[12], unpack(payloads, i, math.min(i + 999, #payloads)))
+end
+redis.call('del', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[10], KEYS[11])
+return {out[1], out[2], out[3], full and 1 or 0, tonumber(pending or 0), payloads}
 """
 
-# A publisher died holding events (KEYS[5..8]: taken-*): back into the pending ones (KEYS[1..4]).
-_RECOVER = """
+# A publisher died holding events (KEYS[5..8]: taken-*; KEYS[10] taken payloads): back into the pending
+# ones (KEYS[1..4]; KEYS[9] payloads, the newer of the two kept per annotation).
+_RECOVER = (
+    _NEWEST
+    + """
 for i = 1, 3 do
   if redis.call('exists', KEYS[i + 4]) == 1 then redis.call('sunionstore', KEYS[i], KEYS[i], KEYS[i + 4]) end
 end
 if redis.call('exists', KEYS[8]) == 1 then redis.call('set', KEYS[4], 1) end
-return redis.call('del', KEYS[5], KEYS[6], KEYS[7], KEYS[8])
+local taken = redis.call('hgetall', KEYS[10])
+for i = 1, #taken, 2 do
+  ARGV[1], ARGV[2] = taken[i], taken[i + 1]
+  newest(KEYS[9], 1, 2)
+end
+return redis.call('del', KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[10])
 """
+)
 
-# Drop the taken-* keys (KEYS[2..5]) if the lock (KEYS[1]) is still ours (ARGV[1]; '' when no publish
+# Drop the taken-* keys (KEYS[2..6]) if the lock (KEYS[1]) is still ours (ARGV[1]; '' when no publish
 # holds it, as for a project that is not ours).
 _SETTLE = """
 if ARGV[1] == '' or redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('del', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+  return redis.call('del', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
 end
 return 0
 """
@@ -94,12 +125,15 @@ return 1
 """
 
 # One event, atomically and in one round trip (the webhook's whole Redis cost): add the ids (from
-# ARGV[6] on; ARGV[1..3] say how many go to the dirty / gone / gone-ann sets), set :full when ARGV[4] is
-# 1, count the event (the first since the last take also stamps :first-event with Redis's clock), and
-# return 1 when it set :scheduled for ARGV[5] seconds (the caller queues a publish).
-_NOTE = """
+# ARGV[7] on; ARGV[1..3] say how many go to the dirty / gone / gone-ann sets), then keep the ARGV[6]
+# annotation payloads that follow them (id, value pairs) where newer (see _NEWEST), set :full when
+# ARGV[4] is 1, count the event (the first since the last take also stamps :first-event with Redis's
+# clock), and return 1 when it set :scheduled for ARGV[5] seconds (the caller queues a publish).
+_NOTE = (
+    _NEWEST
+    + """
 local counts = {tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])}
-local pos = 6
+local pos = 7
 for k = 1, 3 do
   local stop = pos + counts[k] - 1
   while pos <= stop do
@@ -108,6 +142,8 @@ for k = 1, 3 do
     pos = last + 1
   end
 end
+local payloads = tonumber(ARGV[6])
+if payloads > 0 then newest(KEYS[8], pos, pos + 2 * payloads - 1) end
 if ARGV[4] == '1' then redis.call('set', KEYS[4], 1) end
 if redis.call('incr', KEYS[5]) == 1 then
   local now = redis.call('time')
@@ -116,6 +152,7 @@ end
 if redis.call('set', KEYS[6], 1, 'nx', 'ex', ARGV[5]) then return 1 end
 return 0
 """
+)
 
 
 @dataclass(slots=True)
@@ -127,11 +164,13 @@ class EventBatch:
     gone_annotations: set[int] = field(default_factory=set)
     full: bool = False
     pending: int = 0
+    payloads: dict[int, bytes] = field(default_factory=dict)
+    """Annotation id -> the newest payload kept of it (``<updated_at>\\n<json>``)."""
 
     @property
     def empty(self) -> bool:
         """True when there is nothing to do."""
-        return not (self.dirty or self.gone or self.gone_annotations or self.full)
+        return not (self.dirty or self.gone or self.gone_annotations or self.full or self.payloads)
 
 
 # What validating an entry's line found, as ManifestValidator.account counts it (its number and size
@@ -240,7 +279,10 @@ class ProjectState:
         self.k_status = base + "status"
         self.k_config = base + "config"
         self.k_label_config = base + "label-config"
-        self.k_taken = [base + f"taken-{name}" for name in ("dirty", "gone", "gone-ann", "full")]
+        self.k_payloads = base + "payloads"
+        self.k_tasks = base + "tasks"
+        self.k_reconcile = base + "reconcile"
+        self.k_taken = [base + f"taken-{name}" for name in ("dirty", "gone", "gone-ann", "full", "payloads")]
         self._held: RenewingLock | None = None
 
     # ------------------------------------------------------------------------------------- events
@@ -252,16 +294,22 @@ class ProjectState:
         gone: Iterable[int] = (),
         gone_annotations: Iterable[int] = (),
         full: bool = False,
+        payloads: Mapping[int, bytes] | None = None,
     ) -> bool:
-        """Record one event's hints; return True when the caller must queue a publish (none queued)."""
+        """Record one event's hints and annotation payloads (annotation id -> ``<updated_at>\\n<json>``,
+        kept only where newer than the one kept); return True when the caller must queue a publish (none
+        queued)."""
         dirty, gone, gone_annotations = list(dirty), list(gone), list(gone_annotations)
+        pairs = [part for item in (payloads or {}).items() for part in item]
         script = self.redis.register_script(_NOTE)
         keys = [
             self.k_dirty, self.k_gone, self.k_gone_ann, self.k_full, self.k_pending, self.k_scheduled,
-            self.k_first,
+            self.k_first, self.k_payloads,
         ]  # fmt: skip
-        args = [len(dirty), len(gone), len(gone_annotations), 1 if full else 0, SCHEDULED_TTL]
-        return bool(script(keys=keys, args=[*args, *dirty, *gone, *gone_annotations]))
+        args = [
+            len(dirty), len(gone), len(gone_annotations), 1 if full else 0, SCHEDULED_TTL, len(pairs) // 2,
+        ]  # fmt: skip
+        return bool(script(keys=keys, args=[*args, *dirty, *gone, *gone_annotations, *pairs]))
 
     def first_event_age(self) -> float | None:
         """Seconds since the first event not yet taken was recorded (Redis's clock), or None."""
@@ -285,8 +333,8 @@ class ProjectState:
         (:meth:`recover`).
         """
         pending_keys = [self.k_dirty, self.k_gone, self.k_gone_ann, self.k_full, self.k_pending]
-        dirty, gone, gone_ann, full, pending = self.redis.eval(
-            _TAKE, 10, *pending_keys, *self.k_taken, self.k_first
+        dirty, gone, gone_ann, full, pending, payloads = self.redis.eval(
+            _TAKE, 12, *pending_keys, *self.k_taken[:4], self.k_first, self.k_payloads, self.k_taken[4]
         )
         return EventBatch(
             dirty={int(x) for x in dirty},
@@ -294,26 +342,31 @@ class ProjectState:
             gone_annotations={int(x) for x in gone_ann},
             full=bool(full),
             pending=int(pending or 0),
+            payloads={int(payloads[i]): payloads[i + 1] for i in range(0, len(payloads), 2)},
         )
 
     def settle(self) -> None:
         """The events taken are published: forget the copy (unless another publisher took over)."""
-        self.redis.eval(_SETTLE, 5, self.k_lock, *self.k_taken, self._lock_token)
+        self.redis.eval(_SETTLE, 6, self.k_lock, *self.k_taken, self._lock_token)
 
     def recover(self) -> int:
         """Give the events a dead publisher had taken back to the pending ones; return 1 if there were."""
-        keys = [self.k_dirty, self.k_gone, self.k_gone_ann, self.k_full, *self.k_taken]
-        return int(self.redis.eval(_RECOVER, 8, *keys) > 0)
+        keys = [self.k_dirty, self.k_gone, self.k_gone_ann, self.k_full, *self.k_taken[:4]]
+        return int(self.redis.eval(_RECOVER, 10, *keys, self.k_payloads, self.k_taken[4], "", "") > 0)
 
     def give_back(self, batch: EventBatch) -> None:
         """Put a batch back after a failed publish, so that nothing is lost before the retry."""
         self.note(
-            dirty=batch.dirty, gone=batch.gone, gone_annotations=batch.gone_annotations, full=batch.full
+            dirty=batch.dirty,
+            gone=batch.gone,
+            gone_annotations=batch.gone_annotations,
+            full=batch.full,
+            payloads=batch.payloads,
         )
         self.redis.incrby(self.k_pending, max(batch.pending - 1, 0))
         # The copy is dropped only while the lock is ours: once it expired, the taken-* keys may hold
         # what the next holder took (it recovered ours into the pending events already).
-        self.redis.eval(_SETTLE, 5, self.k_lock, *self.k_taken, self._lock_token)
+        self.redis.eval(_SETTLE, 6, self.k_lock, *self.k_taken, self._lock_token)
         self.unschedule()
 
     def pending(self) -> int:
@@ -342,6 +395,14 @@ class ProjectState:
         found = self.redis.hmget(self.k_ann, ids)
         tasks = {int(t) for t in found if t is not None}
         return tasks, any(t is None for t in found)
+
+    def owners_of_annotations(self, annotation_ids: Iterable[int]) -> dict[int, int]:
+        """Annotation id -> task id, for the cached annotations among ``annotation_ids``."""
+        ids = list(annotation_ids)
+        if not ids:
+            return {}
+        found = self.redis.hmget(self.k_ann, ids)
+        return {a: int(t) for a, t in zip(ids, found, strict=True) if t is not None}
 
     def replace_all(self, entries: Iterable[CachedEntry]) -> list[CachedEntry]:
         """Replace the whole cache with ``entries`` (a rebuild): new hashes renamed over the old.
@@ -434,6 +495,9 @@ class ProjectState:
             self.k_status,
             self.k_config,
             self.k_label_config,
+            self.k_payloads,
+            self.k_tasks,
+            self.k_reconcile,
             *self.k_taken,
         )
         ManifestKeep(self.redis, self.project_id).forget()
@@ -463,6 +527,20 @@ class ProjectState:
     def keep_label_config(self, xml: str) -> None:
         """Remember the label config just read from Label Studio, and when."""
         self.redis.set(self.k_label_config, orjson.dumps({"xml": xml, "read_at": time.time()}))
+
+    def forget_label_config(self) -> None:
+        """Make the next publish read the label config from Label Studio."""
+        self.redis.delete(self.k_label_config)
+
+    def reconcile_marks(self) -> dict[str, float]:
+        """When the last reconcile (``last``) and the last full one (``full``) began, seconds since the
+        epoch; a mark is missing when none is recorded (a new project, or Redis was lost)."""
+        return {_text(k): float(v) for k, v in self.redis.hgetall(self.k_reconcile).items()}
+
+    def set_reconcile_marks(self, **marks: float) -> None:
+        """Record when a reconcile began (``last``, ``full``)."""
+        mapping: dict[FieldT, EncodableT] = {name: repr(at) for name, at in marks.items()}
+        self.redis.hset(self.k_reconcile, mapping=mapping)
 
     def set_status(self, **fields: Any) -> None:
         """Set status fields (JSON-encoded values)."""

@@ -14,6 +14,7 @@ from rq import Queue, Retry
 
 from sync_service.config import Settings, load_settings
 from sync_service.domain.context import Context, make_context
+from sync_service.domain.reconcile import reconcile
 from sync_service.edges.state import ProjectState
 
 log = logging.getLogger(__name__)
@@ -62,12 +63,28 @@ def publish_job(project_id: int, force: bool = False) -> dict[str, object] | Non
 
 
 def reconcile_job(project_id: int) -> dict[str, object] | None:
-    """Job: rebuild one project from Label Studio and correct any drift in S3."""
+    """Job: rebuild one project from Label Studio and correct any drift in S3 (``project resync``)."""
     return publish_job(project_id, force=True)
 
 
+def periodic_reconcile_job(project_id: int) -> dict[str, object]:
+    """Job: the periodic reconcile of one project, in proportion to what changed (a full one when due);
+    see :mod:`sync_service.domain.reconcile`."""
+    result = reconcile(context(), project_id)
+    log.info(
+        "project %s reconciled full=%s changed=%s deleted=%s webhook repaired=%s",
+        project_id,
+        result.full,
+        result.changed,
+        result.deleted,
+        result.webhook_repaired,
+    )
+    return {"full": result.full, "changed": result.changed, "deleted": result.deleted}
+
+
 def reconcile_all_job() -> list[int]:
-    """Job: queue a reconcile of every project of ours; forget projects Label Studio no longer has."""
+    """Job: queue the periodic reconcile of every project of ours; forget projects Label Studio no
+    longer has."""
     ctx = context()
     queue = queue_for(ctx.settings, ctx.redis)
     ids = []
@@ -78,7 +95,11 @@ def reconcile_all_job() -> list[int]:
             ctx.projects.forget(pid)
             continue
         queue.enqueue(
-            reconcile_job, pid, retry=RETRY, job_timeout=JOB_TIMEOUT, description=f"reconcile project {pid}"
+            periodic_reconcile_job,
+            pid,
+            retry=RETRY,
+            job_timeout=JOB_TIMEOUT,
+            description=f"reconcile project {pid}",
         )
         ids.append(pid)
     return ids

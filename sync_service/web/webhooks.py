@@ -58,6 +58,12 @@ def receive() -> Any:
         ext.queue().enqueue(forget_project_job, hint.project_id)
         return _accepted("queued", hint.action)
     state = ProjectState(ext.redis(), hint.project_id)
-    if state.note(dirty=hint.dirty, gone=hint.gone, gone_annotations=hint.gone_annotations, full=hint.full):
+    if state.note(
+        dirty=hint.dirty,
+        gone=hint.gone,
+        gone_annotations=hint.gone_annotations,
+        full=hint.full,
+        payloads=hint.payloads,
+    ):
         enqueue_publish(ext.queue(), hint.project_id)
     return _accepted("queued", hint.action)

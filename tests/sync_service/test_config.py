@@ -143,7 +143,7 @@ def test_every_variable_is_declared_once_and_every_field_has_one() -> None:
     declared = list(declarations())
     assert [s.name for s, _ in declared] == [f.name for f in fields(Settings)]
     names = [v.name for _, v in declared]
-    assert len(set(names)) == len(names) == 20
+    assert len(set(names)) == len(names) == 21
     assert all(name.startswith("CUSTOMLABELS_") for name in names)
 
 

@@ -123,7 +123,14 @@ class FaultWorld:
         nothing at all under way or queued either (a reconcile may be running while S3 is slow)."""
         state = ProjectState(self.redis, self.world.project_id)
         try:
-            keys = [state.k_dirty, state.k_gone, state.k_gone_ann, state.k_full, *state.k_taken]
+            keys = [
+                state.k_dirty,
+                state.k_gone,
+                state.k_gone_ann,
+                state.k_full,
+                state.k_payloads,
+                *state.k_taken,
+            ]
             if strict:
                 keys.append(state.k_lock)
             waiting = self.redis.exists(*keys)

@@ -1,0 +1,199 @@
+"""Phase 4 of ``bench/bench_sync.py``: what the sync costs Label Studio (issue 13).
+
+* **Requests per annotation event.** The worker reaches Label Studio through :class:`CountingProxy`, which
+  counts every request by method and path; annotation events are made at a fixed rate (phase 2's
+  ``drive_events``), and the requests the worker sent meanwhile are divided by the events. Goal: 0.
+* **Export files.** Files in Label Studio's export folder (``<data dir>/export``) before and after the
+  events, per 1,000 events. Goal: 0.
+* **Webhook -> manifest p95** at that rate (as phase 2 measures it). Goal: <= 0.5 s.
+* **Save throughput.** Annotation saves per second, closed loop from several threads, with the webhook
+  answered by our service and worker, and with the same webhook answered by a bare receiver
+  (``tests/realparts.py``'s WebhookReceiver), in turn: bare, ours, bare. Goal: ours >= 0.95x bare.
+* **Reconcile of an unchanged project.** In this process, the domain's reconcile of the phase-2 project
+  twice (a full one, since no reconcile is recorded yet, then the incremental one), timing the second
+  and the CPU Label Studio spent on it (its process tree). Goal: <= 2 s of Label Studio's CPU for
+  100,000 tasks (the project's size is in the result).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+GOAL_REQUESTS_PER_EVENT = 0.0
+GOAL_EXPORT_FILES_PER_1000 = 0.0
+GOAL_P95_S = 0.5
+GOAL_SAVE_RATIO = 0.95
+GOAL_RECONCILE_LS_CPU_S = 2.0
+
+
+class CountingProxy:
+    """A reverse proxy on 127.0.0.1 in front of Label Studio that counts requests (``METHOD /path``, ids
+    folded to ``<id>``)."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target.rstrip("/")
+        self.counts: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        """The proxy's base URL (give it to the worker as ``CUSTOMLABELS_LS_URL``)."""
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def reset(self) -> Counter[str]:
+        """The counts so far, and start again from zero."""
+        with self.lock:
+            counts, self.counts = self.counts, Counter()
+        return counts
+
+    def start(self) -> CountingProxy:
+        """Serve in a thread."""
+        proxy = self
+        client = httpx.Client(base_url=self.target, timeout=600)
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                path = self.path.split("?", 1)[0]
+                kind = "/".join("<id>" if part.isdigit() else part for part in path.split("/"))
+                with proxy.lock:
+                    proxy.counts[f"{self.command} {kind}"] += 1
+                headers = {
+                    k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")
+                }
+                response = client.request(self.command, self.path, content=body, headers=headers)
+                self.send_response(response.status_code)
+                for name, value in response.headers.items():
+                    if name.lower() not in (
+                        "content-length",
+                        "transfer-encoding",
+                        "connection",
+                        "content-encoding",
+                    ):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(response.content)))
+                self.end_headers()
+                self.wfile.write(response.content)
+
+            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _forward
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True, name="counting-proxy").start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+def export_files(data_dir: Path) -> int:
+    """Files in Label Studio's export folder."""
+    folder = data_dir / "export"
+    return sum(len(files) for _, _, files in os.walk(folder)) if folder.exists() else 0
+
+
+@dataclass
+class SaveRun:
+    """Annotation saves in a closed loop for a while."""
+
+    receiver: str
+    saves: int
+    seconds: float
+    failures: int
+
+    @property
+    def rate(self) -> float:
+        """Saves per second."""
+        return self.saves / self.seconds if self.seconds else 0.0
+
+
+def save_loop(
+    http_factory: Any, task_ids: list[int], result: list[dict[str, Any]], *, seconds: float, threads: int,
+    receiver: str,
+) -> SaveRun:  # fmt: skip
+    """Create annotations on ``task_ids`` in turn from ``threads`` threads for ``seconds`` seconds."""
+    stop = time.monotonic() + seconds
+    counts = Counter[str]()
+    lock = threading.Lock()
+    ids = iter(task_ids * 100)
+
+    def work() -> None:
+        with http_factory() as http:
+            while time.monotonic() < stop:
+                with lock:
+                    task_id = next(ids)
+                try:
+                    response = http.post(
+                        f"/api/tasks/{task_id}/annotations/",
+                        json={"result": result, "was_cancelled": False, "ground_truth": False},
+                    )
+                    response.raise_for_status()
+                    key = "saves"
+                except httpx.HTTPError:
+                    key = "failures"
+                with lock:
+                    counts[key] += 1
+
+    started = time.monotonic()
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return SaveRun(receiver, counts["saves"], time.monotonic() - started, counts["failures"])
+
+
+@dataclass
+class HotpathResult:
+    """Phase 4's figures."""
+
+    tasks: int
+    events: int
+    event_rate: float
+    ls_requests_during_events: dict[str, int]
+    ls_requests_per_event: float
+    export_files_written: int
+    export_files_per_1000_events: float
+    p50_s: float
+    p95_s: float
+    unseen: int
+    saves: list[SaveRun] = field(default_factory=list)
+    save_ratio: float = float("nan")
+    reconcile_tasks: int = 0
+    full_reconcile_s: float = float("nan")
+    incremental_reconcile_s: float = float("nan")
+    incremental_reconcile_ls_cpu_s: float = float("nan")
+    incremental_reconcile_ls_requests: dict[str, int] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def counting_proxy(target: str) -> Iterator[CountingProxy]:
+    """A :class:`CountingProxy` for the block."""
+    proxy = CountingProxy(target).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
