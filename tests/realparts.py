@@ -141,6 +141,20 @@ def _withdraw(client: redis.Redis, token: str) -> None:
     _if_claimed(client, token, "withdraw")
 
 
+@contextmanager
+def own_redis_client(base_url: str) -> Iterator[redis.Redis]:
+    """A client of an empty database claimed on the Redis at ``base_url`` (:func:`claim_redis_db`),
+    flushed afterwards if still ours: for tests that must see only their own writes (other tests'
+    workers write into the session's database)."""
+    own = claim_redis_db(base_url)
+    client = redis.Redis.from_url(own.url)
+    try:
+        yield client
+    finally:
+        client.close()
+        release_redis_db(own)
+
+
 def release_redis_db(claimed: RedisDb) -> bool:
     """Flush the claimed database, only if our claim key is still there (checked and flushed in one
     Lua script, so atomically). Returns whether it was flushed.

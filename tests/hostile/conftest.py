@@ -14,10 +14,5 @@ from tests import realparts
 def own_redis(redis_db: realparts.RedisDb) -> Iterator[Redis]:
     """A database of its own, claimed empty on the session's Redis (flushed after, as ours only): the
     workers of other tests write into the session's database, and a rejected request must change none."""
-    own = realparts.claim_redis_db(redis_db.url)
-    client = Redis.from_url(own.url)
-    try:
+    with realparts.own_redis_client(redis_db.url) as client:
         yield client
-    finally:
-        client.close()
-        realparts.release_redis_db(own)

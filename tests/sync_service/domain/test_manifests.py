@@ -4,9 +4,8 @@ rebuild of the same tasks."""
 
 from __future__ import annotations
 
-import copy
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import moto.s3.models
@@ -24,6 +23,7 @@ from sync_service.edges.s3 import Storage
 from sync_service.edges.state import LockLost, ManifestKeep, ProjectState
 from tests.builders import choices, task
 from tests.realparts import S3
+from tests.sync_service.domain.test_publisher_config import CountingLabelStudio
 
 LABELS = ["cat", "dog", "bird", "fish"]
 NAMES = ("train.manifest", "test.manifest", "validation/manifest_summary.json")
@@ -31,28 +31,6 @@ NAMES = ("train.manifest", "test.manifest", "validation/manifest_summary.json")
 BY_CHANGES = {True: 0, False: 0}
 PART_MIN = 256  # bytes: small manifests are written in parts here (moto is told the same minimum)
 _pids = itertools.count(7_100_000)
-
-
-class MemoryLabelStudio:
-    """Serves the publisher's reads from tasks held in memory."""
-
-    url = "http://127.0.0.1:9"
-
-    def __init__(self, config: str) -> None:
-        self.config = config
-        self.tasks: dict[int, dict[str, Any]] = {}
-
-    def project(self, project_id: int, *, fields: Sequence[str] = ()) -> dict[str, Any]:
-        return {"id": project_id, "label_config": self.config}
-
-    def export_tasks(
-        self, project_id: int, task_ids: Iterable[int] | None = None
-    ) -> Iterator[dict[str, Any]]:
-        wanted = sorted(self.tasks) if task_ids is None else sorted(set(task_ids) & set(self.tasks))
-        return (copy.deepcopy(self.tasks[i]) for i in wanted)
-
-    def predictions(self, **_: Any) -> Iterator[dict[str, Any]]:
-        return iter(())
 
 
 def make_task(tid: int, image: int, labels: Sequence[str], dataset: str | None) -> dict[str, Any]:
@@ -84,7 +62,7 @@ class World:
             self.pid, "Changes", f"changes-{self.pid}", test_fraction=test_fraction, datasets=datasets
         )
         self.projects.save(self.info)
-        self.ls = MemoryLabelStudio(build_label_config(choices=LABELS, multiple=True))
+        self.ls = CountingLabelStudio(build_label_config(choices=LABELS, multiple=True), [])
         self.state = ProjectState(redis, self.pid)
         self.state.forget()
         self.pub = Publisher(redis, storage, self.ls, self.projects)  # type: ignore[arg-type]

@@ -32,13 +32,8 @@ def noop(*args: Any) -> None:
 
 @pytest.fixture
 def redis(redis_db: realparts.RedisDb) -> Iterator[Redis]:
-    own = realparts.claim_redis_db(redis_db.url)
-    client = Redis.from_url(own.url)
-    try:
+    with realparts.own_redis_client(redis_db.url) as client:
         yield client
-    finally:
-        client.close()
-        realparts.release_redis_db(own)
 
 
 @pytest.mark.parametrize(
