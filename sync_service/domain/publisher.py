@@ -431,7 +431,9 @@ class Publisher:
         state.set_config_digest(digest)
         if not (rebuilt or batch.dirty or batch.gone or answered or force):
             return PublishResult(pid, False, {}, {}, False, 0.0)
-        changed = None if rebuilt or force else self._write_changes(info, state, batch.dirty | batch.gone)
+        # The tasks whose entries may have changed: those read again and those the payloads answered.
+        touched = batch.dirty | batch.gone | {int(task["id"]) for task in answered}
+        changed = None if rebuilt or force else self._write_changes(info, state, touched)
         if changed is not None:
             entries, labels, errors, error_count = (
                 changed.entries, changed.labels, changed.errors, changed.error_count,

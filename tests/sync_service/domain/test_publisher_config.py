@@ -16,6 +16,7 @@ from sync_service.domain import publisher as publisher_module
 from sync_service.domain.fingerprints import record_groups
 from sync_service.domain.projects import ProjectInfo, Projects
 from sync_service.domain.publisher import Publisher
+from sync_service.domain.taskcache import payload_parts
 from sync_service.edges.s3 import Storage
 from sync_service.edges.state import LockLost, ProjectState
 from tests.builders import choices, task
@@ -194,3 +195,30 @@ def test_a_change_to_an_image_with_duplicates_is_published_in_full(
         assert by_changes == [{1}] and result is not None and result.labels == {"train": 1, "test": 0}
     finally:
         record_groups(state.redis, ["s3://b/1.jpg", "s3://b/2.jpg"], [], distance=pub.duplicate_distance)
+
+
+def test_an_annotation_payload_is_published_by_changes(
+    world: tuple[Publisher, CountingLabelStudio, ProjectState], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pub, _, state = world
+    pub.publish(PID)
+    by_changes: list[set[int]] = []
+    real = publisher_module.publish_changes
+
+    def spy(keep: Any, *, touched: set[int], **options: Any) -> Any:
+        by_changes.append(set(touched))
+        return real(keep, touched=touched, **options)
+
+    monkeypatch.setattr(publisher_module, "publish_changes", spy)
+    updated = task("s3://b/1.jpg", choices("dog"), tid=1, dataset="train")
+    annotation = {**updated["annotations"][0], "updated_at": "2026-02-01T00:00:00.000000Z"}
+    body = {**updated, "total_annotations": 1, "total_predictions": 0, "updated_at": annotation["updated_at"]}
+    parts = payload_parts(annotation, body)
+    assert parts is not None
+    state.note(payloads={parts[0]: parts[1]})  # what ANNOTATION_UPDATED records: no task to read
+    pub.publish(PID)
+    assert by_changes == [{1}]
+    info = pub.projects.find(PID)
+    assert info is not None
+    manifest = pub.storage.get_bytes(pub.projects.key(info, "train.manifest")) or b""
+    assert b'"class-name":"dog"' in manifest and b'"class-name":"cat"' not in manifest
