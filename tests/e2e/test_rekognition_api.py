@@ -166,8 +166,10 @@ def test_the_dataset_workflow_through_boto3(
     client = rekognition(stack)
     check = Check(label_studio, s3.client, bucket, stack)
     name = f"e2e-rekognition-{uuid.uuid4().hex[:6]}"
-    for image in [*CATS, *DOGS, "photos/new.jpg"]:
-        s3.client.put_object(Bucket=bucket, Key=image, Body=jpeg(320, 240))
+    for number, image in enumerate([*CATS, *DOGS, "photos/new.jpg"]):
+        # Each image its own: copies of one image are one duplicate group, which distribute keeps on one side.
+        color = (number * 37 % 256, number * 91 % 256, number * 53 % 256)
+        s3.client.put_object(Bucket=bucket, Key=image, Body=jpeg(320, 240, color=color))
     refs = {f"s3://{bucket}/{n}" for n in CATS + DOGS}
     try:
         _workflow(client, check, stack, name, bucket, refs)
