@@ -168,11 +168,8 @@ def test_a_lock_lost_between_two_uploads_stops_before_the_next(
     state.redis.delete(state.k_lock)
 
 
-def test_a_change_to_an_image_with_duplicates_is_published_in_full(
-    world: tuple[Publisher, CountingLabelStudio, ProjectState], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    pub, ls, state = world
-    pub.publish(PID)
+def changes_spy(monkeypatch: pytest.MonkeyPatch) -> list[set[int]]:
+    """The tasks of each publish made by changes (from the kept state), in order."""
     by_changes: list[set[int]] = []
     real = publisher_module.publish_changes
 
@@ -181,6 +178,15 @@ def test_a_change_to_an_image_with_duplicates_is_published_in_full(
         return real(keep, touched=touched, **options)
 
     monkeypatch.setattr(publisher_module, "publish_changes", spy)
+    return by_changes
+
+
+def test_a_change_to_an_image_with_duplicates_is_published_in_full(
+    world: tuple[Publisher, CountingLabelStudio, ProjectState], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pub, ls, state = world
+    pub.publish(PID)
+    by_changes = changes_spy(monkeypatch)
     ls.tasks[1] = task("s3://b/1.jpg", choices("dog"), tid=1, dataset="train")
     state.note(dirty=[1])
     pub.publish(PID)
@@ -202,14 +208,7 @@ def test_an_annotation_payload_is_published_by_changes(
 ) -> None:
     pub, _, state = world
     pub.publish(PID)
-    by_changes: list[set[int]] = []
-    real = publisher_module.publish_changes
-
-    def spy(keep: Any, *, touched: set[int], **options: Any) -> Any:
-        by_changes.append(set(touched))
-        return real(keep, touched=touched, **options)
-
-    monkeypatch.setattr(publisher_module, "publish_changes", spy)
+    by_changes = changes_spy(monkeypatch)
     updated = task("s3://b/1.jpg", choices("dog"), tid=1, dataset="train")
     annotation = {**updated["annotations"][0], "updated_at": "2026-02-01T00:00:00.000000Z"}
     body = {**updated, "total_annotations": 1, "total_predictions": 0, "updated_at": annotation["updated_at"]}
