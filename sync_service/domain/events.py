@@ -3,7 +3,7 @@
 Most payloads are hints ("task 42 changed", "annotation 7 was deleted"): jobs read what they name from
 Label Studio. ANNOTATION_CREATED and ANNOTATION_UPDATED carry the whole annotation and its task: the
 parts a publish needs are kept (:func:`sync_service.domain.taskcache.payload_parts`) so that it reads
-nothing. The rest of a payload (the project, with its token) is dropped.
+nothing; of the project only its label config's digest is kept (the rest, with its token, is dropped).
 """
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ def parse_payload(body: Any) -> Hint:
         hint.gone = [t["id"] for t in data["tasks"]]
     elif action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED"):
         parts = (
-            payload_parts(body.get("annotation"), body.get("task"))
+            payload_parts(body.get("annotation"), body.get("task"), body.get("project"))
             if action != "ANNOTATIONS_CREATED"
             else None
         )

@@ -4,8 +4,9 @@ One publish per project at a time (a Redis lock); events that arrive meanwhile w
 steps, and why they are safe to repeat:
 
 1. take the recorded events (the webhook hints) atomically; on any failure they are given back;
-2. read the label config (after PROJECT_UPDATED, on a rebuild, else at most every
-   ``CONFIG_RECHECK_SECONDS``); a changed config means a full rebuild (labels may have been renamed);
+2. read the label config (after PROJECT_UPDATED, on a rebuild, else when the events' annotation
+   payloads carry another config than the one kept, or none and the last read is more than
+   ``CONFIG_RECHECK_SECONDS`` old); a changed config means a full rebuild (labels may have been renamed);
 3. merge the annotation payloads and deletions into the task records (:mod:`sync_service.domain.
    taskcache`) and take the tasks they answer; re-read the others from Label Studio's export endpoint
    (or all tasks on a rebuild, the records with them); convert each with the core (``task_to_entry`` +
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -53,6 +55,8 @@ from sync_service.domain.taskcache import (
     TaskRecords,
     apply_payload,
     delete_annotation,
+    label_config_digest,
+    payload_config_digest,
     read_payload,
     task_for_converter,
 )
@@ -73,10 +77,19 @@ log = logging.getLogger(__name__)
 HEADER_BYTES = (64 * 1024, 1024 * 1024)  # ranged reads tried in turn for an image's header
 MAX_LINE = codes.DEFAULT_LIMITS.max_line_chars
 CONFIG_RECHECK_SECONDS = 30.0
-"""Seconds a label config read from Label Studio is reused by publishes of ordinary events (a
-PROJECT_UPDATED, a resync or a reconcile reads it again at once; a lost PROJECT_UPDATED is seen within
-this time)."""
+"""Seconds a label config read from Label Studio is reused by publishes of events that do not carry it
+(hints: tasks created or deleted, annotations deleted); annotation payloads carry the project's config,
+and while it is the one kept no read is made. A PROJECT_UPDATED, a resync or a reconcile reads it again
+at once; a lost PROJECT_UPDATED is seen within this time, or at the next annotation payload."""
 PREDICTIONS_ONE_BY_ONE = 20  # tasks whose predictions are read one request each; more: one for the project
+
+
+def _config_vouched(batch: EventBatch, digest: str | None) -> bool:
+    """Whether the batch's annotation payloads all carry the label config ``digest`` names (the one the
+    cache is built with): Label Studio sends its project whole with each, so the config need not be read."""
+    if digest is None or not batch.payloads:
+        return False
+    return all(payload_config_digest(value) == digest for value in batch.payloads.values())
 
 
 def now_stamp() -> str:
@@ -363,15 +376,20 @@ class Publisher:
         self, info: ProjectInfo, state: ProjectState, batch: EventBatch, *, force: bool
     ) -> PublishResult:
         phases = self.phases = Phases()
-        # A changed config sends PROJECT_UPDATED (a full batch): between those, a config read a few
-        # seconds ago serves, sparing Label Studio a request per publish when it is busiest.
-        xml = None if batch.full or force else state.recent_label_config(CONFIG_RECHECK_SECONDS)
+        # A changed config sends PROJECT_UPDATED (a full batch). Between those, the config kept from the
+        # last read serves: for CONFIG_RECHECK_SECONDS after that read, and for as long as the events'
+        # payloads say the project still has it, sparing Label Studio a request when it is busiest.
+        xml = None
+        if not (batch.full or force):
+            xml = state.recent_label_config(CONFIG_RECHECK_SECONDS)
+            if xml is None and _config_vouched(batch, state.config_digest()):
+                xml = state.recent_label_config(math.inf)
         if xml is None:
             with phases.timed("label_studio"):
                 project = self.ls.project(info.label_studio_project_id, fields=("id", "label_config"))
             xml = str(project.get("label_config") or "")
             state.keep_label_config(xml)
-        digest = hashlib.sha256(xml.encode()).hexdigest()
+        digest = label_config_digest(xml)
         config = parse_label_config(xml, source=f"project {info.label_studio_project_id} label config")
         renames: dict[str, dict[str, str]] = {}
         labels_changed = False

@@ -17,6 +17,7 @@ cancelled; predictions only without one.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -53,10 +54,16 @@ def _count(value: Any) -> int | None:
     return value if type(value) is int and value >= 0 else None
 
 
-def payload_parts(annotation: Any, task: Any) -> tuple[int, bytes] | None:
+def label_config_digest(xml: str) -> str:
+    """The digest a label config is known by (of its text as Label Studio holds it)."""
+    return hashlib.sha256(xml.encode()).hexdigest()
+
+
+def payload_parts(annotation: Any, task: Any, project: Any = None) -> tuple[int, bytes] | None:
     """The annotation id and kept value (``<updated_at>\\n<json>``) of an ANNOTATION_CREATED or
     ANNOTATION_UPDATED payload, or None when it is not the shape Label Studio sends (or too big): the
-    event is then a hint that its task changed."""
+    event is then a hint that its task changed. The digest of ``project``'s label config (the payload
+    carries the whole project) is kept too: it vouches for the config the publish would otherwise read."""
     if type(annotation) is not dict or type(task) is not dict:
         return None
     ann_id, task_id = annotation.get("id"), task.get("id")
@@ -86,6 +93,9 @@ def payload_parts(annotation: Any, task: Any) -> tuple[int, bytes] | None:
             "updated_at": _text(annotation.get("updated_at")),
         },
     }
+    config = project.get("label_config") if type(project) is dict else None
+    if type(config) is str:
+        kept["c"] = {"digest": label_config_digest(config)}
     value = _stamp(kept["a"]).encode() + b"\n" + orjson.dumps(kept)
     return (ann_id, value) if len(value) <= MAX_PAYLOAD_BYTES else None
 
@@ -94,6 +104,13 @@ def read_payload(value: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
     """The task and annotation parts of a value made by :func:`payload_parts`."""
     kept = orjson.loads(value.partition(b"\n")[2])
     return kept["t"], kept["a"]
+
+
+def payload_config_digest(value: bytes) -> str | None:
+    """The digest of the label config the project had when the payload was sent (None: not carried)."""
+    kept = orjson.loads(value.partition(b"\n")[2])
+    config = kept.get("c")
+    return str(config["digest"]) if isinstance(config, dict) and "digest" in config else None
 
 
 @dataclass(slots=True)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
 import pytest
 import redis
 
 from plugin.localstack.http_calls import http_get
+from sync_service.domain.taskcache import label_config_digest, payload_config_digest, payload_parts
 from tests import realparts
 
 pytestmark = pytest.mark.e2e
@@ -88,3 +90,36 @@ def test_s3_put_get(s3: realparts.S3, bucket: str) -> None:
     assert s3.client.get_object(Bucket=bucket, Key="dir/hello.txt")["Body"].read() == b"hello"
     listed = s3.client.list_objects_v2(Bucket=bucket)["Contents"]
     assert [item["Key"] for item in listed] == ["dir/hello.txt"]
+
+
+def test_an_annotation_payload_carries_the_label_config_the_api_gives(
+    label_studio: realparts.LabelStudioServer, webhook_receiver: realparts.WebhookReceiver
+) -> None:
+    # The publisher trusts the config digest of ANNOTATION_* payloads instead of reading the project:
+    # the payload's label_config must be the API's, to the byte.
+    api = httpx.Client(
+        base_url=label_studio.url, headers={"Authorization": f"Token {label_studio.token}"}, timeout=60
+    )
+    project = api.post("/api/projects/", json={"title": "payload config", "label_config": CONFIG})
+    project.raise_for_status()
+    pid = project.json()["id"]
+    try:
+        api.post(
+            "/api/webhooks/",
+            json={"project": pid, "url": f"{webhook_receiver.url}/hook", "send_payload": True},
+        ).raise_for_status()
+        api.post(f"/api/projects/{pid}/import", json=[{"data": {"image": "s3://b/a.jpg"}}]).raise_for_status()
+        (task_id,) = [t["id"] for t in api.get("/api/tasks/", params={"project": pid}).json()["tasks"]]
+        result = [
+            {"from_name": "scene", "to_name": "image", "type": "choices", "value": {"choices": ["indoor"]}}
+        ]
+        api.post(f"/api/tasks/{task_id}/annotations/", json={"result": result}).raise_for_status()
+        delivery = webhook_receiver.wait_for_action("ANNOTATION_CREATED")
+        config = api.get(f"/api/projects/{pid}").json()["label_config"]
+    finally:
+        api.delete(f"/api/projects/{pid}/")
+    body = delivery.body
+    assert isinstance(body, dict)
+    assert body["project"]["label_config"] == config
+    parts = payload_parts(body["annotation"], body["task"], body["project"])
+    assert parts is not None and payload_config_digest(parts[1]) == label_config_digest(config)

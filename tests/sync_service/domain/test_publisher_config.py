@@ -221,3 +221,37 @@ def test_an_annotation_payload_is_published_by_changes(
     assert info is not None
     manifest = pub.storage.get_bytes(pub.projects.key(info, "train.manifest")) or b""
     assert b'"class-name":"dog"' in manifest and b'"class-name":"cat"' not in manifest
+
+
+def payload_of(tid: int, label: str, stamp: str, config: str | None) -> dict[int, bytes]:
+    """What ANNOTATION_UPDATED records for task ``tid`` (its project's label config ``config``, or none)."""
+    updated = task(f"s3://b/{tid}.jpg", choices(label), tid=tid, dataset="train" if tid == 1 else "test")
+    annotation = {**updated["annotations"][0], "updated_at": stamp}
+    body = {**updated, "total_annotations": 1, "total_predictions": 0, "updated_at": stamp}
+    project = {"id": PID, "label_config": config} if config is not None else None
+    parts = payload_parts(annotation, body, project)
+    assert parts is not None
+    return {parts[0]: parts[1]}
+
+
+def test_annotation_payloads_carrying_the_kept_config_need_no_read_of_it(
+    world: tuple[Publisher, CountingLabelStudio, ProjectState], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pub, ls, state = world
+    pub.publish(PID)
+    assert ls.config_reads == 1
+    monkeypatch.setattr(publisher_module, "CONFIG_RECHECK_SECONDS", 0.0)  # the last read is old
+    state.note(payloads=payload_of(1, "dog", "2026-02-01T00:00:00.000000Z", ls.config))
+    assert pub.publish(PID) is not None
+    assert ls.config_reads == 1  # the payload vouched for the config
+
+    state.note(payloads=payload_of(1, "cat", "2026-02-02T00:00:00.000000Z", None))
+    pub.publish(PID)
+    assert ls.config_reads == 2  # a payload without the project: read as before
+
+    ls.config = build_label_config(choices=["cat", "dog", "bird"])  # changed, its PROJECT_UPDATED lost
+    ls.tasks[2] = task("s3://b/2.jpg", choices("bird"), tid=2, dataset="test")
+    state.note(payloads=payload_of(2, "bird", "2026-02-03T00:00:00.000000Z", ls.config))
+    result = pub.publish(PID)
+    assert ls.config_reads == 3 and result is not None and result.rebuilt  # another config: read, rebuilt
+    assert result.labels == {"train": 1, "test": 1}
