@@ -53,6 +53,8 @@ def is_upload_url(url: Any, ls_url: str) -> bool:
         return False
     if url.startswith(UPLOAD_PATH):
         return True
+    if not url[:8].lower().startswith(("http://", "https://")) or UPLOAD_PATH not in url:
+        return False  # an s3:// image, most tasks: no URL parsing on a rebuild's every task
     parsed, own = urlparse(url), urlparse(ls_url)
     return (
         parsed.scheme in ("http", "https")

@@ -202,14 +202,26 @@ def convert_tasks(
 def _convert_chunk(
     tasks: list[dict[str, Any]], options: ReadOptions, images: ImageMetaCache | None
 ) -> Iterator[CachedEntry]:
-    if images is not None:
-        images.prefetch(ref for ref in (_box_image_ref(t, options) for t in tasks) if ref is not None)
-    for task in tasks:
-        yield convert_task(task, options, images)
+    if images is None:
+        for task in tasks:
+            yield convert_task(task, options, None)
+        return
+    refs = [_box_image_ref(t, options) for t in tasks]
+    images.prefetch(ref for ref in refs if ref is not None)
+    for task, ref in zip(tasks, refs, strict=True):
+        yield convert_task(task, options, images, box_image=ref)
 
 
-def convert_task(task: dict[str, Any], options: ReadOptions, images: ImageMetaCache | None) -> CachedEntry:
-    """One Label Studio task (export shape) -> its cache record, with the manifest line or the error."""
+def convert_task(
+    task: dict[str, Any],
+    options: ReadOptions,
+    images: ImageMetaCache | None,
+    *,
+    box_image: str | bool | None = True,
+) -> CachedEntry:
+    """One Label Studio task (export shape) -> its cache record, with the manifest line or the error.
+    ``box_image``: the task's image whose stored size its boxes need, when the caller knows it already
+    (None: none; True: find it here)."""
     task_id = int(task.get("id", 0))
     annotations = tuple(
         int(a["id"]) for a in task.get("annotations") or () if isinstance(a, dict) and "id" in a
@@ -218,15 +230,21 @@ def convert_task(task: dict[str, Any], options: ReadOptions, images: ImageMetaCa
     data = data if isinstance(data, dict) else {}
     dataset = data.get("dataset")
     dataset = dataset if dataset in (TRAIN, TEST) else None
-    ref = _box_image_ref(task, options) if images is not None else None
+    if images is None:
+        ref = None
+    elif box_image is True:
+        ref = _box_image_ref(task, options)
+    else:
+        ref = box_image if isinstance(box_image, str) else None
     if ref is not None and images is not None:
         meta = images.get(ref)
         if meta is not None:
             options = replace(options, image_meta={ref: meta})
     try:
         entry = task_to_entry(task, options)
+        obj = entry_to_line(entry)
         # orjson's bytes keep their 4 KB output buffer; a rebuild holds every line: copy to the line's size.
-        line = bytes(memoryview(dumps(entry_to_line(entry))))
+        line = bytes(memoryview(dumps(obj)))
     except ConversionError as exc:
         ref = data.get("image")
         return CachedEntry(task_id, str(ref or ""), dataset, None, (), annotations, error=str(exc))
@@ -248,14 +266,16 @@ def convert_task(task: dict[str, Any], options: ReadOptions, images: ImageMetaCa
         line,
         tuple(dict.fromkeys([*names, *boxes])),
         annotations,
-        check=line_row(line, entry.source_ref),
+        check=line_row(line, entry.source_ref, obj),
     )
 
 
-def line_row(line: bytes, source_ref: str) -> LineRow | None:
+def line_row(line: bytes, source_ref: str, obj: Any = None) -> LineRow | None:
     """What Rekognition's per-line rules find in a manifest line, kept with its cache entry so that a
-    publish counts the lines without validating them again; None if the line names another image."""
-    check = line_check(1, line, loads(line)) or check_line(RawLine(1, line, False, len(line)))
+    publish counts the lines without validating them again; None if the line names another image.
+    ``obj``: the line's JSON value when the caller has it (the object it was serialized from)."""
+    value = loads(line) if obj is None else obj
+    check = line_check(1, line, value) or check_line(RawLine(1, line, False, len(line)))
     if check.source_ref is not None and check.source_ref != source_ref:
         return None
     return (

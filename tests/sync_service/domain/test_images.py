@@ -84,6 +84,7 @@ def test_image_suffix_from_the_name_or_else_the_bytes() -> None:
 def test_upload_urls_are_label_studios_own() -> None:
     assert is_upload_url("/data/upload/3/ab12-cat.jpg", LS_URL)
     assert is_upload_url(f"{LS_URL}/data/upload/3/ab12-cat.jpg", LS_URL)
+    assert is_upload_url(f"{LS_URL.upper()}/data/upload/3/ab12-cat.jpg", LS_URL)
     assert not is_upload_url("http://elsewhere:8080/data/upload/3/ab12-cat.jpg", LS_URL)
     assert not is_upload_url("s3://bkt/data/upload/x.jpg", LS_URL)
     assert not is_upload_url("/data/local-files/?d=x.jpg", LS_URL)

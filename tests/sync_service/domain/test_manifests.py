@@ -138,6 +138,9 @@ def apply(
 @pytest.mark.parametrize("has_test", [True, False])
 @settings(
     max_examples=25,
+    # The same examples at every run: the share published by changes (the next test) is theirs, and
+    # over 25 random examples it ranged from 36% to 70%.
+    derandomize=True,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
