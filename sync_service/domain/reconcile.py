@@ -82,6 +82,8 @@ def reconcile(
 ) -> ReconcileResult:
     """Reconcile one project of ours (see the module docstring); ``full`` reads every task."""
     started = time.time() if now is None else now
+    if ctx.projects.find(project_id) is None:  # forgotten since it was queued: not ours to touch
+        return ReconcileResult(project_id, full=False)
     state = ProjectState(ctx.redis, project_id)
     marks = state.reconcile_marks()
     due = full or "last" not in marks or "full" not in marks

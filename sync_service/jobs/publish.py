@@ -63,8 +63,21 @@ def publish_job(project_id: int, force: bool = False) -> dict[str, object] | Non
 
 
 def reconcile_job(project_id: int) -> dict[str, object] | None:
-    """Job: rebuild one project from Label Studio and correct any drift in S3 (``project resync``)."""
-    return publish_job(project_id, force=True)
+    """Job: rebuild one project from Label Studio and correct any drift in S3 (``project resync``): a
+    full reconcile (its webhook checked too), recorded as one, so the periodic reconcile that follows is
+    incremental."""
+    result = reconcile(context(), project_id, full=True)
+    published = result.published
+    if published is None:
+        return None
+    log.info(
+        "project %s resynced: entries=%s in %.2fs, webhook repaired=%s",
+        project_id,
+        published.entries,
+        published.seconds,
+        result.webhook_repaired,
+    )
+    return {"published": published.published, "entries": published.entries, "seconds": published.seconds}
 
 
 def periodic_reconcile_job(project_id: int) -> dict[str, object]:
