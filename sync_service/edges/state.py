@@ -369,6 +369,10 @@ class ProjectState:
         self.redis.eval(_SETTLE, 6, self.k_lock, *self.k_taken, self._lock_token)
         self.unschedule()
 
+    def full_pending(self) -> bool:
+        """Whether an event waiting for the next publish asks for a full rebuild (PROJECT_UPDATED)."""
+        return bool(self.redis.exists(self.k_full))
+
     def pending(self) -> int:
         """Events recorded since the last publish began."""
         return int(self.redis.get(self.k_pending) or 0)
