@@ -396,6 +396,10 @@ class Publisher:
         self, info: ProjectInfo, state: ProjectState, batch: EventBatch, *, force: bool
     ) -> PublishResult:
         phases = self.phases = Phases()
+        if batch.empty and not force and state.has_entries():
+            # Another publish took these events first (they came while it started): nothing to do, and
+            # nothing to read, not even the label config.
+            return PublishResult(info.label_studio_project_id, False, {}, {}, False, 0.0)
         # A changed config sends PROJECT_UPDATED (a full batch). Between those, the config kept from the
         # last read serves: for CONFIG_RECHECK_SECONDS after that read, and for as long as the events'
         # payloads say the project still has it, sparing Label Studio a request when it is busiest.

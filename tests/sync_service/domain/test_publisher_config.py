@@ -245,6 +245,9 @@ def test_annotation_payloads_carrying_the_kept_config_need_no_read_of_it(
     assert pub.publish(PID) is not None
     assert ls.config_reads == 1  # the payload vouched for the config
 
+    result = pub.publish(PID)  # a publish whose events another one took: nothing to read
+    assert result is not None and not result.published and ls.config_reads == 1
+
     state.note(payloads=payload_of(1, "cat", "2026-02-02T00:00:00.000000Z", None))
     pub.publish(PID)
     assert ls.config_reads == 2  # a payload without the project: read as before
