@@ -8,7 +8,8 @@
 * **Webhook -> manifest p95** at that rate (as phase 2 measures it). Goal: <= 0.5 s.
 * **Save throughput.** Annotation saves per second, closed loop from several threads, with the webhook
   answered by our service and worker, and with the same webhook answered by a bare receiver
-  (``tests/realparts.py``'s WebhookReceiver), in turn: bare, ours, bare. Goal: ours >= 0.95x bare.
+  (``tests/realparts.py``'s WebhookReceiver), alternately (bare, ours, bare, ours: ``--save-rounds``),
+  our service and worker running all along; each side's runs are summed. Goal: ours >= 0.95x bare.
 * **Reconcile of an unchanged project.** In this process, the domain's reconcile of the phase-2 project
   twice (a full one, since no reconcile is recorded yet, then the incremental one), timing the second
   and the CPU Label Studio spent on it (its process tree). Goal: <= 2 s of Label Studio's CPU for
