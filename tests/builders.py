@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from sync_service.config import Settings
@@ -154,6 +155,39 @@ def coco(
         "annotations": annotations,
         "categories": [{"id": i, "name": n, "supercategory": "thing"} for i, n in categories.items()],
     }
+
+
+class MemoryLabelStudio:
+    """The Label Studio calls a publish and a reconcile make, served from memory: one project's label
+    config, tasks (export shape) and webhooks; ``config_reads`` counts the reads of the config."""
+
+    url = "http://127.0.0.1:9"
+
+    def __init__(self, config: str, tasks: list[dict[str, Any]]) -> None:
+        self.config = config
+        self.tasks = {t["id"]: t for t in tasks}
+        self.config_reads = 0
+        self.hooks: list[dict[str, Any]] = []
+
+    def project(self, project_id: int, *, fields: Sequence[str] = ()) -> dict[str, Any]:
+        self.config_reads += 1
+        return {"id": project_id, "label_config": self.config}
+
+    def export_tasks(
+        self, project_id: int, task_ids: Iterable[int] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        wanted = sorted(self.tasks) if task_ids is None else sorted(set(task_ids) & set(self.tasks))
+        return (copy.deepcopy(self.tasks[i]) for i in wanted)
+
+    def predictions(self, **_: Any) -> Iterator[dict[str, Any]]:
+        return iter(())
+
+    def webhooks(self, project_id: int) -> list[dict[str, Any]]:
+        return [dict(h) for h in self.hooks]
+
+    def create_webhook(self, project_id: int, **fields: Any) -> dict[str, Any]:
+        self.hooks.append({"id": len(self.hooks) + 1, "project": project_id, **fields})
+        return self.hooks[-1]
 
 
 def service_settings(**overrides: Any) -> Settings:

@@ -21,9 +21,8 @@ from sync_service.domain.projects import ProjectInfo, Projects
 from sync_service.domain.publisher import Publisher
 from sync_service.edges.s3 import Storage
 from sync_service.edges.state import LockLost, ManifestKeep, ProjectState
-from tests.builders import choices, task
+from tests.builders import MemoryLabelStudio, choices, task
 from tests.realparts import S3
-from tests.sync_service.domain.test_publisher_config import CountingLabelStudio
 
 LABELS = ["cat", "dog", "bird", "fish"]
 NAMES = ("train.manifest", "test.manifest", "validation/manifest_summary.json")
@@ -62,7 +61,7 @@ class World:
             self.pid, "Changes", f"changes-{self.pid}", test_fraction=test_fraction, datasets=datasets
         )
         self.projects.save(self.info)
-        self.ls = CountingLabelStudio(build_label_config(choices=LABELS, multiple=True), [])
+        self.ls = MemoryLabelStudio(build_label_config(choices=LABELS, multiple=True), [])
         self.state = ProjectState(redis, self.pid)
         self.state.forget()
         self.pub = Publisher(redis, storage, self.ls, self.projects)  # type: ignore[arg-type]

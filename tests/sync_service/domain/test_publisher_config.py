@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import copy
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,45 +18,19 @@ from sync_service.domain.publisher import Publisher
 from sync_service.domain.taskcache import payload_parts
 from sync_service.edges.s3 import Storage
 from sync_service.edges.state import LockLost, ProjectState
-from tests.builders import choices, task
+from tests.builders import MemoryLabelStudio, choices, task
 from tests.realparts import S3
 
 PID = 4242
 
 
-class CountingLabelStudio:
-    """Serves the publisher's reads from memory and counts the label config reads (a unit-test stand-in)."""
-
-    url = "http://127.0.0.1:9"
-
-    def __init__(self, config: str, tasks: list[dict[str, Any]]) -> None:
-        self.config = config
-        self.tasks = {t["id"]: t for t in tasks}
-        self.config_reads = 0
-
-    def project(self, project_id: int, *, fields: Sequence[str] = ()) -> dict[str, Any]:
-        self.config_reads += 1
-        return {"id": project_id, "label_config": self.config}
-
-    def export_tasks(
-        self, project_id: int, task_ids: Iterable[int] | None = None
-    ) -> Iterator[dict[str, Any]]:
-        wanted = sorted(self.tasks) if task_ids is None else sorted(set(task_ids) & set(self.tasks))
-        return (copy.deepcopy(self.tasks[i]) for i in wanted)
-
-    def predictions(self, **_: Any) -> Iterator[dict[str, Any]]:
-        return iter(())
-
-
 @pytest.fixture
-def world(
-    redis_url: str, s3: S3, bucket: str
-) -> Iterator[tuple[Publisher, CountingLabelStudio, ProjectState]]:
+def world(redis_url: str, s3: S3, bucket: str) -> Iterator[tuple[Publisher, MemoryLabelStudio, ProjectState]]:
     redis = Redis.from_url(redis_url)
     storage = Storage(s3.client, bucket)
     projects = Projects(redis, storage, "unit")
     projects.save(ProjectInfo(PID, "Config reads", "config-reads"))
-    ls = CountingLabelStudio(
+    ls = MemoryLabelStudio(
         build_label_config(choices=["cat", "dog"]),
         [
             task("s3://b/1.jpg", choices("cat"), tid=1, dataset="train"),
@@ -72,7 +45,7 @@ def world(
 
 
 def test_ordinary_events_reuse_a_recent_config_and_project_updates_read_it_again(
-    world: tuple[Publisher, CountingLabelStudio, ProjectState], monkeypatch: pytest.MonkeyPatch
+    world: tuple[Publisher, MemoryLabelStudio, ProjectState], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pub, ls, state = world
     assert pub.publish(PID) is not None and ls.config_reads == 1  # the first build reads it
@@ -94,7 +67,7 @@ def test_ordinary_events_reuse_a_recent_config_and_project_updates_read_it_again
 
 
 def test_a_publish_waits_for_a_burst_from_its_first_event_not_after_the_last_publish(
-    world: tuple[Publisher, CountingLabelStudio, ProjectState],
+    world: tuple[Publisher, MemoryLabelStudio, ProjectState],
 ) -> None:
     pub, _, state = world
     pub.publish(PID)
@@ -116,7 +89,7 @@ def test_a_publish_waits_for_a_burst_from_its_first_event_not_after_the_last_pub
 
 
 def test_a_publish_that_lost_its_lock_writes_nothing_and_keeps_its_events(
-    world: tuple[Publisher, CountingLabelStudio, ProjectState], monkeypatch: pytest.MonkeyPatch
+    world: tuple[Publisher, MemoryLabelStudio, ProjectState], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pub, ls, state = world
     monkeypatch.setattr(publisher_module, "publish_changes", lambda *a, **k: None)  # the whole write
@@ -141,7 +114,7 @@ def test_a_publish_that_lost_its_lock_writes_nothing_and_keeps_its_events(
 
 
 def test_a_lock_lost_between_two_uploads_stops_before_the_next(
-    world: tuple[Publisher, CountingLabelStudio, ProjectState], monkeypatch: pytest.MonkeyPatch
+    world: tuple[Publisher, MemoryLabelStudio, ProjectState], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pub, ls, state = world
     monkeypatch.setattr(publisher_module, "publish_changes", lambda *a, **k: None)  # the whole write
@@ -182,7 +155,7 @@ def changes_spy(monkeypatch: pytest.MonkeyPatch) -> list[set[int]]:
 
 
 def test_a_change_to_an_image_with_duplicates_is_published_in_full(
-    world: tuple[Publisher, CountingLabelStudio, ProjectState], monkeypatch: pytest.MonkeyPatch
+    world: tuple[Publisher, MemoryLabelStudio, ProjectState], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pub, ls, state = world
     pub.publish(PID)
@@ -204,7 +177,7 @@ def test_a_change_to_an_image_with_duplicates_is_published_in_full(
 
 
 def test_an_annotation_payload_is_published_by_changes(
-    world: tuple[Publisher, CountingLabelStudio, ProjectState], monkeypatch: pytest.MonkeyPatch
+    world: tuple[Publisher, MemoryLabelStudio, ProjectState], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pub, _, state = world
     pub.publish(PID)
@@ -235,7 +208,7 @@ def payload_of(tid: int, label: str, stamp: str, config: str | None) -> dict[int
 
 
 def test_annotation_payloads_carrying_the_kept_config_need_no_read_of_it(
-    world: tuple[Publisher, CountingLabelStudio, ProjectState], monkeypatch: pytest.MonkeyPatch
+    world: tuple[Publisher, MemoryLabelStudio, ProjectState], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pub, ls, state = world
     pub.publish(PID)

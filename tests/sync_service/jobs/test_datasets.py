@@ -10,31 +10,22 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from redis import Redis
 
 from sync_service.domain.context import Context
 from sync_service.domain.datasets import Datasets, dataset_record, invalid
 from sync_service.domain.projects import ProjectInfo, Projects
 from sync_service.domain.status import UPDATED
 from sync_service.edges.labelstudio import LabelStudio
-from sync_service.edges.s3 import Storage, client_for
 from sync_service.edges.state import PROJECTS_KEY
 from sync_service.errors import LabelStudioError, StorageError
 from sync_service.jobs import datasets as dataset_jobs
-from tests import realparts
-from tests.builders import service_settings
+from tests.sync_service.jobs.conftest import ServiceParts
 
 
 @pytest.fixture
-def ctx(redis_url: str, s3: realparts.S3, bucket: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Context]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.secret_key)
+def ctx(service_parts: ServiceParts, monkeypatch: pytest.MonkeyPatch) -> Iterator[Context]:
     # Label Studio's URL: nothing answers, so an operation that reaches it fails.
-    settings = service_settings(
-        redis_url=redis_url, s3_endpoint=s3.endpoint_url, s3_region=s3.region, bucket=bucket
-    )
-    redis = Redis.from_url(redis_url)
-    storage = Storage(client_for(settings), bucket)
+    settings, redis, storage = service_parts.settings, service_parts.redis, service_parts.storage
     made = Context(
         settings,
         redis,

@@ -8,38 +8,29 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from redis import Redis
 from rq import Queue
 
 from converters.labelconfig import build_label_config
 from sync_service.domain.context import Context
 from sync_service.domain.projects import ProjectInfo, Projects
 from sync_service.domain.publisher import Publisher
-from sync_service.edges.s3 import Storage, client_for
 from sync_service.edges.state import ProjectState
 from sync_service.jobs import publish as publish_jobs
 from sync_service.jobs.publish import enqueue_publish, queue_for
 from sync_service.jobs.worker import PublishingWorker, runs_inline
-from tests import realparts
-from tests.builders import choices, service_settings, task
-from tests.sync_service.jobs.test_publish import HookedLabelStudio
+from tests.builders import MemoryLabelStudio, choices, task
+from tests.sync_service.jobs.conftest import ServiceParts
 
 
 @pytest.fixture
 def world(
-    redis_url: str, s3: realparts.S3, bucket: str, monkeypatch: pytest.MonkeyPatch
+    service_parts: ServiceParts, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Context, int, list[int]]]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.secret_key)
-    settings = service_settings(
-        redis_url=redis_url, s3_endpoint=s3.endpoint_url, s3_region=s3.region, bucket=bucket
-    )
-    redis = Redis.from_url(redis_url)
-    storage = Storage(client_for(settings), bucket)
+    settings, redis, storage = service_parts.settings, service_parts.redis, service_parts.storage
     projects = Projects(redis, storage, "customlabels")
     pid = 600_000 + uuid.uuid4().int % 99_999
     projects.save(ProjectInfo(pid, "worker", f"worker-{pid}"))
-    ls = HookedLabelStudio(
+    ls = MemoryLabelStudio(
         build_label_config(choices=["cat", "dog"]),
         [task("s3://b/1.jpg", choices("cat"), tid=1, dataset="train"), task("s3://b/2.jpg", tid=2)],
     )
@@ -74,7 +65,7 @@ def test_which_jobs_run_inline(world: tuple[Context, int, list[int]]) -> None:
     assert not runs_inline(queue.enqueue(publish_jobs.reconcile_job, pid), ctx.redis)
     state.note(full=True)  # a PROJECT_UPDATED waits: the publish rebuilds
     assert not runs_inline(ordinary, ctx.redis)
-    queue.empty()
+    queue.empty()  # type: ignore[no-untyped-call]
 
 
 def test_an_ordinary_publish_runs_in_the_worker_and_a_rebuild_in_a_work_horse(
