@@ -265,8 +265,9 @@ def describe_load(machine: dict[str, float]) -> str:
     return out
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process and its living descendants."""
+def cpu_seconds(pid: int, *, waited: bool = False) -> float:
+    """User + system CPU seconds of a process and its living descendants (``waited``: and of the children
+    it waited for, such as RQ's work-horses that ended)."""
     total = 0.0
     with contextlib.suppress(psutil.NoSuchProcess):
         root = psutil.Process(pid)
@@ -274,6 +275,8 @@ def cpu_seconds(pid: int) -> float:
             with contextlib.suppress(psutil.NoSuchProcess):
                 times = proc.cpu_times()
                 total += times.user + times.system
+                if waited:
+                    total += times.children_user + times.children_system
     return total
 
 
@@ -841,7 +844,14 @@ def bench_hotpath(
     result_body = choices_result(LABELS[0])
 
     def saves(receiver: str) -> hotpath.SaveRun:
-        return hotpath.save_loop(
+        parts = {
+            "label_studio": p.ls.process.process.pid,
+            "serve": stack.serve.pid if stack.serve is not None else 0,
+            "worker": stack.workers[0].pid if stack.workers else 0,
+            "bench (saves, proxy, moto)": os.getpid(),
+        }
+        before = {name: cpu_seconds(pid, waited=True) for name, pid in parts.items()}
+        run = hotpath.save_loop(
             p.http,
             project.task_ids,
             result_body,
@@ -849,6 +859,10 @@ def bench_hotpath(
             threads=save_threads,
             receiver=receiver,
         )
+        run.cpu_s = {
+            name: round(cpu_seconds(pid, waited=True) - before[name], 2) for name, pid in parts.items()
+        }
+        return run
 
     with hotpath.counting_proxy(p.ls.url) as proxy:
         env = p.service_env(CUSTOMLABELS_LS_URL=proxy.url, CUSTOMLABELS_DEBOUNCE_SECONDS=0.25)
@@ -927,6 +941,11 @@ def bench_hotpath(
             f"  saves/s ours {rate('ours'):.1f}, bare {rate('bare'):.1f}: {result.save_ratio:.2f}x "
             f"(runs in order: {', '.join(f'{r.receiver} {r.rate:.1f}' for r in result.saves)})"
         )
+        for run in result.saves:
+            per_save = ", ".join(
+                f"{name} {1000 * cpu / max(run.saves, 1):.0f}" for name, cpu in run.cpu_s.items()
+            )
+            say(f"    {run.receiver}: CPU ms per save: {per_save}")
         # The reconcile, in this process: a full one (no reconcile recorded in this Redis database), then
         # the incremental one of the project nothing changed in since.
         os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})  # boto3 reads them there
