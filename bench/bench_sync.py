@@ -127,6 +127,7 @@ class Parts:
     bucket: str
     service_port: int  # where phases 2 and 3 run ``serve`` (the projects' webhooks point there)
     export_concurrency: int = 2  # CUSTOMLABELS_LS_EXPORT_CONCURRENCY of the workers
+    redis_pid: int = 0  # the redis-server's process
 
     def service_env(self, **extra: Any) -> dict[str, str]:
         """The environment of phases 2 and 3 (and of ``project create``)."""
@@ -161,7 +162,10 @@ def parts(workdir: Path, ls_workers: int, export_concurrency: int) -> Iterator[P
         client = s3_client(s3.endpoint_url)
         bucket = f"bench-{uuid.uuid4().hex[:10]}"
         client.create_bucket(Bucket=bucket)
-        yield Parts(workdir, ls, redis.url, s3.endpoint_url, client, bucket, free_port(), export_concurrency)
+        yield Parts(
+            workdir, ls, redis.url, s3.endpoint_url, client, bucket, free_port(), export_concurrency,
+            redis_pid=redis.process.pid,
+        )  # fmt: skip
 
 
 def _quiet_moto() -> None:
@@ -265,13 +269,13 @@ def describe_load(machine: dict[str, float]) -> str:
     return out
 
 
-def cpu_seconds(pid: int, *, waited: bool = False) -> float:
+def cpu_seconds(pid: int, *, waited: bool = False, descendants: bool = True) -> float:
     """User + system CPU seconds of a process and its living descendants (``waited``: and of the children
-    it waited for, such as RQ's work-horses that ended)."""
+    it waited for, such as RQ's work-horses that ended; ``descendants`` False: the process alone)."""
     total = 0.0
     with contextlib.suppress(psutil.NoSuchProcess):
         root = psutil.Process(pid)
-        for proc in [root, *root.children(recursive=True)]:
+        for proc in [root, *(root.children(recursive=True) if descendants else ())]:
             with contextlib.suppress(psutil.NoSuchProcess):
                 times = proc.cpu_times()
                 total += times.user + times.system
@@ -844,13 +848,19 @@ def bench_hotpath(
     result_body = choices_result(LABELS[0])
 
     def saves(receiver: str) -> hotpath.SaveRun:
-        parts = {
+        trees = {  # a process with its descendants
             "label_studio": p.ls.process.process.pid,
             "serve": stack.serve.pid if stack.serve is not None else 0,
             "worker": stack.workers[0].pid if stack.workers else 0,
-            "bench (saves, proxy, moto)": os.getpid(),
         }
-        before = {name: cpu_seconds(pid, waited=True) for name, pid in parts.items()}
+        alone = {"redis": p.redis_pid, "bench (saves, proxy, moto)": os.getpid()}  # the process only
+
+        def used() -> dict[str, float]:
+            out = {name: cpu_seconds(pid, waited=True) for name, pid in trees.items()}
+            out.update({name: cpu_seconds(pid, descendants=False) for name, pid in alone.items()})
+            return out
+
+        before = used()
         run = hotpath.save_loop(
             p.http,
             project.task_ids,
@@ -859,9 +869,7 @@ def bench_hotpath(
             threads=save_threads,
             receiver=receiver,
         )
-        run.cpu_s = {
-            name: round(cpu_seconds(pid, waited=True) - before[name], 2) for name, pid in parts.items()
-        }
+        run.cpu_s = {name: round(cpu - before[name], 2) for name, cpu in used().items()}
         return run
 
     with hotpath.counting_proxy(p.ls.url) as proxy:

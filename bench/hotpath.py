@@ -125,8 +125,9 @@ class SaveRun:
     seconds: float
     failures: int
     cpu_s: dict[str, float] = field(default_factory=dict)
-    """CPU seconds each part spent during the run (Label Studio's process tree, our serve and worker
-    with their children, this process: the save threads, the counting proxy and moto's S3 server)."""
+    """CPU seconds each part spent during the run: Label Studio's process tree, our serve and worker with
+    their children, the redis-server, and this process alone (the save threads, the counting proxy and
+    moto's S3 server)."""
 
     @property
     def rate(self) -> float:
