@@ -17,6 +17,7 @@ import itertools
 import os
 import tempfile
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Any
@@ -38,6 +39,9 @@ DATA_PART_MAX = 32 * 1024 * 1024
 cut into several parts, each at least :data:`PART_MIN`."""
 COPY_PART_MAX = 5 * 1024 * 1024 * 1024
 """S3's largest part (bytes): a longer unchanged range is copied in several parts."""
+RECENT_BYTES = 32 * 1024 * 1024
+"""Bytes at most of the small objects a :class:`Storage` keeps as it last wrote them (see
+:meth:`Storage.write_pieces`), the least recently written dropped first."""
 _PRECONDITION_CODES = ("PreconditionFailed", "412", "NoSuchKey", "404")  # changed, or deleted meanwhile
 _NOT_IMPLEMENTED_CODES = ("NotImplemented", "501")
 
@@ -246,9 +250,38 @@ class _KeptOpen(io.RawIOBase):
 class Storage:
     """The project files in one bucket."""
 
-    def __init__(self, client: Any, bucket: str) -> None:
+    def __init__(self, client: Any, bucket: str, *, recent_bytes: int = RECENT_BYTES) -> None:
         self.client = client
         self.bucket = bucket
+        self.recent_bytes = recent_bytes
+        # key -> (ETag, bytes) of small objects as this process last wrote or read them whole: the next
+        # write of the same version splices them instead of reading them back.
+        self._recent: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
+        self._recent_lock = threading.Lock()
+
+    def _remember(self, key: str, etag: str, body: bytes) -> None:
+        with self._recent_lock:
+            self._recent.pop(key, None)
+            if len(body) > self.recent_bytes // 4:
+                return
+            self._recent[key] = (etag, body)
+            held = sum(len(b) for _, b in self._recent.values())
+            while held > self.recent_bytes:
+                _, (_, dropped) = self._recent.popitem(last=False)
+                held -= len(dropped)
+
+    def _forget(self, key: str) -> None:
+        with self._recent_lock:
+            self._recent.pop(key, None)
+
+    def _recalled(self, key: str, etag: str) -> bytes | None:
+        """The bytes of version ``etag`` of ``key`` when this process holds them."""
+        with self._recent_lock:
+            hit = self._recent.get(key)
+            if hit is None or hit[0] != etag:
+                return None
+            self._recent.move_to_end(key)
+            return hit[1]
 
     def _fail(self, what: str, key: str, exc: Exception) -> StorageError:
         return StorageError(f"S3 {what} s3://{self.bucket}/{key} failed: {exc}")
@@ -262,6 +295,7 @@ class Storage:
     ) -> None:
         """Upload ``stream`` (from its start) to ``key``, replacing the object whole. The stream stays
         open (boto3 closes a small one it uploads in one request; the caller may read it again)."""
+        self._forget(key)
         stream.seek(0)
         try:
             self.client.upload_fileobj(
@@ -272,6 +306,7 @@ class Storage:
 
     def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
         """Write ``data`` to ``key`` in one request."""
+        self._forget(key)
         try:
             self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
         except (BotoCoreError, ClientError) as exc:
@@ -316,10 +351,14 @@ class Storage:
                 Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, IfMatch=previous_etag
             )
         except ClientError as exc:
+            self._forget(key)
             raise self._conditional_fail("write to", key, exc) from exc
         except BotoCoreError as exc:
+            self._forget(key)
             raise self._fail("write to", key, exc) from exc
-        return WriteResult(str(response["ETag"]), len(body), False)
+        etag = str(response["ETag"])
+        self._remember(key, etag, body)
+        return WriteResult(etag, len(body), False)
 
     def _conditional_fail(self, what: str, key: str, exc: ClientError) -> StorageError:
         if _error_code(exc) in _PRECONDITION_CODES:
@@ -379,11 +418,13 @@ class Storage:
             self._abort(key, upload_id)
             if isinstance(exc, ClientError) and _error_code(exc) in _NOT_IMPLEMENTED_CODES:
                 raise _PartCopyRefused from exc
+            self._forget(key)
             if isinstance(exc, ClientError):
                 raise self._conditional_fail("multipart write to", key, exc) from exc
             if isinstance(exc, StorageError):
                 raise
             raise self._fail("multipart write to", key, exc) from exc
+        self._forget(key)  # a large object: not kept
         return WriteResult(str(response["ETag"]), uploaded, True)
 
     def _abort(self, key: str, upload_id: str) -> None:
@@ -394,8 +435,13 @@ class Storage:
     def _assemble(
         self, key: str, laid: list[tuple[int, int, Piece]], start: int, end: int, previous_etag: str
     ) -> bytes:
-        """Bytes ``[start, end)`` of the new object: new bytes as given, copied ranges read from the
-        previous version (each read conditional on its ETag)."""
+        """Bytes ``[start, end)`` of the new object: new bytes as given, copied ranges from the previous
+        version as this process last wrote it, else read from S3 (each read conditional on its ETag): a
+        small object whole in one read, a large one range by range."""
+        previous = self._recalled(key, previous_etag)
+        whole = start == 0 and laid and end == laid[-1][1] <= self.recent_bytes // 4
+        if previous is None and whole and any(isinstance(piece, Copy) for _, _, piece in laid):
+            previous = self._read_whole(key, previous_etag)
         out = bytearray()
         for a, b, piece in laid:
             lo, hi = max(a, start), min(b, end)
@@ -403,9 +449,25 @@ class Storage:
                 continue
             if isinstance(piece, bytes):
                 out += piece[lo - a : hi - a]
+            elif previous is not None:
+                if piece.start + hi - a > len(previous):
+                    raise ManifestChanged(f"s3://{self.bucket}/{key} is shorter than its recorded version")
+                out += previous[piece.start + lo - a : piece.start + hi - a]
             else:
                 out += self._read_range(key, piece.start + lo - a, piece.start + hi - a, previous_etag)
         return bytes(out)
+
+    def _read_whole(self, key: str, etag: str) -> bytes:
+        """Version ``etag`` of ``key`` (a read conditional on it), kept for the writes that follow."""
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key, IfMatch=etag)
+            data = bytes(response["Body"].read())
+        except ClientError as exc:
+            raise self._conditional_fail("read of", key, exc) from exc
+        except BotoCoreError as exc:
+            raise self._fail("read of", key, exc) from exc
+        self._remember(key, etag, data)
+        return data
 
     def _read_range(self, key: str, start: int, end: int, etag: str) -> bytes:
         try:
@@ -423,6 +485,8 @@ class Storage:
 
     def delete_keys(self, keys: list[str]) -> None:
         """Delete these objects (a missing one is no error), 1,000 per request."""
+        for key in keys:
+            self._forget(key)
         for start in range(0, len(keys), 1000):
             batch = [{"Key": key} for key in keys[start : start + 1000]]
             try:

@@ -191,3 +191,43 @@ def test_a_write_against_a_deleted_object_is_a_changed_manifest(
     with pytest.raises(ManifestChanged):
         storage.write_pieces("m", [Copy(0, 60), b"x\n", Copy(60, 600)], previous_etag=etag, part_min=MIN)
     assert storage.get_bytes("m") is None
+
+
+def test_a_small_object_written_here_is_spliced_without_reading_it_back(
+    s3: S3, bucket: str, small_parts: None
+) -> None:
+    client = Recording(s3.client)
+    storage = Storage(client, bucket)
+    etag = put_old(storage, "m", b"a\nb\nc\n")
+    first = storage.write_pieces("m", [Copy(0, 2), b"B\n", Copy(4, 6)], previous_etag=etag, part_min=MIN)
+    whole_reads = [kw for name, kw in client.calls if name == "get_object"]
+    assert len(whole_reads) == 1 and "Range" not in whole_reads[0]  # one read of the unknown version
+    client.calls.clear()
+    second = storage.write_pieces("m", [Copy(0, 4), b"C\n"], previous_etag=first.etag, part_min=MIN)
+    assert [name for name, _ in client.calls] == ["put_object"]
+    assert client.calls[0][1]["IfMatch"] == first.etag
+    assert storage.get_bytes("m") == b"a\nB\nC\n" and second.etag == storage.object_etag("m")
+
+
+def test_a_kept_version_replaced_by_another_writer_fails_the_write(
+    s3: S3, bucket: str, small_parts: None
+) -> None:
+    storage = Storage(s3.client, bucket)
+    etag = put_old(storage, "m", b"a\nb\nc\n")
+    first = storage.write_pieces("m", [Copy(0, 2), b"B\n", Copy(4, 6)], previous_etag=etag, part_min=MIN)
+    put_old(storage, "m", b"another writer's\n")
+    with pytest.raises(ManifestChanged):
+        storage.write_pieces("m", [Copy(0, 4), b"C\n"], previous_etag=first.etag, part_min=MIN)
+    assert storage.get_bytes("m") == b"another writer's\n"
+
+
+def test_the_kept_versions_stay_within_their_bytes(s3: S3, bucket: str) -> None:
+    storage = Storage(s3.client, bucket, recent_bytes=400)
+    for i in range(8):
+        etag = put_old(storage, f"m{i}", b"x\n" * 40)
+        storage.write_pieces(f"m{i}", [Copy(0, 78), b"y\n"], previous_etag=etag)
+    kept = storage._recent
+    assert sum(len(body) for _, body in kept.values()) <= 400
+    assert list(kept) == ["m3", "m4", "m5", "m6", "m7"]  # the most recently written
+    storage.put_bytes("m7", b"z\n")
+    assert "m7" not in kept
