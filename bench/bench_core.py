@@ -177,14 +177,19 @@ def _uuid(rnd: random.Random) -> str:
 
 
 def _real_task(rnd: random.Random, i: int) -> dict[str, Any]:
-    """A task with every key of a Label Studio 1.23.2 export, in its order and with its value types
-    (read from a real export of the server the tests start; ``/work/shared/spec/labelstudio.md``): 19
-    keys a task, 21 an annotation. One task in four was labeled from a model's prediction: its
-    annotation carries that prediction (``prediction``, with the model's own result) and the task lists
-    the prediction's id; one in twenty has a draft left beside its annotation; one in ten a comment."""
+    return real_shaped(_thin_task(rnd, i), rnd)
+
+
+def real_shaped(thin: dict[str, Any], rnd: random.Random) -> dict[str, Any]:
+    """``thin`` (a task with only the keys the converter reads: id, data, one annotation's result) with
+    every key of a Label Studio 1.23.2 export, in its order and with its value types (read from a real
+    export of the server the tests start; ``/work/shared/spec/labelstudio.md``): 19 keys a task, 21 an
+    annotation. One task in four was labeled from a model's prediction: its annotation carries that
+    prediction (``prediction``, with the model's own result) and the task lists the prediction's id; one
+    in twenty has a draft left beside its annotation; one in ten a comment."""
+    i = int(thin["id"])
     created = i * 3.0
-    thin = _thin_task(rnd, i)
-    image, results = thin["data"]["image"], thin["annotations"][0]["result"]
+    results = thin["annotations"][0]["result"]
     from_model = rnd.random() < 0.25
     prediction: dict[str, Any] = {}
     if from_model:
@@ -255,7 +260,7 @@ def _real_task(rnd: random.Random, i: int) -> dict[str, Any]:
         "annotations": [annotation],
         "drafts": drafts,
         "predictions": [i] if from_model else [],  # ids: the export does not expand them
-        "data": {"image": image},
+        "data": thin["data"],
         "meta": {},
         "created_at": _stamp(BASE_TIME, created),
         "updated_at": annotation["updated_at"],

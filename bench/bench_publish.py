@@ -46,6 +46,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))  # the tests' helpers (tests/realparts.py)
 
 import orjson  # noqa: E402
+from bench_core import real_shaped  # noqa: E402
 from redis import Redis  # noqa: E402
 
 from converters.labelconfig import build_label_config  # noqa: E402
@@ -67,8 +68,17 @@ MIB = 1024 * 1024
 PROJECT_ID = 910_001
 
 
-def make_task(task_id: int, rnd: random.Random, *, label: str | None = None) -> dict[str, Any]:
-    """One task as Label Studio's JSON export gives it: a Choices label, boxes on every third task."""
+def make_task(
+    task_id: int, rnd: random.Random, *, label: str | None = None, shape: str = "real"
+) -> dict[str, Any]:
+    """One task as Label Studio's JSON export gives it: a Choices label, boxes on every third task;
+    ``real``: with every key of a real export (``bench_core.real_shaped``), ``thin``: only the keys the
+    publisher reads."""
+    thin = _thin_task(task_id, rnd, label)
+    return real_shaped(thin, rnd) if shape == "real" else thin
+
+
+def _thin_task(task_id: int, rnd: random.Random, label: str | None) -> dict[str, Any]:
     result: list[dict[str, Any]] = [
         {
             "id": f"c{task_id}",
@@ -243,9 +253,10 @@ def bench_size(
     meter: UploadMeter,
     changes: int,
     repeat: int,
+    shape: str,
 ) -> dict[str, Any]:
     rnd = random.Random(n)
-    tasks = {i: make_task(i, rnd) for i in range(1, n + 1)}
+    tasks = {i: make_task(i, rnd, shape=shape) for i in range(1, n + 1)}
     config = build_label_config(choices=LABELS, boxes=BOXES)
     ls = ExportStandIn(tasks, config)
     # Label Studio's tasks live in its own process, not the worker's: keep them out of this process's
@@ -278,7 +289,7 @@ def bench_size(
             other = LABELS[(LABELS.index(current) + 1 + round_) % len(LABELS)]
             if other == current:
                 other = LABELS[(LABELS.index(current) + 1) % len(LABELS)]
-            tasks[task_id] = make_task(task_id, rnd, label=other)  # a real change: the line differs
+            tasks[task_id] = make_task(task_id, rnd, label=other, shape=shape)  # the line differs
             ls.set(task_id, tasks[task_id])
         state.note(dirty=changed)
         clock.seconds = {}
@@ -296,6 +307,7 @@ def bench_size(
     at = updates.index(median) if median in updates else 0
     return {
         "n": n,
+        "shape": shape,
         "rebuild_s": rebuild,
         "rebuild_phases": rebuild_phases,
         "update_median_s": median,
@@ -397,7 +409,12 @@ def table(rows: list[dict[str, Any]]) -> str:
         "ranged read, and rewrites the whole object on completion; store: every call to the S3 store; "
         "without the store: the median update less its store seconds). moto's server holds objects in "
         "memory here (MOTO_S3_DEFAULT_KEY_BUFFER_SIZE), not in temporary files. Label "
-        "Studio's export is served from memory here (its own cost: bench_sync.py)."
+        "Studio's export is served from memory here (its own cost: bench_sync.py); its tasks are "
+        + (
+            "shaped as a real export's (every key of Label Studio 1.23.2's task and annotation)."
+            if rows and rows[0].get("shape") == "real"
+            else "thin (only the keys the publisher reads)."
+        )
     )
     return "\n".join(out)
 
@@ -449,6 +466,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sizes", default="10000,50000,250000")
     parser.add_argument("--changes", type=int, default=1, help="tasks changed before each update publish")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--shape",
+        choices=("real", "thin"),
+        default="real",
+        help="tasks with every key of a real export (default), or only the keys the publisher reads",
+    )
     parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -469,7 +492,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for n in sizes:
                     print(f"bench: {n:,} entries ...", file=sys.stderr, flush=True)
                     rows.append(
-                        bench_size(n, redis, storage, projects, clock, meter, args.changes, args.repeat)
+                        bench_size(
+                            n, redis, storage, projects, clock, meter, args.changes, args.repeat, args.shape
+                        )
                     )
             finally:
                 empty_and_delete_bucket(client, bucket)
@@ -481,7 +506,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     RESULTS.parent.mkdir(exist_ok=True)
     machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg()}
     RESULTS.write_text(
-        json.dumps({"machine": machine, "rows": rows, "changes": args.changes}, indent=1) + "\n"
+        json.dumps({"machine": machine, "rows": rows, "changes": args.changes, "shape": args.shape}, indent=1)
+        + "\n"
     )
     print(f"results: {RESULTS}")
     if not args.no_plot:
