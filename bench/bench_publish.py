@@ -25,14 +25,12 @@ Prints a table, writes ``bench/results/publish.json``, ``bench/publish_growth.md
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
 import os
 import platform
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,10 +46,9 @@ sys.path.insert(0, str(ROOT))  # the tests' helpers (tests/realparts.py)
 import orjson  # noqa: E402
 from bench_core import real_shaped  # noqa: E402
 from redis import Redis  # noqa: E402
+from s3store import moto_process  # noqa: E402
 
 from converters.labelconfig import build_label_config  # noqa: E402
-from plugin.localstack.http_calls import http_get  # noqa: E402
-from plugin.localstack.processes import free_port  # noqa: E402
 from sync_service.domain import publisher as publisher_module  # noqa: E402
 from sync_service.domain.projects import ProjectInfo, Projects  # noqa: E402
 from sync_service.domain.publisher import Publisher  # noqa: E402
@@ -189,9 +186,9 @@ class UploadMeter:
             return result
 
         self._originals = [("put_file", put_file), ("put_bytes", put_bytes), ("write_pieces", write_pieces)]
-        Storage.put_file = counted_put_file  # type: ignore[method-assign]
-        Storage.put_bytes = counted_put_bytes  # type: ignore[method-assign]
-        Storage.write_pieces = counted_write_pieces  # type: ignore[method-assign]
+        Storage.put_file = counted_put_file  # type: ignore[method-assign,assignment]
+        Storage.put_bytes = counted_put_bytes  # type: ignore[method-assign,assignment]
+        Storage.write_pieces = counted_write_pieces  # type: ignore[method-assign,assignment]
 
     def uninstall(self) -> None:
         for name, original in self._originals:
@@ -316,36 +313,6 @@ def bench_size(
         "updates_s": updates,
         "update_uploaded_bytes_max": max(uploaded),
     }
-
-
-@contextlib.contextmanager
-def moto_process() -> Iterator[str]:
-    """moto's S3 server as a process of its own (not a thread of this one: it would share our GIL)."""
-    port = free_port()
-    # Objects held in memory, as S3's own copies do not pass through a disk of ours: by default moto
-    # spools every object over 5 MiB to a temporary file and reads it back for each part copy.
-    env = {**os.environ, "MOTO_S3_DEFAULT_KEY_BUFFER_SIZE": str(4 << 30)}
-    server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                http_get(f"{url}/moto-api/", timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit(f"bench: moto_server on {url} did not start") from None
-                time.sleep(0.1)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
@@ -482,8 +449,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-publish-") as tmp, redis_db(Path(tmp)) as db:
         redis = Redis.from_url(db.url)
-        with moto_process() as endpoint:
-            client = s3_client(endpoint)
+        with moto_process() as moto:
+            client = s3_client(moto.url)
             bucket = f"bench-{uuid.uuid4().hex[:8]}"
             client.create_bucket(Bucket=bucket)
             storage = Storage(client, bucket)
@@ -504,7 +471,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = table(rows)
     print(text)
     RESULTS.parent.mkdir(exist_ok=True)
-    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg()}
+    load = os.getloadavg()
+    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "load": load}
     RESULTS.write_text(
         json.dumps({"machine": machine, "rows": rows, "changes": args.changes, "shape": args.shape}, indent=1)
         + "\n"
@@ -513,7 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_plot:
         TABLE.write_text(
             f"# Publish time vs dataset size\n\n`.venv/bin/python bench/bench_publish.py` on {machine['cpus']} "
-            f"cores (load average at the end {machine['load'][0]:.2f}).\n\n{text}\n\n![plot](publish_growth.png)\n"
+            f"cores (load average at the end {load[0]:.2f}).\n\n{text}\n\n![plot](publish_growth.png)\n"
         )
         plot(rows, PLOT)
         print(f"table: {TABLE}\nplot: {PLOT}")

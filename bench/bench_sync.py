@@ -5,8 +5,8 @@ Run from the repository root::
     .venv/bin/python bench/bench_sync.py [--quick] [--debounce 1.0,0.25] [--serve 2x4,2x2] [--phases 1,2,3]
 
 It starts, in a temporary directory that is removed afterwards, a Label Studio server (its own
-environment, :func:`plugin.start_label_studio`), a ``redis-server`` of its own, moto's S3 server,
-and ``customlabels serve`` / ``customlabels worker`` as processes (``tests/e2e/stack.py``); everything it
+environment, :func:`plugin.start_label_studio`), a ``redis-server`` of its own, moto's S3 server
+(a process of its own, ``bench/s3store.py``), and ``customlabels serve`` / ``customlabels worker`` as processes (``tests/e2e/stack.py``); everything it
 started is stopped at the end, also on Ctrl-C, SIGTERM or an error. Then:
 
 1. **Webhook intake.** A real ANNOTATION_UPDATED body is captured from Label Studio (3-4 KB, the whole
@@ -69,9 +69,9 @@ import httpx  # noqa: E402
 import loadgen  # noqa: E402 (bench/loadgen.py, beside this file)
 import orjson  # noqa: E402
 import psutil  # noqa: E402
+from s3store import moto_process  # noqa: E402
 
 from converters.labelconfig import build_label_config  # noqa: E402
-from plugin.localstack.moto_s3 import start_s3_server  # noqa: E402
 from plugin.localstack.processes import free_port  # noqa: E402
 from plugin.localstack.redis_server import start_redis  # noqa: E402
 from sync_service.edges.labelstudio import LabelStudio  # noqa: E402
@@ -128,6 +128,7 @@ class Parts:
     service_port: int  # where phases 2 and 3 run ``serve`` (the projects' webhooks point there)
     export_concurrency: int = 2  # CUSTOMLABELS_LS_EXPORT_CONCURRENCY of the workers
     redis_pid: int = 0  # the redis-server's process
+    s3_pid: int = 0  # moto's server (a process of its own: see bench/s3store.py)
 
     def service_env(self, **extra: Any) -> dict[str, str]:
         """The environment of phases 2 and 3 (and of ``project create``)."""
@@ -156,23 +157,15 @@ def parts(workdir: Path, ls_workers: int, export_concurrency: int) -> Iterator[P
         say("starting redis-server, moto S3 and Label Studio (a fresh data dir migrates: ~35 s) ...")
         redis = start_redis(free_port(), workdir / "redis")
         stop.callback(redis.stop)
-        s3 = start_s3_server()
-        stop.callback(s3.stop)
+        s3 = stop.enter_context(moto_process())
         ls = stop.enter_context(label_studio(workdir / "label-studio", timeout=300, workers=ls_workers))
-        client = s3_client(s3.endpoint_url)
+        client = s3_client(s3.url)
         bucket = f"bench-{uuid.uuid4().hex[:10]}"
         client.create_bucket(Bucket=bucket)
         yield Parts(
-            workdir, ls, redis.url, s3.endpoint_url, client, bucket, free_port(), export_concurrency,
-            redis_pid=redis.process.pid,
+            workdir, ls, redis.url, s3.url, client, bucket, free_port(), export_concurrency,
+            redis_pid=redis.process.pid, s3_pid=s3.pid,
         )  # fmt: skip
-
-
-def _quiet_moto() -> None:
-    """moto's server (a thread of this process) logs every request through werkzeug: not to stderr."""
-    import logging  # noqa: PLC0415
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
 
 def _stop_on_sigterm() -> None:
@@ -853,7 +846,7 @@ def bench_hotpath(
             "serve": stack.serve.pid if stack.serve is not None else 0,
             "worker": stack.workers[0].pid if stack.workers else 0,
         }
-        alone = {"redis": p.redis_pid, "bench (saves, proxy, moto)": os.getpid()}  # the process only
+        alone = {"redis": p.redis_pid, "s3 (moto)": p.s3_pid, "bench (saves, proxy)": os.getpid()}
 
         def used() -> dict[str, float]:
             out = {name: cpu_seconds(pid, waited=True) for name, pid in trees.items()}
@@ -939,14 +932,14 @@ def bench_hotpath(
         finally:
             stack.stop()
 
-        def rate(receiver: str) -> float:
+        def saves_per_second(receiver: str) -> float:
             runs = [run for run in result.saves if run.receiver == receiver]
             seconds = sum(run.seconds for run in runs)
             return sum(run.saves for run in runs) / seconds if seconds else float("nan")
 
-        result.save_ratio = rate("ours") / rate("bare")
+        result.save_ratio = saves_per_second("ours") / saves_per_second("bare")
         say(
-            f"  saves/s ours {rate('ours'):.1f}, bare {rate('bare'):.1f}: {result.save_ratio:.2f}x "
+            f"  saves/s ours {saves_per_second('ours'):.1f}, bare {saves_per_second('bare'):.1f}: {result.save_ratio:.2f}x "
             f"(runs in order: {', '.join(f'{r.receiver} {r.rate:.1f}' for r in result.saves)})"
         )
         for run in result.saves:
@@ -1373,7 +1366,6 @@ def main(argv: list[str] | None = None) -> int:
     serve_configs = [x.strip() for x in args.serve.split(",") if x.strip()]
     phases = {int(x) for x in args.phases.split(",") if x.strip()}
     _stop_on_sigterm()
-    _quiet_moto()
     started = time.monotonic()
     intake: list[IntakeResult] = []
     latencies: list[LatencyResult] = []

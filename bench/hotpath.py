@@ -126,8 +126,8 @@ class SaveRun:
     failures: int
     cpu_s: dict[str, float] = field(default_factory=dict)
     """CPU seconds each part spent during the run: Label Studio's process tree, our serve and worker with
-    their children, the redis-server, and this process alone (the save threads, the counting proxy and
-    moto's S3 server)."""
+    their children, the redis-server, moto's S3 server, and this process alone (the save threads and the
+    counting proxy)."""
 
     @property
     def rate(self) -> float:
