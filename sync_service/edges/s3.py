@@ -6,7 +6,10 @@ never a part. A manifest that changed in a few places is written by :meth:`Stora
 unchanged byte ranges of the previous object are copied by S3 itself (``UploadPartCopy``), only the
 parts around the changes are uploaded, every read and copy of the previous object and the completion
 conditional on its ETag (a concurrent writer makes the write fail with :class:`ManifestChanged`, never
-interleave). An ETag is an opaque version tag here: a multipart object's is no MD5 of its bytes.
+interleave). An object under S3's smallest part is rewritten whole by one conditional ``PutObject``; a
+:class:`Storage` keeps the small objects it last wrote (by ETag, :data:`RECENT_BYTES` in all), so the next
+write of the same version splices its changes in without reading the object back. An ETag is an opaque
+version tag here: a multipart object's is no MD5 of its bytes.
 """
 
 from __future__ import annotations
