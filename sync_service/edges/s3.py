@@ -442,7 +442,7 @@ class Storage:
         version as this process last wrote it, else read from S3 (each read conditional on its ETag): a
         small object whole in one read, a large one range by range."""
         previous = self._recalled(key, previous_etag)
-        whole = start == 0 and laid and end == laid[-1][1] <= self.recent_bytes // 4
+        whole = bool(laid) and start == 0 and end == laid[-1][1] <= self.recent_bytes // 4
         if previous is None and whole and any(isinstance(piece, Copy) for _, _, piece in laid):
             previous = self._read_whole(key, previous_etag)
         out = bytearray()
