@@ -311,9 +311,9 @@ def _stratum(labels: tuple[str, ...], frequency: Mapping[str, int]) -> str:
     return stratum_of(frozenset(labels), frequency)
 
 
-def _sized_dumps(value: Any) -> bytes:
+def sized_dumps(value: Any) -> bytes:
     """``orjson.dumps(value)`` in a bytes object of its own size: orjson's keeps its 4 KiB output buffer,
-    and a full publish holds a record per task (250,000 of them would hold 1 GiB)."""
+    and a full publish holds a record and a line per task (250,000 of them would hold 1 GiB)."""
     return bytes(memoryview(orjson.dumps(value)))
 
 
@@ -366,7 +366,7 @@ def keep_full(
     label_sets: dict[tuple[str, ...], int] = {}
     set_keys: dict[tuple[str, ...], tuple[str, ...]] = {}  # an entry's labels -> its label set's key
     members: list[tuple[str, str, int, str | None, tuple[str, ...]]] = []  # ref, side, task, dataset, set
-    pack = _sized_dumps  # one name lookup per entry
+    pack = sized_dumps  # one name lookup per entry
     for entry in cached:
         ref, labels, task_id = entry.source_ref, entry.labels, entry.task_id
         line = entry.line

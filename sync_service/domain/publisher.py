@@ -49,7 +49,7 @@ from converters.split import TEST, TRAIN, SplitItem, split
 from converters.validation import ManifestValidator, Row, check_line, summarize
 from sync_service.domain.fingerprints import DUPLICATE_DISTANCE, in_groups, known_groups
 from sync_service.domain.images import adopt_upload
-from sync_service.domain.manifests import Published, keep_full, publish_changes
+from sync_service.domain.manifests import Published, keep_full, publish_changes, sized_dumps
 from sync_service.domain.projects import ProjectInfo, Projects
 from sync_service.domain.taskcache import (
     TaskRecords,
@@ -243,8 +243,7 @@ def convert_task(
     try:
         entry = task_to_entry(task, options)
         obj = entry_to_line(entry)
-        # orjson's bytes keep their 4 KB output buffer; a rebuild holds every line: copy to the line's size.
-        line = bytes(memoryview(dumps(obj)))
+        line = sized_dumps(obj)  # a rebuild holds every line
     except ConversionError as exc:
         ref = data.get("image")
         return CachedEntry(task_id, str(ref or ""), dataset, None, (), annotations, error=str(exc))
