@@ -19,6 +19,7 @@ declarations.
 | ``CUSTOMLABELS_RECONCILE_SECONDS`` | ``300`` | period of the reconcile of every project, seconds (1 or more): the tasks whose ``updated_at`` moved, tasks deleted without their webhook, the project's webhook |
 | ``CUSTOMLABELS_FULL_RECONCILE_SECONDS`` | ``86400`` | period of the full reconcile (every task read again, every manifest written), seconds (60 or more); also after Redis was lost, on a label config change and on ``project resync`` |
 | ``CUSTOMLABELS_LS_EXPORT_CONCURRENCY`` | ``2`` | Label Studio export requests a worker keeps in flight while it reads a project (1 to 16); more than 2 helps only a Label Studio served by several processes (its Docker image, or the one ``customlabels up`` starts) |
+| ``CUSTOMLABELS_WORKER_NICE`` | ``10`` | CPU priority (nice value) the worker lowers itself to as it starts (0 to 19; 0 leaves it as started): where it shares the machine with Label Studio, the annotators' saves come first and the manifests lag only while the CPU is busy |
 | ``CUSTOMLABELS_DUPLICATE_DISTANCE`` | ``8`` | how many of an image's 64 perceptual-hash bits may differ from another's for the two to be near duplicates (0 to 32; 8 finds resized, re-encoded, cropped-by-5% and brightened copies) |
 | ``CUSTOMLABELS_MAX_WEBHOOK_BYTES`` | ``10485760`` | largest webhook body accepted (413 above), bytes (1024 or more) |
 | ``CUSTOMLABELS_QUEUE`` | ``customlabels`` | RQ queue name |
@@ -246,6 +247,18 @@ class Settings:
             parser="int",
             low=1,
             high=16,
+        ),
+    )
+    worker_nice: int = field(
+        default=10,
+        metadata=_var(
+            "CUSTOMLABELS_WORKER_NICE",
+            "CPU priority (nice value) the worker lowers itself to as it starts (0 to 19; 0 leaves it as "
+            "started): where it shares the machine with Label Studio, the annotators' saves come first and "
+            "the manifests lag only while the CPU is busy",
+            parser="int",
+            low=0,
+            high=19,
         ),
     )
     duplicate_distance: int = field(

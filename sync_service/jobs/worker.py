@@ -10,6 +10,7 @@ memory) runs in a work-horse, as RQ does.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
@@ -87,12 +88,29 @@ def _periodic(settings: Settings, stop: threading.Event) -> None:
             log.exception("could not queue the periodic reconcile")
 
 
+def lower_priority(nice: int) -> int:
+    """Lower this process's CPU priority to the nice value ``nice`` (never raise it: that needs a
+    privilege, and a process started lower was meant to be lower); returns the value it runs at.
+
+    The worker's publishes are background work beside the saves annotators wait for: where both share
+    the cores, the scheduler gives the worker what Label Studio leaves idle.
+    """
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if nice > current:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+        log.info("worker CPU priority lowered to nice %s (CUSTOMLABELS_WORKER_NICE)", nice)
+        return nice
+    return current
+
+
 def run_worker(settings: Settings, *, burst: bool = False, name: str | None = None) -> bool:
     """Work the queue until stopped (or, with ``burst``, until it is empty); returns RQ's result.
 
-    RQ's worker quits when Redis goes away while a job runs; this one then waits for Redis and starts
-    again, with a reconcile of every project (a restarted Redis has lost the queue and the hints).
+    The worker first lowers its CPU priority (``settings.worker_nice``). RQ's worker quits when Redis
+    goes away while a job runs; this one then waits for Redis and starts again, with a reconcile of
+    every project (a restarted Redis has lost the queue and the hints).
     """
+    lower_priority(settings.worker_nice)
     ctx = context()
     queue_reconcile_all(settings, ctx.redis, force=True)
     stop = threading.Event()

@@ -8,6 +8,7 @@ what ``customlabels convert ls-to-manifest`` makes of Label Studio's own export 
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 
@@ -101,9 +102,14 @@ def test_a_stopped_worker_catches_up_on_restart(world: World) -> None:
     w.annotate("cats/a.jpg", choices("indoor"))
     w.annotate("dogs/b.jpg", choices("outdoor"), rect("dog", 10, 10, 20, 20, size=(400, 300)))
     w.client.tasks.delete(id=w.tasks["cats/a.jpg"])
-    w.stack.start_worker()
+    worker = w.stack.start_worker()
     sides = w.converge("worker restarted")
     assert b"cats/a.jpg" not in sides["train"] and b"dogs/b.jpg" in sides["test"]
+    # The worker runs below Label Studio's priority (CUSTOMLABELS_WORKER_NICE, 10 by default); the
+    # service, which Label Studio waits on for each webhook, does not.
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, worker.pid) == max(10, own)
+    assert w.stack.serve is not None and os.getpriority(os.PRIO_PROCESS, w.stack.serve.pid) == own
 
 
 def test_a_webhook_without_the_secret_changes_nothing(world: World) -> None:

@@ -33,6 +33,8 @@ def test_defaults_are_documented_values() -> None:
     assert s.prefix == "customlabels"
     assert s.debounce_seconds == 0.25
     assert s.ls_export_concurrency == 2
+    assert s.worker_nice == 10
+    assert load_settings({**GOOD, "CUSTOMLABELS_WORKER_NICE": "0"}).worker_nice == 0
     assert load_settings({**GOOD, "CUSTOMLABELS_LS_EXPORT_CONCURRENCY": "4"}).ls_export_concurrency == 4
 
 
@@ -48,6 +50,8 @@ def test_defaults_are_documented_values() -> None:
         ({"CUSTOMLABELS_DEBOUNCE_SECONDS": "soon"}, "CUSTOMLABELS_DEBOUNCE_SECONDS"),
         ({"CUSTOMLABELS_LS_EXPORT_CONCURRENCY": "0"}, "CUSTOMLABELS_LS_EXPORT_CONCURRENCY"),
         ({"CUSTOMLABELS_LS_EXPORT_CONCURRENCY": "2.5"}, "CUSTOMLABELS_LS_EXPORT_CONCURRENCY"),
+        ({"CUSTOMLABELS_WORKER_NICE": "20"}, "CUSTOMLABELS_WORKER_NICE"),
+        ({"CUSTOMLABELS_WORKER_NICE": "-5"}, "CUSTOMLABELS_WORKER_NICE"),
         ({"CUSTOMLABELS_PREFIX": "a/../b"}, "CUSTOMLABELS_PREFIX"),
         ({"CUSTOMLABELS_API_ACCESS_KEY_ID": "AKID"}, "CUSTOMLABELS_API_SECRET_ACCESS_KEY"),
         ({"CUSTOMLABELS_API_SECRET_ACCESS_KEY": "s" * 40}, "CUSTOMLABELS_API_ACCESS_KEY_ID"),
@@ -143,7 +147,7 @@ def test_every_variable_is_declared_once_and_every_field_has_one() -> None:
     declared = list(declarations())
     assert [s.name for s, _ in declared] == [f.name for f in fields(Settings)]
     names = [v.name for _, v in declared]
-    assert len(set(names)) == len(names) == 21
+    assert len(set(names)) == len(names) == 22
     assert all(name.startswith("CUSTOMLABELS_") for name in names)
 
 

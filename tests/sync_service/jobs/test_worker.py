@@ -4,6 +4,8 @@ Real Redis and moto's S3; Label Studio is an in-memory double (the work-horse, a
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 
@@ -84,3 +86,16 @@ def test_an_ordinary_publish_runs_in_the_worker_and_a_rebuild_in_a_work_horse(
     status = ProjectState(ctx.redis, pid).status()
     assert status["entries"] == {"train": 2, "test": 0} and not status.get("last_error")
     assert queue.finished_job_registry.count == 2 and queue.failed_job_registry.count == 0
+
+
+@pytest.mark.parametrize(("started_at", "expected"), [(0, 10), (15, 15)])
+def test_the_worker_lowers_its_priority_and_never_raises_it(started_at: int, expected: int) -> None:
+    # In a child process: a lowered priority cannot be raised again without a privilege.
+    code = (
+        "import os; from sync_service.jobs.worker import lower_priority; "
+        f"os.setpriority(os.PRIO_PROCESS, 0, max({started_at}, os.getpriority(os.PRIO_PROCESS, 0))); "
+        "print(lower_priority(10), os.getpriority(os.PRIO_PROCESS, 0))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    assert done.stdout.split() == [str(max(expected, own))] * 2
