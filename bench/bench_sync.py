@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import platform
 import random
@@ -92,6 +93,8 @@ TARGET_RESYNC_S = 60.0
 
 MIB = 1024 * 1024
 EVENT_THREADS = 8
+# Saves a second phase 4 provides fresh tasks for: about twice what Label Studio takes here.
+SAVE_RATE_CEILING = 40.0
 
 
 def say(message: str) -> None:
@@ -313,14 +316,16 @@ def task_body(bucket: str, folder: str, index: int, annotated: bool) -> dict[str
 
 
 def import_tasks(
-    http: httpx.Client, project: Project, bucket: str, n: int, *, annotated_every: int = 2
-) -> float:
-    """Import ``n`` tasks (2,000 a request, every ``annotated_every``-th annotated); returns seconds."""
+    http: httpx.Client, project: Project, bucket: str, n: int, *, annotated_every: int | None = 2,
+    first: int = 0,
+) -> float:  # fmt: skip
+    """Import ``n`` tasks, images numbered from ``first`` (2,000 a request, every ``annotated_every``-th
+    annotated, none for None); returns seconds."""
     started = time.monotonic()
-    for start in range(0, n, 2000):
+    for start in range(first, first + n, 2000):
         batch = [
-            task_body(bucket, project.folder, i, i % annotated_every == 0)
-            for i in range(start, min(n, start + 2000))
+            task_body(bucket, project.folder, i, annotated_every is not None and i % annotated_every == 0)
+            for i in range(start, min(first + n, start + 2000))
         ]
         response = http.post(
             f"/api/projects/{project.id}/import", params={"return_task_ids": "true"}, json=batch
@@ -331,9 +336,9 @@ def import_tasks(
             index = start + offset
             project.task_ids.append(task_id)
             project.refs[task_id] = str(batch[offset]["data"]["image"])
-            if index % annotated_every == 0:
+            if annotated_every is not None and index % annotated_every == 0:
                 project.labels[task_id] = LABELS[index % len(LABELS)]
-        say(f"  project {project.id}: {start + len(batch):,}/{n:,} tasks imported")
+        say(f"  project {project.id}: {start - first + len(batch):,}/{n:,} tasks imported")
     return time.monotonic() - started
 
 
@@ -829,9 +834,10 @@ def drive_events(
 
 def bench_hotpath(
     p: Parts, project: Project, workdir: Path, serve_extra: tuple[str, ...], *, seconds: float, rate: float,
-    save_seconds: float, save_threads: int, save_rounds: int = 2,
+    save_seconds: float, save_threads: int, save_rounds: int = 2, worker_nice: int | None = None,
 ) -> hotpath.HotpathResult:  # fmt: skip
-    """Phase 4 (see ``bench/hotpath.py``) on ``project``, a project of ours no other phase annotated."""
+    """Phase 4 (see ``bench/hotpath.py``) on ``project``, a project of ours no other phase annotated;
+    ``worker_nice``: the worker's ``CUSTOMLABELS_WORKER_NICE`` (None: the service's default)."""
     from sync_service.config import load_settings  # noqa: PLC0415 - phase 4 only
     from sync_service.domain.context import make_context  # noqa: PLC0415 - phase 4 only
     from sync_service.domain.reconcile import reconcile  # noqa: PLC0415 - phase 4 only
@@ -868,6 +874,8 @@ def bench_hotpath(
 
     with hotpath.counting_proxy(p.ls.url) as proxy:
         env = p.service_env(CUSTOMLABELS_LS_URL=proxy.url, CUSTOMLABELS_DEBOUNCE_SECONDS=0.25)
+        if worker_nice is not None:
+            env["CUSTOMLABELS_WORKER_NICE"] = str(worker_nice)
         stack = BenchStack(env=env, workdir=workdir, port=p.service_port, serve_extra=serve_extra)
         _REFS.update(project.refs)
         try:
@@ -898,6 +906,7 @@ def bench_hotpath(
                 ls_requests_per_event=sum(requests.values()) / max(len(events), 1),
                 export_files_written=written, export_files_per_1000_events=1000 * written / max(len(events), 1),
                 p50_s=_percentile(latencies, 50), p95_s=_percentile(latencies, 95), unseen=unseen,
+                worker_nice=worker_nice,
             )  # fmt: skip
             say(
                 f"  {result.ls_requests_per_event:.2f} requests/event, {written} export files, p95 {result.p95_s:.2f} s"
@@ -1363,6 +1372,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=2,
         help="phase 4: save runs per receiver, in the order bare, ours, ours, bare (2)",
     )
+    parser.add_argument(
+        "--worker-nice",
+        type=int,
+        help="phase 4: the worker's CUSTOMLABELS_WORKER_NICE (the service's default)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS, help="where the JSON results go")
     return parser.parse_args(argv)
 
@@ -1423,13 +1437,18 @@ def main(argv: list[str] | None = None) -> int:
         if 4 in phases:
             hot = Project(0, f"Bench hot path {uuid.uuid4().hex[:6]}")
             hot.id, hot.folder = project_create(p, hot.title)
+            # Beside them, unlabeled tasks enough for every save run to annotate tasks nothing annotated
+            # before, at up to SAVE_RATE_CEILING saves a second.
+            spare = math.ceil(2 * args.save_rounds * args.save_seconds * SAVE_RATE_CEILING)
             with p.http() as http4:
                 import_tasks(http4, hot, p.bucket, tasks)
+                import_tasks(http4, hot, p.bucket, spare, annotated_every=None, first=tasks)
             hot_dir = p.workdir / "hotpath"
             hot_dir.mkdir()
             hot_result = bench_hotpath(
                 p, hot, hot_dir, serve_extra, seconds=event_seconds, rate=args.event_rate,
                 save_seconds=args.save_seconds, save_threads=args.save_threads, save_rounds=args.save_rounds,
+                worker_nice=args.worker_nice,
             )  # fmt: skip
         if 3 in phases:
             ways = bench_export_ways(p, small)

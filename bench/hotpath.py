@@ -148,11 +148,13 @@ def save_loop(
 
     Give every run tasks no run annotated before (one iterator shared by the runs): Label Studio's cost
     of a save grows with the annotations its task already has, so runs that annotate the same tasks again
-    get slower one after another, whatever answers the webhook.
+    get slower one after another, whatever answers the webhook. A run that runs out of tasks before
+    ``seconds`` raises :class:`RuntimeError`: its rate would be no rate.
     """
     stop = time.monotonic() + seconds
     counts = Counter[str]()
     lock = threading.Lock()
+    ran_out = threading.Event()
 
     def work() -> None:
         with http_factory() as http:
@@ -160,6 +162,7 @@ def save_loop(
                 with lock:
                     task_id = next(task_ids, None)
                 if task_id is None:
+                    ran_out.set()
                     return
                 try:
                     response = http.post(
@@ -179,6 +182,11 @@ def save_loop(
         w.start()
     for w in workers:
         w.join()
+    if ran_out.is_set():
+        raise RuntimeError(
+            f"the {receiver} save run ran out of fresh tasks after {counts['saves']:,} saves in "
+            f"{time.monotonic() - started:.1f} s of {seconds:.0f}: import more"
+        )
     return SaveRun(receiver, counts["saves"], time.monotonic() - started, counts["failures"])
 
 
@@ -196,6 +204,8 @@ class HotpathResult:
     p50_s: float
     p95_s: float
     unseen: int
+    worker_nice: int | None = None
+    """The worker's ``CUSTOMLABELS_WORKER_NICE`` (None: the service's default)."""
     saves: list[SaveRun] = field(default_factory=list)
     save_ratio: float = float("nan")
     reconcile_tasks: int = 0
