@@ -93,7 +93,7 @@ def lower_priority(nice: int) -> int:
     privilege, and a process started lower was meant to be lower); returns the value it runs at.
 
     The worker's publishes are background work beside the saves annotators wait for: where both share
-    the cores, the scheduler gives the worker what Label Studio leaves idle.
+    busy cores, Linux's scheduler weighs a nice-10 process at about a tenth of a nice-0 one.
     """
     current = os.getpriority(os.PRIO_PROCESS, 0)
     if nice > current:
