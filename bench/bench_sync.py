@@ -957,6 +957,13 @@ def bench_hotpath(
             f"  saves/s ours {saves_per_second('ours'):.1f}, bare {saves_per_second('bare'):.1f}: {result.save_ratio:.2f}x "
             f"(runs in order: {', '.join(f'{r.receiver} {r.rate:.1f}' for r in result.saves)})"
         )
+        result.save_ratio_rounds = hotpath.pair_ratios(result.saves)
+        result.save_ratio_interval = low, high = hotpath.interval95(result.save_ratio_rounds)
+        say(
+            f"  ours / bare per round: {', '.join(f'{r:.3f}' for r in result.save_ratio_rounds)}; 95% interval of "
+            f"their mean {low:.3f}-{high:.3f}: goal >= {hotpath.GOAL_SAVE_RATIO}x "
+            f"{hotpath.verdict(low, high, hotpath.GOAL_SAVE_RATIO)}"
+        )
         for run in result.saves:
             per_save = ", ".join(
                 f"{name} {1000 * cpu / max(run.saves, 1):.0f}" for name, cpu in run.cpu_s.items()

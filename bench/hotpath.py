@@ -11,7 +11,8 @@
   (``tests/realparts.py``'s WebhookReceiver), in the order bare, ours, ours, bare (``--save-rounds``
   runs a side), our service and worker running all along; each side's runs are summed. Every save
   annotates a task nothing annotated before (Label Studio's cost of a save grows with the task's
-  annotations). Goal: ours >= 0.95x bare.
+  annotations). Goal: ours >= 0.95x bare. Each round (two adjacent runs, one a side) gives a ratio of its
+  own; the 95% interval of their mean says whether the runs can tell the goal met or not.
 * **Reconcile of an unchanged project.** In this process, the domain's reconcile of the phase-2 project
   twice (a full one, since no reconcile is recorded yet, then the incremental one), timing the second
   and the CPU Label Studio spent on it (its process tree). Goal: <= 2 s of Label Studio's CPU for
@@ -139,6 +140,43 @@ class SaveRun:
         return self.saves / self.seconds if self.seconds else 0.0
 
 
+# Student's t quantile at 0.975 for 1 to 10 degrees of freedom (a two-sided 95% interval).
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+
+
+def pair_ratios(runs: list[SaveRun]) -> list[float]:
+    """Ours / bare saves per second of each round: the runs go bare, ours, ours, bare, ..., so each
+    round is two adjacent runs, one a side, and the drift between rounds stays out of its ratio."""
+    out: list[float] = []
+    for first, second in zip(runs[0::2], runs[1::2], strict=False):
+        side = {first.receiver: first, second.receiver: second}
+        if set(side) == {"ours", "bare"} and side["bare"].rate > 0:
+            out.append(side["ours"].rate / side["bare"].rate)
+    return out
+
+
+def interval95(values: list[float]) -> tuple[float, float]:
+    """A two-sided 95% Student's t interval for the mean of ``values`` (nan, nan under 2 values; past 11
+    values the quantile of 10 degrees of freedom, which makes the interval a little wider than it is)."""
+    n = len(values)
+    if n < 2:
+        return float("nan"), float("nan")
+    mean = sum(values) / n
+    spread = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
+    half = _T975[min(n - 1, len(_T975)) - 1] * spread / n**0.5
+    return mean - half, mean + half
+
+
+def verdict(low: float, high: float, goal: float) -> str:
+    """``met`` when the whole interval is at or above ``goal``, ``not met`` when it is below, else
+    ``undecided`` (the runs cannot tell)."""
+    if low >= goal:
+        return "met"
+    if high < goal:
+        return "not met"
+    return "undecided"
+
+
 def save_loop(
     http_factory: Any, task_ids: Iterator[int], result: list[dict[str, Any]], *, seconds: float, threads: int,
     receiver: str,
@@ -208,6 +246,11 @@ class HotpathResult:
     """The worker's ``CUSTOMLABELS_WORKER_NICE`` (None: the service's default)."""
     saves: list[SaveRun] = field(default_factory=list)
     save_ratio: float = float("nan")
+    """Ours / bare over all runs of each side (saves summed, seconds summed)."""
+    save_ratio_rounds: list[float] = field(default_factory=list)
+    """Ours / bare of each round (:func:`pair_ratios`)."""
+    save_ratio_interval: tuple[float, float] = (float("nan"), float("nan"))
+    """The 95% interval of the rounds' mean ratio (:func:`interval95`)."""
     reconcile_tasks: int = 0
     full_reconcile_s: float = float("nan")
     incremental_reconcile_s: float = float("nan")
