@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import statistics
 import threading
 import time
 from collections import Counter
@@ -161,9 +162,8 @@ def interval95(values: list[float]) -> tuple[float, float]:
     n = len(values)
     if n < 2:
         return float("nan"), float("nan")
-    mean = sum(values) / n
-    spread = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
-    half = _T975[min(n - 1, len(_T975)) - 1] * spread / n**0.5
+    mean = statistics.fmean(values)
+    half = _T975[min(n - 1, len(_T975)) - 1] * statistics.stdev(values) / n**0.5
     return mean - half, mean + half
 
 
