@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 import sys
 from pathlib import Path
 
@@ -37,8 +38,9 @@ def test_a_round_without_both_sides_or_bare_saves_gives_no_ratio() -> None:
 def test_interval_is_students_t_around_the_mean() -> None:
     low, high = hotpath.interval95([1.0, 2.0, 3.0])  # mean 2, sd 1, t(2 df) 4.303
     assert (low, high) == pytest.approx((2 - 4.303 / math.sqrt(3), 2 + 4.303 / math.sqrt(3)))
-    low, high = hotpath.interval95([0.94] * 20)  # past the table: still an interval, zero wide here
-    assert (low, high) == pytest.approx((0.94, 0.94))
+    values = [0.9, 1.0] * 10  # past the table: the quantile of 10 degrees of freedom, 2.228
+    half = 2.228 * statistics.stdev(values) / math.sqrt(20)
+    assert hotpath.interval95(values) == pytest.approx((0.95 - half, 0.95 + half))
 
 
 def test_one_value_has_no_interval() -> None:
