@@ -314,8 +314,19 @@ def _control_of(
 
 def task_line(task: Any, options: ReadOptions) -> tuple[JsonDict, str] | None:
     """``entry_to_line(task_to_entry(task, options))`` and the entry's source-ref, for a task that
-    converts without a warning, with no provenance (``data.customlabels``) and no image facts to apply;
-    None for any other task."""
+    converts without a warning, with no provenance (``data.customlabels``) and no image facts that change
+    its boxes; None for any other task."""
+    made = task_line_labels(task, options)
+    return None if made is None else (made[0], made[1])
+
+
+def task_line_labels(task: Any, options: ReadOptions) -> tuple[JsonDict, str, tuple[str, ...]] | None:
+    """:func:`task_line`, and the entry's label names, image-level then box labels, each once
+    (``dict.fromkeys`` of :func:`~converters.labelstudio.labels_in`'s two lists).
+
+    Image facts (``options.image_meta``) of an upright image (EXIF orientation 1) whose size is the one
+    every result gives change nothing and are taken here; any other facts leave the task to the general
+    reader."""
     if type(task) is not dict:
         return None
     data = task.get("data")
@@ -328,8 +339,9 @@ def task_line(task: Any, options: ReadOptions) -> tuple[JsonDict, str] | None:
     slash = ref.find("/", 5)  # as valid_source_ref: a bucket, then a key
     if slash <= 5 or slash == len(ref) - 1 or data.get(PROVENANCE_KEY) is not None:
         return None
-    if options.image_meta.get(ref) is not None:
-        return None
+    meta = options.image_meta.get(ref)
+    if meta is not None and meta.orientation != 1:
+        return None  # the boxes turn with the image
     annotations = task.get("annotations")
     if (  # one annotation, not cancelled: the one _pick picks, without its weighing of several
         type(annotations) is list
@@ -418,6 +430,8 @@ def task_line(task: Any, options: ReadOptions) -> tuple[JsonDict, str] | None:
         ):
             return None  # no label, no size, a rotated box: a warning or an error
         disp_w, disp_h = int(size_w), int(size_h)
+        if meta is not None and (disp_w != meta.width or disp_h != meta.height):
+            return None  # the image's facts overrule the size the result gives
         left, top = x * disp_w / 100.0, y * disp_h / 100.0
         width, height = w * disp_w / 100.0, h * disp_h / 100.0
         if not (left >= 0 and top >= 0 and left + width <= disp_w and top + height <= disp_h):
@@ -428,6 +442,8 @@ def task_line(task: Any, options: ReadOptions) -> tuple[JsonDict, str] | None:
             if type(height_of) not in _NUMBERS:
                 return None
             stored_w, stored_h = int(sized["original_width"]), int(height_of)
+            if meta is not None and (stored_w != meta.width or stored_h != meta.height):
+                return None
         # pixel_box(label, Rect(left, top, width, height), stored_w, stored_h), written out
         x0, y0 = floor(left + 0.5), floor(top + 0.5)
         x0 = 0 if x0 < 0 else x0
@@ -452,21 +468,21 @@ def task_line(task: Any, options: ReadOptions) -> tuple[JsonDict, str] | None:
     for name, score in names.items():
         attr = DEFAULT_LABEL_ATTRIBUTE if len(used) == 1 else _free_attribute(DEFAULT_LABEL_ATTRIBUTE, used)
         used.add(attr)
-        meta: JsonDict = {"confidence": 1.0 if score is None else score}
+        label_meta: JsonDict = {"confidence": 1.0 if score is None else score}
         if job is not None:
-            meta["job-name"] = job
-        meta["class-name"] = name
-        meta["human-annotated"] = made
-        meta["creation-date"] = date
-        meta["type"] = _CLASSIFICATION
+            label_meta["job-name"] = job
+        label_meta["class-name"] = name
+        label_meta["human-annotated"] = made
+        label_meta["creation-date"] = date
+        label_meta["type"] = _CLASSIFICATION
         line[attr] = 1
-        line[attr + META_SUFFIX] = meta
+        line[attr + META_SUFFIX] = label_meta
     if boxes:
         line[DEFAULT_BOX_ATTRIBUTE] = {
             "image_size": [{"width": stored_w, "height": stored_h, "depth": 3}],
             "annotations": boxes,
         }
-        meta = {
+        box_meta: JsonDict = {
             "objects": objects,
             "class-map": dict(zip(map(str, range(len(ids))), ids, strict=True)),  # ids: label -> 0, 1, ...
             "type": _DETECTION,
@@ -474,6 +490,6 @@ def task_line(task: Any, options: ReadOptions) -> tuple[JsonDict, str] | None:
             "creation-date": date,
         }
         if job is not None:
-            meta["job-name"] = job
-        line[DEFAULT_BOX_ATTRIBUTE + META_SUFFIX] = meta
-    return line, ref
+            box_meta["job-name"] = job
+        line[DEFAULT_BOX_ATTRIBUTE + META_SUFFIX] = box_meta
+    return line, ref, tuple(dict.fromkeys([*names, *ids]))

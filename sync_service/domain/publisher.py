@@ -33,7 +33,7 @@ from redis import Redis
 
 from converters import codes
 from converters.errors import ConversionError
-from converters.fastlines import line_check
+from converters.fastlines import line_check, task_line_labels
 from converters.imagemeta import ImageMeta, image_meta_from_header
 from converters.jsonio import RawLine, dumps, loads
 from converters.labelconfig import (
@@ -240,32 +240,24 @@ def convert_task(
         meta = images.get(ref)
         if meta is not None:
             options = replace(options, image_meta={ref: meta})
-    try:
-        entry = task_to_entry(task, options)
-        obj = entry_to_line(entry)
-        line = sized_dumps(obj)  # a rebuild holds every line
-    except ConversionError as exc:
-        ref = data.get("image")
-        return CachedEntry(task_id, str(ref or ""), dataset, None, (), annotations, error=str(exc))
+    # The common task takes the shortcut (equal to the general reader's line, see converters.fastlines).
+    made = task_line_labels(task, options)
+    if made is None:
+        try:
+            entry = task_to_entry(task, options)
+            names, boxes = labels_in(entry)
+            made = entry_to_line(entry), entry.source_ref, tuple(dict.fromkeys([*names, *boxes]))
+        except ConversionError as exc:
+            ref = data.get("image")
+            return CachedEntry(task_id, str(ref or ""), dataset, None, (), annotations, error=str(exc))
+    obj, source_ref, labels = made
+    line = sized_dumps(obj)  # a rebuild holds every line
     if len(line) > MAX_LINE:
         return CachedEntry(
-            task_id,
-            entry.source_ref,
-            dataset,
-            None,
-            (),
-            annotations,
-            error=f"line over {MAX_LINE} characters",
+            task_id, source_ref, dataset, None, (), annotations, error=f"line over {MAX_LINE} characters"
         )
-    names, boxes = labels_in(entry)
     return CachedEntry(
-        task_id,
-        entry.source_ref,
-        dataset,
-        line,
-        tuple(dict.fromkeys([*names, *boxes])),
-        annotations,
-        check=line_row(line, entry.source_ref, obj),
+        task_id, source_ref, dataset, line, labels, annotations, check=line_row(line, source_ref, obj)
     )
 
 

@@ -245,6 +245,46 @@ def record_from_task(task: dict[str, Any], previous: TaskRecord | None = None) -
     return record
 
 
+def packed_record(task: dict[str, Any], previous: bytes | str | None) -> bytes:
+    """``record_from_task(task, TaskRecord.unpack(id, previous)).pack()``: the packed record of an exported
+    task, ``previous`` the packed record it replaces (None: none). The common case (at most
+    :data:`KEPT_RESULTS` annotations, nothing to remember of the previous record) is written out without
+    building the record: a rebuild packs one per task."""
+    annotations = task.get("annotations") or ()
+    created = _text(task.get("created_at"))
+    if type(annotations) is list and len(annotations) <= KEPT_RESULTS:
+        kept: dict[int, list[Any]] = {}
+        for obj in annotations:
+            if isinstance(obj, dict) and type(ann_id := obj.get("id")) is int:
+                result = obj.get("result")
+                kept[ann_id] = [
+                    ann_id,
+                    bool(obj.get("ground_truth")),
+                    bool(obj.get("was_cancelled")),
+                    _text(obj.get("created_at")),
+                    _text(obj.get("updated_at")),
+                    result if isinstance(result, list) else ([] if result is None else None),
+                ]
+        old = orjson.loads(previous) if previous is not None else None
+        # The previous record leaves tombstones only when of the same task, with tombstones or with an
+        # annotation gone since.
+        if old is None or old["c"] != created or (not old["t"] and all(a[0] in kept for a in old["a"])):
+            data = task.get("data")
+            return orjson.dumps(
+                {
+                    "c": created,
+                    "u": _text(task.get("updated_at")),
+                    "d": data if isinstance(data, dict) else {},
+                    "p": len(task.get("predictions") or ()),
+                    "k": True,
+                    "a": list(kept.values()),
+                    "t": [],
+                }
+            )
+    earlier = TaskRecord.unpack(int(task["id"]), previous) if previous is not None else None
+    return record_from_task(task, earlier).pack()
+
+
 def apply_payload(record: TaskRecord | None, task: dict[str, Any], annotation: dict[str, Any]) -> bool:
     """Merge one payload (:func:`read_payload`) into ``record``; False when the record cannot take it
     (missing, of another task with this id, or a payload older than it naming an annotation it does not
@@ -355,8 +395,11 @@ class TaskRecords:
         chunk: list[dict[str, Any]] = []
 
         def flush() -> None:
-            previous = self.load(int(t["id"]) for t in chunk)
-            mapping = {str(t["id"]): record_from_task(t, previous.get(int(t["id"]))).pack() for t in chunk}
+            ids = [str(t["id"]) for t in chunk]
+            previous = self.redis.hmget(self.key, ids)
+            mapping = {
+                key: packed_record(task, old) for key, task, old in zip(ids, chunk, previous, strict=True)
+            }
             pipe = self.redis.pipeline(transaction=False)
             pipe.hset(target, mapping=mapping)  # type: ignore[arg-type]
             if whole:

@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 
 from converters import codes
 from converters.errors import ConversionError
-from converters.fastlines import line_check, line_task, task_line
+from converters.fastlines import line_check, line_task, task_line, task_line_labels
 from converters.imagemeta import ImageMeta
 from converters.jsonio import RawLine
 from converters.labelconfig import parse_label_config
-from converters.labelstudio import ReadOptions, WriteOptions, entry_to_task, task_to_entry
+from converters.labelstudio import ReadOptions, WriteOptions, entry_to_task, labels_in, task_to_entry
 from converters.manifest import entry_to_line, parse_line
 from converters.validation import check_line
 from tests.builders import as_exported
@@ -371,18 +371,55 @@ def general_line(task: Any, options: ReadOptions) -> tuple[Any, ...]:
     return orjson.dumps(entry_to_line(entry)), entry.source_ref, issues
 
 
+def general_labels(task: Any, options: ReadOptions) -> tuple[str, ...]:
+    names, boxes = labels_in(task_to_entry(copy.deepcopy(task), options))
+    return tuple(dict.fromkeys([*names, *boxes]))
+
+
 @settings(max_examples=400, deadline=None)
-@given(tasks())
-def test_task_shortcut_equals_the_general_reader(task: dict[str, Any]) -> None:
-    meta = {"s3://b/d/k.png": ImageMeta(640, 480, 6)}
-    for options in (
-        ReadOptions(now="NOW"),
-        ReadOptions(label_config=CONFIG, job_name="job", now="NOW"),
-        ReadOptions(image_meta=meta, now="NOW"),
-    ):
-        fast = task_line(copy.deepcopy(task), options)
-        if fast is not None:
-            assert general_line(task, options) == (orjson.dumps(fast[0]), fast[1], [])
+@given(tasks(), st.sampled_from([(640, 480), (480, 640), (1920, 1080)]))
+def test_task_shortcut_equals_the_general_reader(task: dict[str, Any], size: tuple[int, int]) -> None:
+    """Image facts of an upright image of the results' size change nothing (the shortcut takes them);
+    a turned image or another size is the general reader's."""
+    for meta in (ImageMeta(640, 480, 6), ImageMeta(*size, 1)):
+        for options in (
+            ReadOptions(now="NOW"),
+            ReadOptions(label_config=CONFIG, job_name="job", now="NOW"),
+            ReadOptions(image_meta={"s3://b/d/k.png": meta}, now="NOW"),
+            ReadOptions(label_config=CONFIG, image_meta={"s3://b/d/k.png": meta}, now="NOW"),
+        ):
+            fast = task_line_labels(copy.deepcopy(task), options)
+            if fast is not None:
+                assert general_line(task, options) == (orjson.dumps(fast[0]), fast[1], [])
+                assert fast[2] == general_labels(task, options)
+                assert task_line(copy.deepcopy(task), options) == fast[:2]
+
+
+def test_image_facts_that_change_the_boxes_leave_the_task_to_the_general_reader() -> None:
+    task = {
+        "data": {"image": "s3://b/k.jpg"},
+        "annotations": [
+            {
+                "result": [
+                    {
+                        "from_name": "bbox",
+                        "type": "rectanglelabels",
+                        "original_width": 640,
+                        "original_height": 480,
+                        "value": {"x": 10, "y": 10, "width": 20, "height": 30, "rectanglelabels": ["face"]},
+                    }
+                ]
+            }
+        ],
+    }
+
+    def fast(meta: ImageMeta) -> Any:
+        return task_line_labels(task, ReadOptions(image_meta={"s3://b/k.jpg": meta}, now="NOW"))
+
+    made = fast(ImageMeta(640, 480, 1))
+    assert made is not None and made[2] == ("face",)
+    assert fast(ImageMeta(640, 480, 6)) is None  # turned: stored and displayed sizes differ
+    assert fast(ImageMeta(1280, 960, 1)) is None  # the stored image is larger than the results say
 
 
 def test_the_common_task_takes_the_shortcut() -> None:

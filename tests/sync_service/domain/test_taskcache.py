@@ -21,6 +21,7 @@ from sync_service.domain.taskcache import (
     TaskRecords,
     apply_payload,
     delete_annotation,
+    packed_record,
     payload_parts,
     read_payload,
     record_from_task,
@@ -163,6 +164,31 @@ def test_reordered_duplicated_and_stale_payloads_never_bring_back_what_is_gone(
     record, _ = deliver(record, [e for e in world.events if e[0] == "payload"], world.task)
     made = task_for_converter(record)
     assert made is not None and line(made) == line(world.task())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(OPS, max_size=8),
+    st.lists(OPS, max_size=8),
+    st.sampled_from(["none", "same", "deleted", "other task"]),
+)
+def test_a_packed_record_is_the_record_built_and_packed(
+    before: list[tuple[Any, ...]], after: list[tuple[Any, ...]], previous: str
+) -> None:
+    """The rebuild's written-out packing equals building the record from the task and the record it
+    replaces, whatever that one remembers (tombstones, annotations deleted since, another task's)."""
+    world = World()
+    run(world, before)
+    old = record_from_task(world.task())
+    if previous == "deleted" and old.annotations:
+        delete_annotation(old, sorted(old.annotations)[0])
+    if previous == "other task":
+        old.created_at = "2025-01-01T00:00:00.000000Z"
+    run(world, after)
+    task = world.task()
+    earlier = None if previous == "none" else old
+    expected = record_from_task(copy.deepcopy(task), earlier).pack()
+    assert packed_record(task, None if earlier is None else earlier.pack()) == expected
 
 
 def test_in_order_creates_and_updates_need_no_read() -> None:
