@@ -20,6 +20,7 @@ declarations.
 | ``CUSTOMLABELS_FULL_RECONCILE_SECONDS`` | ``86400`` | period of the full reconcile (every task read again, every manifest written), seconds (60 or more); also after Redis was lost, on a label config change and on ``project resync`` |
 | ``CUSTOMLABELS_LS_EXPORT_CONCURRENCY`` | ``2`` | Label Studio export requests a worker keeps in flight while it reads a project (1 to 16); more than 2 helps only a Label Studio served by several processes (its Docker image, or the one ``customlabels up`` starts) |
 | ``CUSTOMLABELS_WORKER_NICE`` | ``10`` | CPU priority (nice value) the worker lowers itself to as it starts (0 to 19; 0 leaves it as started): where it shares the machine with Label Studio, the annotators' saves come first and the manifests lag only while the CPU is busy |
+| ``CUSTOMLABELS_MANIFEST_MEMORY_MIB`` | ``128`` | MiB of manifests a worker keeps as it last wrote them, each up to a quarter of this (0: none): a change to a kept manifest fills its uploaded part from memory instead of downloading the unchanged bytes around the change (about 5 MiB a publish) |
 | ``CUSTOMLABELS_DUPLICATE_DISTANCE`` | ``8`` | how many of an image's 64 perceptual-hash bits may differ from another's for the two to be near duplicates (0 to 32; 8 finds resized, re-encoded, cropped-by-5% and brightened copies) |
 | ``CUSTOMLABELS_MAX_WEBHOOK_BYTES`` | ``10485760`` | largest webhook body accepted (413 above), bytes (1024 or more) |
 | ``CUSTOMLABELS_QUEUE`` | ``customlabels`` | RQ queue name |
@@ -259,6 +260,18 @@ class Settings:
             parser="int",
             low=0,
             high=19,
+        ),
+    )
+    manifest_memory_mib: int = field(
+        default=128,
+        metadata=_var(
+            "CUSTOMLABELS_MANIFEST_MEMORY_MIB",
+            "MiB of manifests a worker keeps as it last wrote them, each up to a quarter of this (0: "
+            "none): a change to a kept manifest fills its uploaded part from memory instead of "
+            "downloading the unchanged bytes around the change (about 5 MiB a publish)",
+            parser="int",
+            low=0,
+            high=65536,
         ),
     )
     duplicate_distance: int = field(

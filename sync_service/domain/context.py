@@ -40,7 +40,9 @@ def make_context(settings: Settings, *, redis: Redis | None = None) -> Context:
     """Open the connections for ``settings`` (Label Studio is contacted lazily on first use); ``redis``:
     a connection the process already holds, instead of a new one."""
     redis = redis if redis is not None else Redis.from_url(settings.redis_url)
-    storage = Storage(client_for(settings), settings.bucket)
+    storage = Storage(
+        client_for(settings), settings.bucket, recent_bytes=settings.manifest_memory_mib * 1024 * 1024
+    )
     return Context(
         settings=settings,
         redis=redis,

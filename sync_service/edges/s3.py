@@ -6,9 +6,10 @@ never a part. A manifest that changed in a few places is written by :meth:`Stora
 unchanged byte ranges of the previous object are copied by S3 itself (``UploadPartCopy``), only the
 parts around the changes are uploaded, every read and copy of the previous object and the completion
 conditional on its ETag (a concurrent writer makes the write fail with :class:`ManifestChanged`, never
-interleave). An object under S3's smallest part is rewritten whole by one conditional ``PutObject``; a
-:class:`Storage` keeps the small objects it last wrote (by ETag, :data:`RECENT_BYTES` in all), so the next
-write of the same version splices its changes in without reading the object back. An ETag is an opaque
+interleave). An object under S3's smallest part is rewritten whole by one conditional ``PutObject``. A
+:class:`Storage` keeps the objects it last wrote or read whole (by ETag; each at most a quarter of
+:data:`RECENT_BYTES`, that in all), so the next write of the same version splices its changes in, and
+fills its uploaded parts, without reading the object back. An ETag is an opaque
 version tag here: a multipart object's is no MD5 of its bytes.
 """
 
@@ -42,9 +43,9 @@ DATA_PART_MAX = 32 * 1024 * 1024
 cut into several parts, each at least :data:`PART_MIN`."""
 COPY_PART_MAX = 5 * 1024 * 1024 * 1024
 """S3's largest part (bytes): a longer unchanged range is copied in several parts."""
-RECENT_BYTES = 32 * 1024 * 1024
-"""Bytes at most of the small objects a :class:`Storage` keeps as it last wrote them (see
-:meth:`Storage.write_pieces`), the least recently written dropped first."""
+RECENT_BYTES = 128 * 1024 * 1024
+"""Bytes at most of the objects a :class:`Storage` keeps as it last wrote them (see
+:meth:`Storage.write_pieces`; each at most a quarter of this), the least recently written dropped first."""
 _PRECONDITION_CODES = ("PreconditionFailed", "412", "NoSuchKey", "404")  # changed, or deleted meanwhile
 _NOT_IMPLEMENTED_CODES = ("NotImplemented", "501")
 
@@ -427,8 +428,15 @@ class Storage:
             if isinstance(exc, StorageError):
                 raise
             raise self._fail("multipart write to", key, exc) from exc
-        self._forget(key)  # a large object: not kept
-        return WriteResult(str(response["ETag"]), uploaded, True)
+        etag = str(response["ETag"])
+        total = laid[-1][1]
+        if total <= self.recent_bytes // 4 and self._recalled(key, previous_etag) is not None:
+            # The new version is the kept one with the changes spliced in: kept in turn, so that the next
+            # write reads nothing back either.
+            self._remember(key, etag, self._assemble(key, laid, 0, total, previous_etag))
+        else:
+            self._forget(key)
+        return WriteResult(etag, uploaded, True)
 
     def _abort(self, key: str, upload_id: str) -> None:
         # An upload left open costs storage until the bucket's lifecycle rule; the write failed anyway.
@@ -439,11 +447,12 @@ class Storage:
         self, key: str, laid: list[tuple[int, int, Piece]], start: int, end: int, previous_etag: str
     ) -> bytes:
         """Bytes ``[start, end)`` of the new object: new bytes as given, copied ranges from the previous
-        version as this process last wrote it, else read from S3 (each read conditional on its ETag): a
-        small object whole in one read, a large one range by range."""
+        version as this process last wrote it, else read from S3 (each read conditional on its ETag): an
+        object small enough to keep (a quarter of :attr:`recent_bytes`) whole in one read, kept for the
+        writes that follow, a larger one range by range."""
         previous = self._recalled(key, previous_etag)
-        whole = bool(laid) and start == 0 and end == laid[-1][1] <= self.recent_bytes // 4
-        if previous is None and whole and any(isinstance(piece, Copy) for _, _, piece in laid):
+        small = bool(laid) and laid[-1][1] <= self.recent_bytes // 4
+        if previous is None and small and any(isinstance(piece, Copy) for _, _, piece in laid):
             previous = self._read_whole(key, previous_etag)
         out = bytearray()
         for a, b, piece in laid:

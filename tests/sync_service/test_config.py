@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 from dotenv import dotenv_values
+from redis import Redis
 
 from plugin.cli import main
 from sync_service import config
 from sync_service.config import DEFAULTS, Settings, Variable, declarations, load_settings
+from sync_service.domain.context import make_context
 from sync_service.errors import ConfigError
 
 GOOD = {
@@ -34,6 +36,7 @@ def test_defaults_are_documented_values() -> None:
     assert s.debounce_seconds == 0.25
     assert s.ls_export_concurrency == 2
     assert s.worker_nice == 10
+    assert s.manifest_memory_mib == 128
     assert load_settings({**GOOD, "CUSTOMLABELS_WORKER_NICE": "0"}).worker_nice == 0
     assert load_settings({**GOOD, "CUSTOMLABELS_LS_EXPORT_CONCURRENCY": "4"}).ls_export_concurrency == 4
 
@@ -52,6 +55,7 @@ def test_defaults_are_documented_values() -> None:
         ({"CUSTOMLABELS_LS_EXPORT_CONCURRENCY": "2.5"}, "CUSTOMLABELS_LS_EXPORT_CONCURRENCY"),
         ({"CUSTOMLABELS_WORKER_NICE": "20"}, "CUSTOMLABELS_WORKER_NICE"),
         ({"CUSTOMLABELS_WORKER_NICE": "-5"}, "CUSTOMLABELS_WORKER_NICE"),
+        ({"CUSTOMLABELS_MANIFEST_MEMORY_MIB": "-1"}, "CUSTOMLABELS_MANIFEST_MEMORY_MIB"),
         ({"CUSTOMLABELS_PREFIX": "a/../b"}, "CUSTOMLABELS_PREFIX"),
         ({"CUSTOMLABELS_API_ACCESS_KEY_ID": "AKID"}, "CUSTOMLABELS_API_SECRET_ACCESS_KEY"),
         ({"CUSTOMLABELS_API_SECRET_ACCESS_KEY": "s" * 40}, "CUSTOMLABELS_API_ACCESS_KEY_ID"),
@@ -147,7 +151,7 @@ def test_every_variable_is_declared_once_and_every_field_has_one() -> None:
     declared = list(declarations())
     assert [s.name for s, _ in declared] == [f.name for f in fields(Settings)]
     names = [v.name for _, v in declared]
-    assert len(set(names)) == len(names) == 22
+    assert len(set(names)) == len(names) == 23
     assert all(name.startswith("CUSTOMLABELS_") for name in names)
 
 
@@ -255,3 +259,9 @@ def test_every_wrong_setting_is_named_at_once() -> None:
     ):
         assert name in text
     assert refused.value.variable == "CUSTOMLABELS_LS_API_KEY"  # the first, in declaration order
+
+
+def test_the_worker_keeps_as_many_manifest_bytes_as_set() -> None:
+    settings = load_settings({**GOOD, "CUSTOMLABELS_MANIFEST_MEMORY_MIB": "64"})
+    context = make_context(settings, redis=Redis())  # nothing is contacted until used
+    assert context.storage.recent_bytes == 64 * 1024 * 1024
