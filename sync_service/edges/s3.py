@@ -162,6 +162,17 @@ def _copied(laid: list[tuple[int, int, Piece]], start: int, end: int) -> list[Pa
     return [Part(a, b, source + a - start) for a, b in itertools.pairwise(edges)]
 
 
+def _copied_into_uploads(laid: list[tuple[int, int, Piece]], parts: list[Part]) -> int:
+    """Bytes of the previous version the uploaded ``parts`` carry (read back unless held)."""
+    return sum(
+        max(0, min(b, part.end) - max(a, part.start))
+        for part in parts
+        if part.source is None
+        for a, b, piece in laid
+        if isinstance(piece, Copy)
+    )
+
+
 _clients: dict[tuple[str | None, str], Any] = {}
 _clients_pid = os.getpid()
 _clients_lock = threading.Lock()
@@ -377,6 +388,17 @@ class Storage:
         previous_etag: str,
         content_type: str,
     ) -> WriteResult:
+        total = laid[-1][1]
+        # A version this process does not hold (another worker wrote it, or a full publish did) is read
+        # whole, and kept, when that costs at most twice the ranges the uploaded parts need: the writes
+        # that follow here then read nothing, and a write after another worker's reads at most twice
+        # what it would have.
+        if (
+            total <= self.recent_bytes // 4
+            and self._recalled(key, previous_etag) is None
+            and total <= 2 * _copied_into_uploads(laid, parts)
+        ):
+            self._read_whole(key, previous_etag)
         try:
             upload = self.client.create_multipart_upload(
                 Bucket=self.bucket, Key=key, ContentType=content_type
@@ -429,7 +451,6 @@ class Storage:
                 raise
             raise self._fail("multipart write to", key, exc) from exc
         etag = str(response["ETag"])
-        total = laid[-1][1]
         if total <= self.recent_bytes // 4 and self._recalled(key, previous_etag) is not None:
             # The new version is the kept one with the changes spliced in: kept in turn, so that the next
             # write reads nothing back either.
@@ -447,12 +468,11 @@ class Storage:
         self, key: str, laid: list[tuple[int, int, Piece]], start: int, end: int, previous_etag: str
     ) -> bytes:
         """Bytes ``[start, end)`` of the new object: new bytes as given, copied ranges from the previous
-        version as this process last wrote it, else read from S3 (each read conditional on its ETag): an
-        object small enough to keep (a quarter of :attr:`recent_bytes`) whole in one read, kept for the
-        writes that follow, a larger one range by range."""
+        version as this process last wrote or read it, else read from S3 (each read conditional on its
+        ETag): a small object whole in one read, a large one range by range."""
         previous = self._recalled(key, previous_etag)
-        small = bool(laid) and laid[-1][1] <= self.recent_bytes // 4
-        if previous is None and small and any(isinstance(piece, Copy) for _, _, piece in laid):
+        whole = bool(laid) and start == 0 and end == laid[-1][1] <= self.recent_bytes // 4
+        if previous is None and whole and any(isinstance(piece, Copy) for _, _, piece in laid):
             previous = self._read_whole(key, previous_etag)
         out = bytearray()
         for a, b, piece in laid:

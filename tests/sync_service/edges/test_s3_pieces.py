@@ -129,28 +129,46 @@ def test_a_change_uploads_the_parts_around_it_and_copies_the_rest(
     assert all(kw["IfMatch"] == etag for kw in reads)
 
 
-def test_a_multipart_write_of_an_object_small_enough_to_keep_reads_it_once(
+def middle_change(old: bytes, at: int, text: bytes) -> tuple[list[Piece], bytes]:
+    """Pieces that replace the line starting at byte ``at`` of ``old`` by ``text``."""
+    end = old.index(b"\n", at) + 1
+    return [Copy(0, at), text, Copy(end, len(old))], old[:at] + text + old[end:]
+
+
+def test_a_version_not_held_is_read_whole_and_kept_when_that_costs_at_most_twice_the_ranges(
     s3: S3, bucket: str, small_parts: None
 ) -> None:
-    """The first change reads the unknown version whole; the version it writes is kept, so the changes
-    after it read nothing back and still make the right bytes."""
-    rnd = random.Random(5)
-    old = b"".join(b"line %05d %s\n" % (i, b"x" * rnd.randrange(10, 40)) for i in range(400))
+    """The first change reads the version it does not hold whole (its uploaded part needs most of it);
+    the versions it writes are kept, so the changes after it read nothing back and make the right bytes.
+    After another writer's version, a change whose uploaded part needs little of it reads ranges."""
+    old = b"".join(b"line %05d %s\n" % (i, b"x" * (i % 30)) for i in range(400))
+    part_min = len(old) * 3 // 5  # an uploaded part carries more than half of the object
     client = Recording(s3.client)
     storage = Storage(client, bucket)
     etag = put_old(storage, "m", old)
-    pieces, new = edited(old, rnd, 2)
-    first = storage.write_pieces("m", pieces, previous_etag=etag, part_min=MIN)
+    line = old.index(b"line 00133")
+    pieces, new = middle_change(old, line, b"changed 133\n")
+    first = storage.write_pieces("m", pieces, previous_etag=etag, part_min=part_min)
     reads = [kw for name, kw in client.calls if name == "get_object"]
     assert first.multipart and len(reads) == 1 and "Range" not in reads[0] and reads[0]["IfMatch"] == etag
-    for round_ in range(3):
+    for number in (150, 170, 120):
         client.calls.clear()
-        pieces, newer = edited(new, rnd, 2)
-        written = storage.write_pieces("m", pieces, previous_etag=first.etag, part_min=MIN)
-        assert written.multipart, round_
+        pieces, newer = middle_change(new, new.index(b"line %05d" % number), b"changed %d\n" % number)
+        written = storage.write_pieces("m", pieces, previous_etag=first.etag, part_min=part_min)
+        assert written.multipart
         assert [name for name, _ in client.calls if name == "get_object"] == []
         assert storage.get_bytes("m") == newer
         new, first = newer, written
+    # Another worker writes the next version; this one's change needs a small part of it.
+    other = Storage(s3.client, bucket)
+    pieces, newer = middle_change(new, new.index(b"line 00200"), b"other\n")
+    theirs = other.write_pieces("m", pieces, previous_etag=first.etag, part_min=part_min)
+    client.calls.clear()
+    pieces, last = middle_change(newer, newer.index(b"line 00300"), b"mine\n")
+    storage.write_pieces("m", pieces, previous_etag=theirs.etag, part_min=MIN)
+    reads = [kw for name, kw in client.calls if name == "get_object"]
+    assert reads and all("Range" in kw for kw in reads)
+    assert storage.get_bytes("m") == last
 
 
 def test_a_small_object_is_one_conditional_put(s3: S3, bucket: str, small_parts: None) -> None:
