@@ -221,31 +221,46 @@ def webhook_fields(settings: Settings) -> dict[str, Any]:
 
 
 def ensure_webhook(ls: LabelStudio, settings: Settings, pid: int) -> tuple[int, list[str]]:
-    """Make the project's webhook to us what :func:`webhook_fields` says (created when missing, its wrong
-    fields changed); returns its id and the names of the fields that were repaired (``url`` when made)."""
+    """Make the project's webhook to us what :func:`webhook_fields` says; returns its id and what was
+    repaired: the names of the fields changed (``url`` when it was made), and ``duplicates`` when
+    more than one webhook was ours.
+
+    Ours is the webhook to our URL, or else one that carries our secret header (the service moved: its
+    URL is changed rather than a second webhook made). Label Studio delivers each webhook inside the
+    save that caused it, waiting up to a second for the answer: a webhook left behind at an old address
+    would hold up every save, and a second one of ours would double the wait, so the others of ours are
+    deleted."""
     wanted = webhook_fields(settings)
-    for hook in ls.webhooks(pid):
-        if hook.get("url") == wanted["url"] and hook.get("project") == pid:
-            wrong = [
-                name
-                for name, value in wanted.items()
-                if name != "url"
-                and (
-                    sorted(hook.get(name) or ()) != value
-                    if name == "actions"
-                    else (hook.get(name) or {}).get(SECRET_HEADER) != settings.webhook_secret
-                    if name == "headers"
-                    else hook.get(name) != value
-                )
-            ]
-            if wrong:
-                # Label Studio 1.23 sets a webhook's actions to those of every PATCH (none when the
-                # PATCH names none): they go with each repair.
-                fix = dict.fromkeys(("url", "actions", *wrong))
-                ls.update_webhook(int(hook["id"]), **{name: wanted[name] for name in fix})
-            return int(hook["id"]), wrong
-    hook = ls.create_webhook(pid, **wanted)
-    return int(hook["id"]), ["url"]
+    hooks = [hook for hook in ls.webhooks(pid) if hook.get("project") == pid]
+    ours = [hook for hook in hooks if hook.get("url") == wanted["url"]] + [
+        hook
+        for hook in hooks
+        if hook.get("url") != wanted["url"]
+        and (hook.get("headers") or {}).get(SECRET_HEADER) == settings.webhook_secret
+    ]
+    if not ours:
+        made = ls.create_webhook(pid, **wanted)
+        return int(made["id"]), ["url"]
+    hook, others = ours[0], ours[1:]
+    wrong = [
+        name
+        for name, value in wanted.items()
+        if (
+            sorted(hook.get(name) or ()) != value
+            if name == "actions"
+            else (hook.get(name) or {}).get(SECRET_HEADER) != settings.webhook_secret
+            if name == "headers"
+            else hook.get(name) != value
+        )
+    ]
+    if wrong:
+        # Label Studio 1.23 sets a webhook's actions to those of every PATCH (none when the PATCH
+        # names none): they go with each repair.
+        fix = dict.fromkeys(("url", "actions", *wrong))
+        ls.update_webhook(int(hook["id"]), **{name: wanted[name] for name in fix})
+    for other in others:
+        ls.delete_webhook(int(other["id"]))
+    return int(hook["id"]), [*wrong, "duplicates"] if others else wrong
 
 
 def _ensure_tabs(ls: LabelStudio, pid: int) -> tuple[int, ...]:

@@ -442,6 +442,10 @@ class LabelStudio:
         result: dict[str, Any] = self._json("PATCH", f"/api/webhooks/{webhook_id}/", json=fields)
         return result
 
+    def delete_webhook(self, webhook_id: int) -> bool:
+        """Delete a webhook; False when it was not there."""
+        return self._request("DELETE", f"/api/webhooks/{webhook_id}/", allow=(404,)).status_code != 404
+
     # ------------------------------------------------------------------------- S3 import storages
 
     def s3_storages(self, project_id: int) -> list[dict[str, Any]]:

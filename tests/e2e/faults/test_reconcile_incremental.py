@@ -4,7 +4,8 @@ Label Studio posts to :class:`~tests.e2e.faults.hookproxy.HookProxy`, which drop
 deliveries while the change stream runs; then a task is deleted and an annotation changed with every
 webhook dropped. Within one reconcile period (plus the publish) the manifests equal Label Studio's state,
 and the reconcile that did it was the incremental one (the full one runs at the worker's start only).
-A webhook switched off in Label Studio is switched on again by the reconcile.
+A webhook switched off in Label Studio is switched on again by the reconcile; one left at an old address
+is moved back, and a second one to us deleted.
 """
 
 from __future__ import annotations
@@ -66,4 +67,23 @@ def test_dropped_webhooks_heal_within_one_reconcile_period(
         while not next(h for h in ls.webhooks.list(project=fw.world.project_id) if h.id == hook.id).is_active:
             assert time.monotonic() < deadline, "the reconcile did not switch the webhook on again"
             time.sleep(0.5)
+
+        # The service moved (its webhook left at an old address, our secret still on it): the reconcile
+        # moves it back, keeping its id. Then a second webhook to us: deleted (Label Studio waits on each
+        # delivery inside the save).
+        ours = hook.url
+
+        def webhooks_become(wanted: list[tuple[int, str]], what: str) -> None:
+            deadline = time.monotonic() + PERIOD + 30
+            while (now := [(h.id, h.url) for h in ls.webhooks.list(project=fw.world.project_id)]) != wanted:
+                assert time.monotonic() < deadline, f"{what}: the reconcile left these webhooks: {now}"
+                time.sleep(0.5)
+
+        ls.webhooks.update(id=hook.id, url="http://127.0.0.1:9/webhooks/label-studio", actions=hook.actions)
+        webhooks_become([(hook.id, ours)], "moved")
+        ls.webhooks.create(
+            project=fw.world.project_id, url=ours, send_payload=True, send_for_all_actions=False,
+            actions=hook.actions,
+        )  # fmt: skip
+        webhooks_become([(hook.id, ours)], "doubled")
         fw.finish("webhooks_dropped_healed_by_the_incremental_reconcile", converge_seconds=healed)

@@ -99,6 +99,11 @@ class Hooks:
         self.hooks.append({"id": 99, "project": project_id, **fields})
         return self.hooks[-1]
 
+    def delete_webhook(self, webhook_id: int) -> bool:
+        self.changes.append({"deleted": webhook_id})
+        self.hooks = [h for h in self.hooks if h["id"] != webhook_id]
+        return True
+
 
 SETTINGS = load_settings(
     {"CUSTOMLABELS_LS_API_KEY": "k", "CUSTOMLABELS_BUCKET": "bucket", "CUSTOMLABELS_WEBHOOK_SECRET": "s" * 20}
@@ -117,3 +122,41 @@ def test_a_right_webhook_is_left_alone_and_a_wrong_one_repaired() -> None:
     assert "actions" in ls.changes[-1]  # Label Studio drops the actions a PATCH does not name
     gone = Hooks([])
     assert ensure_webhook(gone, SETTINGS, 3) == (99, ["url"])  # type: ignore[arg-type]
+
+
+def test_a_webhook_of_ours_at_an_old_address_is_moved_not_doubled() -> None:
+    """The service's URL changed: the webhook that carries our secret gets the new URL (a second one
+    would leave Label Studio waiting on the old address in every save); someone else's is left alone."""
+    right = {"id": 5, "project": 3, **webhook_fields(SETTINGS)}
+    theirs = {
+        "id": 4,
+        "project": 3,
+        "url": "http://elsewhere/hook",
+        "headers": {"X-Other": "1"},
+        "is_active": True,
+    }
+    moved = {**right, "url": "http://old-host:5000/webhooks/label-studio"}
+    ls = Hooks([dict(theirs), dict(moved)])
+    assert ensure_webhook(ls, SETTINGS, 3) == (5, ["url"])  # type: ignore[arg-type]
+    assert ls.hooks == [theirs, right]
+    # Another deployment's webhook (another secret) at another address is not ours either.
+    other = {
+        **right,
+        "id": 6,
+        "url": "http://staging/webhooks/label-studio",
+        "headers": {SECRET_HEADER: "t" * 20},
+    }
+    ls = Hooks([dict(other)])
+    assert ensure_webhook(ls, SETTINGS, 3) == (99, ["url"])  # type: ignore[arg-type]
+    assert ls.hooks[0] == other
+
+
+def test_duplicate_webhooks_of_ours_are_deleted() -> None:
+    right = {"id": 5, "project": 3, **webhook_fields(SETTINGS)}
+    again = {**right, "id": 8}
+    elsewhere = {**right, "id": 9, "url": "http://old-host:5000/webhooks/label-studio"}
+    ls = Hooks([dict(elsewhere), dict(right), dict(again)])
+    assert ensure_webhook(ls, SETTINGS, 3) == (5, ["duplicates"])  # type: ignore[arg-type]
+    assert ls.hooks == [right]
+    assert {"deleted": 8} in ls.changes and {"deleted": 9} in ls.changes
+    assert ensure_webhook(ls, SETTINGS, 3) == (5, [])  # type: ignore[arg-type]
