@@ -847,7 +847,7 @@ def bench_hotpath(
     result_body = choices_result(LABELS[0])
 
     def saves(receiver: str, task_ids: Iterator[int]) -> hotpath.SaveRun:
-        trees = {  # a process with its descendants
+        trees = {  # a process with its descendants (the service is stopped while a bare receiver answers)
             "label_studio": p.ls.process.process.pid,
             "serve": stack.serve.pid if stack.serve is not None else 0,
             "worker": stack.workers[0].pid if stack.workers else 0,
@@ -855,7 +855,7 @@ def bench_hotpath(
         alone = {"redis": p.redis_pid, "s3 (moto)": p.s3_pid, "bench (saves, proxy)": os.getpid()}
 
         def used() -> dict[str, float]:
-            out = {name: cpu_seconds(pid, waited=True) for name, pid in trees.items()}
+            out = {name: cpu_seconds(pid, waited=True) if pid else 0.0 for name, pid in trees.items()}
             out.update({name: cpu_seconds(pid, descendants=False) for name, pid in alone.items()})
             return out
 
@@ -911,39 +911,36 @@ def bench_hotpath(
             say(
                 f"  {result.ls_requests_per_event:.2f} requests/event, {written} export files, p95 {result.p95_s:.2f} s"
             )
-            # Saves answered by a bare receiver and by our service and worker (running all along),
-            # ``save_rounds`` runs each, in the order bare, ours, ours, bare, ...: one run after another
-            # drifts (Label Studio's database grows), and this order puts neither side later on average.
+            # Saves answered by a bare receiver and by our service and worker, ``save_rounds`` runs each, in
+            # the order bare, ours, ours, bare, ...: one run after another drifts (Label Studio's database
+            # grows), and this order puts neither side later on average. The bare receiver answers at our
+            # service's address while the service is stopped, so that Label Studio's webhook stays as it
+            # is: the worker runs all along, and its periodic reconcile repairs a webhook pointed
+            # elsewhere (it would move it back to us in the middle of a bare run).
             # Each save annotates a task no event and no earlier save touched (see ``save_loop``).
             touched = {event.task_id for event in events}
             unsaved = [t for t in project.task_ids if t not in project.labels and t not in touched]
             random.Random(4).shuffle(unsaved)
             pool = iter(unsaved)
-            bare = WebhookReceiver().start()
-            http = p.http()
+            bare: WebhookReceiver | None = None
             try:
-                hooks = http.get("/api/webhooks/", params={"project": project.id}).json()
-                ours = [h for h in hooks if h["url"].startswith(f"http://127.0.0.1:{p.service_port}")]
-
-                def point(receiver: str) -> None:
-                    # Label Studio sets the actions of a PATCH (none when it names none): they go with it.
-                    for hook in ours:
-                        url = bare.url + WEBHOOK if receiver == "bare" else hook["url"]
-                        body = {"url": url, "actions": hook["actions"]}
-                        http.patch(f"/api/webhooks/{hook['id']}/", json=body).raise_for_status()
-
                 for round_ in range(save_rounds):
                     for receiver in ("bare", "ours") if round_ % 2 == 0 else ("ours", "bare"):
-                        point(receiver)
+                        if receiver == "bare" and bare is None:
+                            stack.stop_serve()
+                            bare = WebhookReceiver(port=p.service_port).start()
+                        elif receiver == "ours" and bare is not None:
+                            bare.stop()
+                            bare = None
+                            stack.start_serve()
                         say(
-                            f"  saves for {save_seconds:.0f} s, {save_threads} threads, webhook to "
+                            f"  saves for {save_seconds:.0f} s, {save_threads} threads, webhook answered by "
                             f"{'a bare receiver' if receiver == 'bare' else 'our service'} ..."
                         )
                         result.saves.append(saves(receiver, pool))
-                point("ours")
             finally:
-                http.close()
-                bare.stop()
+                if bare is not None:
+                    bare.stop()
         finally:
             stack.stop()
 

@@ -236,9 +236,11 @@ class Delivery:
 
 @dataclass
 class WebhookReceiver:
-    """A tiny HTTP server on 127.0.0.1 that records every POST (JSON body) and answers ``status``."""
+    """A tiny HTTP server on 127.0.0.1 that records every POST (JSON body) and answers ``status``;
+    ``port`` 0: a free one."""
 
     status: int = 200
+    port: int = 0
     deliveries: list[Delivery] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
     _cond: threading.Condition = field(default_factory=threading.Condition)
@@ -271,7 +273,7 @@ class WebhookReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

@@ -103,22 +103,18 @@ class Stack:
         for process in list(self.workers):
             self.kill_worker(process)
 
+    def stop_serve(self) -> None:
+        """Stop the service (the workers go on)."""
+        if self.serve is not None:
+            _end(self.serve)
+            self.serve = None
+
     def stop(self) -> None:
         """Stop everything this stack started (work-horses too: they leave the worker's process group)."""
-        for process in [*self.workers, *([self.serve] if self.serve else [])]:
-            children = _descendants(process.pid)
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(10)
-            for child in children:
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    child.kill()
+        for process in self.workers:
+            _end(process)
         self.workers.clear()
-        self.serve = None
+        self.stop_serve()
 
     def logs(self) -> str:
         """The tails of the service's and the worker's logs (for failure messages)."""
@@ -127,6 +123,21 @@ class Stack:
             for name in ("serve.log", "worker.log")
             if (self.workdir / name).exists()
         )
+
+
+def _end(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a process's group (SIGKILL after 10 s), then its descendants that left the group."""
+    children = _descendants(process.pid)
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+    for child in children:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
 
 
 def _descendants(pid: int) -> list[psutil.Process]:
