@@ -8,8 +8,9 @@
 * **Webhook -> manifest p95** at that rate (as phase 2 measures it). Goal: <= 0.5 s.
 * **Save throughput.** Annotation saves per second, closed loop from several threads, with the webhook
   answered by our service and worker, and with the same webhook answered by a bare receiver
-  (``tests/realparts.py``'s WebhookReceiver), in the order bare, ours, ours, bare (``--save-rounds``
-  runs a side), our service and worker running all along; each side's runs are summed. Every save
+  (``tests/realparts.py``'s WebhookReceiver, at the service's address while the service is stopped: the
+  webhook is never changed, so the worker's reconcile has nothing to repair), in the order bare, ours,
+  ours, bare (``--save-rounds`` runs a side), the worker running all along; each side's runs are summed. Every save
   annotates a task nothing annotated before (Label Studio's cost of a save grows with the task's
   annotations). Goal: ours >= 0.95x bare. Each round (two adjacent runs, one a side) gives a ratio of its
   own; the 95% interval of their mean says whether the runs can tell the goal met or not.
