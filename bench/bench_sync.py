@@ -49,10 +49,12 @@ import platform
 import random
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -153,15 +155,21 @@ class Parts:
 
 
 @contextlib.contextmanager
-def parts(workdir: Path, ls_workers: int, export_concurrency: int) -> Iterator[Parts]:
-    """Label Studio (``ls_workers`` gunicorn processes, 0: its dev server), a redis-server of our own,
+def parts(
+    workdir: Path, ls_workers: int, export_concurrency: int, ls_postgres: str | None = None
+) -> Iterator[Parts]:
+    """Label Studio (``ls_workers`` gunicorn processes, 0: its dev server; its database in SQLite, or in
+    a fresh database of the PostgreSQL server ``ls_postgres``, dropped after), a redis-server of our own,
     moto's S3 server, a bucket; all stopped after."""
     with contextlib.ExitStack() as stop:
         say("starting redis-server, moto S3 and Label Studio (a fresh data dir migrates: ~35 s) ...")
         redis = start_redis(free_port(), workdir / "redis")
         stop.callback(redis.stop)
         s3 = stop.enter_context(moto_process())
-        ls = stop.enter_context(label_studio(workdir / "label-studio", timeout=300, workers=ls_workers))
+        database = stop.enter_context(postgres_database(ls_postgres)) if ls_postgres else None
+        ls = stop.enter_context(
+            label_studio(workdir / "label-studio", timeout=300, workers=ls_workers, extra_env=database)
+        )
         client = s3_client(s3.url)
         bucket = f"bench-{uuid.uuid4().hex[:10]}"
         client.create_bucket(Bucket=bucket)
@@ -169,6 +177,30 @@ def parts(workdir: Path, ls_workers: int, export_concurrency: int) -> Iterator[P
             workdir, ls, redis.url, s3.url, client, bucket, free_port(), export_concurrency,
             redis_pid=redis.process.pid, s3_pid=s3.pid,
         )  # fmt: skip
+
+
+@contextlib.contextmanager
+def postgres_database(url: str) -> Iterator[dict[str, str]]:
+    """A new database on the PostgreSQL server at ``url`` (``postgresql://user[:password]@host:port``,
+    through ``psql``), dropped after; yields Label Studio's settings that put its data there."""
+    parsed = urllib.parse.urlsplit(url)
+    name = f"bench_ls_{uuid.uuid4().hex[:10]}"
+
+    def psql(sql: str) -> None:
+        subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-qc", sql], check=True, capture_output=True)
+
+    psql(f"CREATE DATABASE {name}")
+    try:
+        yield {
+            "DJANGO_DB": "postgresql",
+            "POSTGRE_HOST": parsed.hostname or "127.0.0.1",
+            "POSTGRE_PORT": str(parsed.port or 5432),
+            "POSTGRE_USER": urllib.parse.unquote(parsed.username or "postgres"),
+            "POSTGRE_PASSWORD": urllib.parse.unquote(parsed.password or ""),
+            "POSTGRE_NAME": name,
+        }
+    finally:
+        psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def _stop_on_sigterm() -> None:
@@ -835,9 +867,11 @@ def drive_events(
 def bench_hotpath(
     p: Parts, project: Project, workdir: Path, serve_extra: tuple[str, ...], *, seconds: float, rate: float,
     save_seconds: float, save_threads: int, save_rounds: int = 2, worker_nice: int | None = None,
+    store_nice: int = 0,
 ) -> hotpath.HotpathResult:  # fmt: skip
     """Phase 4 (see ``bench/hotpath.py``) on ``project``, a project of ours no other phase annotated;
-    ``worker_nice``: the worker's ``CUSTOMLABELS_WORKER_NICE`` (None: the service's default)."""
+    ``worker_nice``: the worker's ``CUSTOMLABELS_WORKER_NICE`` (None: the service's default);
+    ``store_nice``: the nice value the S3 stand-in (moto's server) runs at through the phase."""
     from sync_service.config import load_settings  # noqa: PLC0415 - phase 4 only
     from sync_service.domain.context import make_context  # noqa: PLC0415 - phase 4 only
     from sync_service.domain.reconcile import reconcile  # noqa: PLC0415 - phase 4 only
@@ -872,6 +906,10 @@ def bench_hotpath(
         run.machine = machine.summary()
         return run
 
+    if store_nice:
+        # moto stands for AWS's S3, which takes no CPU of Label Studio's host: at a lower priority, its
+        # work (the copies of whole objects of a part copy, in Python) stops preempting Label Studio's.
+        os.setpriority(os.PRIO_PROCESS, p.s3_pid, store_nice)
     with hotpath.counting_proxy(p.ls.url) as proxy:
         env = p.service_env(CUSTOMLABELS_LS_URL=proxy.url, CUSTOMLABELS_DEBOUNCE_SECONDS=0.25)
         if worker_nice is not None:
@@ -906,7 +944,7 @@ def bench_hotpath(
                 ls_requests_per_event=sum(requests.values()) / max(len(events), 1),
                 export_files_written=written, export_files_per_1000_events=1000 * written / max(len(events), 1),
                 p50_s=_percentile(latencies, 50), p95_s=_percentile(latencies, 95), unseen=unseen,
-                worker_nice=worker_nice,
+                worker_nice=worker_nice, store_nice=store_nice,
             )  # fmt: skip
             say(
                 f"  {result.ls_requests_per_event:.2f} requests/event, {written} export files, p95 {result.p95_s:.2f} s"
@@ -959,7 +997,7 @@ def bench_hotpath(
         say(
             f"  ours / bare per round: {', '.join(f'{r:.3f}' for r in result.save_ratio_rounds)}; 95% interval of "
             f"their mean {low:.3f}-{high:.3f}: goal >= {hotpath.GOAL_SAVE_RATIO}x "
-            f"{hotpath.verdict(low, high, hotpath.GOAL_SAVE_RATIO)}"
+            f"{hotpath.verdict(low, high, hotpath.GOAL_SAVE_RATIO)} (moto's server at nice {store_nice})"
         )
         for run in result.saves:
             per_save = ", ".join(
@@ -1381,6 +1419,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         help="phase 4: the worker's CUSTOMLABELS_WORKER_NICE (the service's default)",
     )
+    parser.add_argument(
+        "--store-nice",
+        type=int,
+        default=0,
+        help="phase 4: the nice value of the S3 stand-in, moto's server (0: as Label Studio's)",
+    )
+    parser.add_argument(
+        "--ls-postgres",
+        metavar="URL",
+        help="keep Label Studio's data in a new database of this PostgreSQL server, as its production "
+        "deployments do (postgresql://user@127.0.0.1:5432; default: SQLite, its default)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS, help="where the JSON results go")
     return parser.parse_args(argv)
 
@@ -1402,10 +1452,11 @@ def main(argv: list[str] | None = None) -> int:
     resync: ResyncResult | None = None
     hot_result: hotpath.HotpathResult | None = None
     ls_mode = f"gunicorn, {args.ls_workers} processes" if args.ls_workers else "development server"
+    ls_mode += ", PostgreSQL" if args.ls_postgres else ", SQLite"
     say(f"Label Studio: {ls_mode}; export requests in flight: {args.export_concurrency}")
     with (
         tempfile.TemporaryDirectory(prefix="bench-sync-") as tmp,
-        parts(Path(tmp), args.ls_workers, args.export_concurrency) as p,
+        parts(Path(tmp), args.ls_workers, args.export_concurrency, args.ls_postgres) as p,
     ):
         http = p.http()
         big = Project(0, f"Bench resync {uuid.uuid4().hex[:6]}")
@@ -1452,7 +1503,7 @@ def main(argv: list[str] | None = None) -> int:
             hot_result = bench_hotpath(
                 p, hot, hot_dir, serve_extra, seconds=event_seconds, rate=args.event_rate,
                 save_seconds=args.save_seconds, save_threads=args.save_threads, save_rounds=args.save_rounds,
-                worker_nice=args.worker_nice,
+                worker_nice=args.worker_nice, store_nice=args.store_nice,
             )  # fmt: skip
         if 3 in phases:
             ways = bench_export_ways(p, small)

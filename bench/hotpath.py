@@ -245,6 +245,8 @@ class HotpathResult:
     unseen: int
     worker_nice: int | None = None
     """The worker's ``CUSTOMLABELS_WORKER_NICE`` (None: the service's default)."""
+    store_nice: int = 0
+    """The nice value of the S3 stand-in (moto's server) through the phase."""
     saves: list[SaveRun] = field(default_factory=list)
     save_ratio: float = float("nan")
     """Ours / bare over all runs of each side (saves summed, seconds summed)."""

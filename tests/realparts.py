@@ -15,7 +15,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -59,11 +59,13 @@ class LabelStudioServer:
 
 
 @contextmanager
-def label_studio(workdir: Path, *, timeout: float = 240.0, workers: int = 0) -> Iterator[LabelStudioServer]:
+def label_studio(
+    workdir: Path, *, timeout: float = 240.0, workers: int = 0, extra_env: Mapping[str, str] | None = None
+) -> Iterator[LabelStudioServer]:
     """Install (once, if needed) and start Label Studio with its data under ``workdir``; stop it after.
 
     ``workers``: 0 for Label Studio's development server, N for N gunicorn processes (see
-    ``start_label_studio``)."""
+    ``start_label_studio``); ``extra_env``: Label Studio's settings beyond ours (its database, say)."""
     env_dir = ensure_label_studio_env()
     password = secrets.token_urlsafe(12)
     token = secrets.token_hex(20)  # 40 characters, the most a legacy token may have
@@ -77,6 +79,7 @@ def label_studio(workdir: Path, *, timeout: float = 240.0, workers: int = 0) -> 
         env_dir=env_dir,
         timeout=timeout,
         workers=workers,
+        extra_env=extra_env,
     )
     try:
         yield LabelStudioServer(process.url, token, ADMIN_EMAIL, password, process)
