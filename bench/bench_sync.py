@@ -907,8 +907,8 @@ def bench_hotpath(
         return run
 
     if store_nice:
-        # moto stands for AWS's S3, which takes no CPU of Label Studio's host: at a lower priority, its
-        # work (the copies of whole objects of a part copy, in Python) stops preempting Label Studio's.
+        # moto stands for AWS's S3, which takes no CPU of Label Studio's host: at a lower priority its
+        # work yields to Label Studio's, which shows what moto's share of the CPU costs the saves.
         os.setpriority(os.PRIO_PROCESS, p.s3_pid, store_nice)
     with hotpath.counting_proxy(p.ls.url) as proxy:
         env = p.service_env(CUSTOMLABELS_LS_URL=proxy.url, CUSTOMLABELS_DEBOUNCE_SECONDS=0.25)
