@@ -137,8 +137,8 @@ class ExportStandIn:
 
     WINDOW = 1000  # tasks per export request, as the edge's EXPORT_BATCH
 
-    def __init__(self, tasks: dict[int, dict[str, Any]], label_config: str) -> None:
-        self.raw = {task_id: orjson.dumps(task) for task_id, task in tasks.items()}
+    def __init__(self, tasks: Iterable[tuple[int, dict[str, Any]]], label_config: str) -> None:
+        self.raw = {task_id: orjson.dumps(task) for task_id, task in tasks}
         self.label_config = label_config
         self.url = "http://127.0.0.1:9"  # no task is an upload to it
 
@@ -268,11 +268,19 @@ def bench_size(
     shape: str,
 ) -> dict[str, Any]:
     rnd = random.Random(n)
-    tasks = {i: make_task(i, rnd, shape=shape) for i in range(1, n + 1)}
     config = build_label_config(choices=LABELS, boxes=BOXES)
-    ls = ExportStandIn(tasks, config)
-    # Label Studio's tasks live in its own process, not the worker's: keep them out of this process's
-    # garbage collections, which would otherwise scan them and slow the publisher down unrealistically.
+    # Label Studio's tasks live in its own process, not the worker's: the stand-in holds them as the
+    # bytes it serves, never as this process's objects (which would fill the heap the publisher works in).
+    images: list[str] = []
+
+    def generated() -> Iterator[tuple[int, dict[str, Any]]]:
+        for i in range(1, n + 1):
+            task = make_task(i, rnd, shape=shape)
+            images.append(task["data"]["image"])
+            yield i, task
+
+    ls = ExportStandIn(generated(), config)
+    gc.collect()
     gc.freeze()
     info = ProjectInfo(PROJECT_ID, f"bench {n}", f"bench-{n}-{uuid.uuid4().hex[:6]}")
     projects.save(info)
@@ -281,8 +289,8 @@ def bench_size(
     # The images' facts as an earlier publish left them (a warm cache: no S3 header reads here).
     facts = orjson.dumps([1024, 768, 1, "jpeg"])
     pipe = redis.pipeline(transaction=False)
-    for task in tasks.values():
-        pipe.hset(IMAGE_META_KEY, task["data"]["image"], facts)
+    for image in images:
+        pipe.hset(IMAGE_META_KEY, image, facts)
     pipe.execute()
     pub = Publisher(redis, storage, ls, projects)  # type: ignore[arg-type]
     clock.seconds = {}
@@ -297,12 +305,11 @@ def bench_size(
     for round_ in range(repeat):
         changed = rnd.sample(range(1, n + 1), changes)
         for task_id in changed:
-            current = tasks[task_id]["annotations"][0]["result"][0]["value"]["choices"][0]
+            current = orjson.loads(ls.raw[task_id])["annotations"][0]["result"][0]["value"]["choices"][0]
             other = LABELS[(LABELS.index(current) + 1 + round_) % len(LABELS)]
             if other == current:
                 other = LABELS[(LABELS.index(current) + 1) % len(LABELS)]
-            tasks[task_id] = make_task(task_id, rnd, label=other, shape=shape)  # the line differs
-            ls.set(task_id, tasks[task_id])
+            ls.set(task_id, make_task(task_id, rnd, label=other, shape=shape))  # the line differs
         state.note(dirty=changed)
         clock.seconds = {}
         meter.bytes = 0
