@@ -50,7 +50,9 @@ PART_CHECKSUM = "CRC32"
 """The checksum of each part of a multipart write, which S3 verifies on an uploaded part and computes on a
 copied one; the object's checksum is then the composite of the parts'. Without one, the object gets a
 full-object CRC64NVME, which moto computes at completion from a further copy of the whole object (for a
-one-entry change to a 250,000-entry manifest, a third of the update's time there)."""
+one-entry change to a 250,000-entry manifest, a third of the update's time there). Not sent when the
+client computes checksums only where S3 requires them (``AWS_REQUEST_CHECKSUM_CALCULATION=when_required``,
+botocore's setting for S3-compatible stores that refuse them)."""
 _PRECONDITION_CODES = ("PreconditionFailed", "412", "NoSuchKey", "404")  # changed, or deleted meanwhile
 _NOT_IMPLEMENTED_CODES = ("NotImplemented", "501")
 
@@ -289,6 +291,9 @@ class Storage:
         # write of the same version splices them instead of reading them back.
         self._recent: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
         self._recent_lock = threading.Lock()
+        config = getattr(getattr(client, "meta", None), "config", None)
+        calculation = getattr(config, "request_checksum_calculation", "when_supported")
+        self._part_checksum = PART_CHECKSUM if calculation == "when_supported" else None
 
     def _remember(self, key: str, etag: str, body: bytes) -> None:
         with self._recent_lock:
@@ -417,7 +422,7 @@ class Storage:
             self._read_whole(key, previous_etag)
         try:
             upload = self.client.create_multipart_upload(
-                Bucket=self.bucket, Key=key, ContentType=content_type, ChecksumAlgorithm=PART_CHECKSUM
+                Bucket=self.bucket, Key=key, ContentType=content_type, **self._checksum()
             )
         except ClientError as exc:
             if _error_code(exc) in _NOT_IMPLEMENTED_CODES:
@@ -450,7 +455,7 @@ class Storage:
                         UploadId=upload_id,
                         PartNumber=number,
                         Body=body,
-                        ChecksumAlgorithm=PART_CHECKSUM,
+                        **self._checksum(),
                     )
                     done.append(_done_part(number, response))
             response = self.client.complete_multipart_upload(
@@ -478,6 +483,11 @@ class Storage:
         else:
             self._forget(key)
         return WriteResult(etag, uploaded, True)
+
+    def _checksum(self) -> dict[str, str]:
+        """The checksum argument of a multipart write's create and upload calls (none: see
+        :data:`PART_CHECKSUM`)."""
+        return {"ChecksumAlgorithm": self._part_checksum} if self._part_checksum else {}
 
     def _abort(self, key: str, upload_id: str) -> None:
         # An upload left open costs storage until the bucket's lifecycle rule; the write failed anyway.
