@@ -53,6 +53,8 @@ full-object CRC64NVME, which moto computes at completion from a further copy of 
 one-entry change to a 250,000-entry manifest, a third of the update's time there). Not sent when the
 client computes checksums only where S3 requires them (``AWS_REQUEST_CHECKSUM_CALCULATION=when_required``,
 botocore's setting for S3-compatible stores that refuse them)."""
+WRITTEN_KEYS = 4096
+"""Keys at most whose last version written here a :class:`Storage` remembers (the ETag alone)."""
 _PRECONDITION_CODES = ("PreconditionFailed", "412", "NoSuchKey", "404")  # changed, or deleted meanwhile
 _NOT_IMPLEMENTED_CODES = ("NotImplemented", "501")
 
@@ -291,6 +293,8 @@ class Storage:
         # write of the same version splices them instead of reading them back.
         self._recent: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
         self._recent_lock = threading.Lock()
+        # key -> ETag of the version this process last wrote by parts without keeping it (see _write_parts).
+        self._written: OrderedDict[str, str] = OrderedDict()
         config = getattr(getattr(client, "meta", None), "config", None)
         calculation = getattr(config, "request_checksum_calculation", "when_supported")
         self._part_checksum = PART_CHECKSUM if calculation == "when_supported" else None
@@ -411,13 +415,14 @@ class Storage:
     ) -> WriteResult:
         total = laid[-1][1]
         # A version this process does not hold (another worker wrote it, or a full publish did) is read
-        # whole, and kept, when that costs at most twice the ranges the uploaded parts need: the writes
-        # that follow here then read nothing, and a write after another worker's reads at most twice
-        # what it would have.
+        # whole, and kept, when that costs at most twice the ranges the uploaded parts need, or when this
+        # process wrote it (this process is then the one writing the object): the writes that follow
+        # here read nothing, where ranges would be read at every one. A write after another worker's
+        # reads at most twice what it would have.
         if (
             total <= self.recent_bytes // 4
             and self._recalled(key, previous_etag) is None
-            and total <= 2 * _copied_into_uploads(laid, parts)
+            and (total <= 2 * _copied_into_uploads(laid, parts) or self._wrote(key, previous_etag))
         ):
             self._read_whole(key, previous_etag)
         try:
@@ -482,7 +487,20 @@ class Storage:
             self._remember(key, etag, self._assemble(key, laid, 0, total, previous_etag))
         else:
             self._forget(key)
+            self._note_written(key, etag)
         return WriteResult(etag, uploaded, True)
+
+    def _note_written(self, key: str, etag: str) -> None:
+        with self._recent_lock:
+            self._written.pop(key, None)
+            self._written[key] = etag
+            while len(self._written) > WRITTEN_KEYS:
+                self._written.popitem(last=False)
+
+    def _wrote(self, key: str, etag: str) -> bool:
+        """Whether version ``etag`` of ``key`` is the last this process wrote by parts (not kept)."""
+        with self._recent_lock:
+            return self._written.get(key) == etag
 
     def _checksum(self) -> dict[str, str]:
         """The checksum argument of a multipart write's create and upload calls (none: see

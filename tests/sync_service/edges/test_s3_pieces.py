@@ -216,6 +216,32 @@ def test_a_version_not_held_is_read_whole_and_kept_when_that_costs_at_most_twice
     assert storage.get_bytes("m") == last
 
 
+def test_a_version_written_here_but_not_held_is_read_whole_once_then_kept(
+    s3: S3, bucket: str, small_parts: None
+) -> None:
+    """A version this process wrote by parts without holding it (it read ranges of the one before) is
+    read whole by the next write, though its uploaded part needs little of it: the writes after that
+    read nothing. This process is the object's writer then (a rebuild in a work-horse wrote the version
+    before), and ranges read at every write would cost more."""
+    old = b"".join(b"line %05d %s\n" % (i, b"x" * (i % 30)) for i in range(400))
+    client = Recording(s3.client)
+    storage = Storage(client, bucket)
+    etag = put_old(storage, "m", old)  # as another process wrote it
+    reads: list[list[dict[str, Any]]] = []
+    new = old
+    for number in (133, 150, 170, 120):
+        client.calls.clear()
+        pieces, newer = middle_change(new, new.index(b"line %05d" % number), b"changed %d\n" % number)
+        written = storage.write_pieces("m", pieces, previous_etag=etag, part_min=MIN)
+        assert written.multipart
+        assert storage.get_bytes("m") == newer
+        reads.append([kw for name, kw in client.calls if name == "get_object" and kw.get("IfMatch")])
+        new, etag = newer, written.etag
+    assert reads[0] and all("Range" in kw for kw in reads[0])  # another's version: ranges
+    assert len(reads[1]) == 1 and "Range" not in reads[1][0]  # its own, not held: read whole once
+    assert reads[2] == [] and reads[3] == []
+
+
 def test_a_small_object_is_one_conditional_put(s3: S3, bucket: str, small_parts: None) -> None:
     client = Recording(s3.client)
     storage = Storage(client, bucket)
