@@ -46,13 +46,6 @@ COPY_PART_MAX = 5 * 1024 * 1024 * 1024
 RECENT_BYTES = 128 * 1024 * 1024
 """Bytes at most of the objects a :class:`Storage` keeps as it last wrote them (see
 :meth:`Storage.write_pieces`; each at most a quarter of this), the least recently written dropped first."""
-PART_CHECKSUM = "CRC32"
-"""The checksum of each part of a multipart write, which S3 verifies on an uploaded part and computes on a
-copied one; the object's checksum is then the composite of the parts'. Without one, the object gets a
-full-object CRC64NVME, which moto computes at completion from a further copy of the whole object (for a
-one-entry change to a 250,000-entry manifest, a third of the update's time there). Not sent when the
-client computes checksums only where S3 requires them (``AWS_REQUEST_CHECKSUM_CALCULATION=when_required``,
-botocore's setting for S3-compatible stores that refuse them)."""
 WRITTEN_KEYS = 4096
 """Keys at most whose last version written here a :class:`Storage` remembers (the ETag alone)."""
 _PRECONDITION_CODES = ("PreconditionFailed", "412", "NoSuchKey", "404")  # changed, or deleted meanwhile
@@ -182,17 +175,6 @@ def _copied_into_uploads(laid: list[tuple[int, int, Piece]], parts: list[Part]) 
     )
 
 
-def _done_part(number: int, response: dict[str, Any]) -> dict[str, Any]:
-    """A part for CompleteMultipartUpload from its UploadPart or UploadPartCopy result: its ETag, and its
-    checksum when the store gave one (S3 requires each part's checksum to complete a checksummed upload;
-    moto 5.2.6 gives none for a copied part, and completes without it)."""
-    part = {"PartNumber": number, "ETag": response["ETag"]}
-    checksum = response.get(f"Checksum{PART_CHECKSUM}")
-    if checksum:
-        part[f"Checksum{PART_CHECKSUM}"] = checksum
-    return part
-
-
 _clients: dict[tuple[str | None, str], Any] = {}
 _clients_pid = os.getpid()
 _clients_lock = threading.Lock()
@@ -295,9 +277,6 @@ class Storage:
         self._recent_lock = threading.Lock()
         # key -> ETag of the version this process last wrote by parts without keeping it (see _write_parts).
         self._written: OrderedDict[str, str] = OrderedDict()
-        config = getattr(getattr(client, "meta", None), "config", None)
-        calculation = getattr(config, "request_checksum_calculation", "when_supported")
-        self._part_checksum = PART_CHECKSUM if calculation == "when_supported" else None
 
     def _remember(self, key: str, etag: str, body: bytes) -> None:
         with self._recent_lock:
@@ -427,7 +406,7 @@ class Storage:
             self._read_whole(key, previous_etag)
         try:
             upload = self.client.create_multipart_upload(
-                Bucket=self.bucket, Key=key, ContentType=content_type, **self._checksum()
+                Bucket=self.bucket, Key=key, ContentType=content_type
             )
         except ClientError as exc:
             if _error_code(exc) in _NOT_IMPLEMENTED_CODES:
@@ -450,19 +429,15 @@ class Storage:
                         CopySourceRange=f"bytes={part.source}-{part.source + part.end - part.start - 1}",
                         CopySourceIfMatch=previous_etag,
                     )
-                    done.append(_done_part(number, response["CopyPartResult"]))
+                    etag = response["CopyPartResult"]["ETag"]
                 else:
                     body = self._assemble(key, laid, part.start, part.end, previous_etag)
                     uploaded += len(body)
                     response = self.client.upload_part(
-                        Bucket=self.bucket,
-                        Key=key,
-                        UploadId=upload_id,
-                        PartNumber=number,
-                        Body=body,
-                        **self._checksum(),
+                        Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
                     )
-                    done.append(_done_part(number, response))
+                    etag = response["ETag"]
+                done.append({"PartNumber": number, "ETag": etag})
             response = self.client.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=key,
@@ -501,11 +476,6 @@ class Storage:
         """Whether version ``etag`` of ``key`` is the last this process wrote by parts (not kept)."""
         with self._recent_lock:
             return self._written.get(key) == etag
-
-    def _checksum(self) -> dict[str, str]:
-        """The checksum argument of a multipart write's create and upload calls (none: see
-        :data:`PART_CHECKSUM`)."""
-        return {"ChecksumAlgorithm": self._part_checksum} if self._part_checksum else {}
 
     def _abort(self, key: str, upload_id: str) -> None:
         # An upload left open costs storage until the bucket's lifecycle rule; the write failed anyway.

@@ -20,16 +20,8 @@ from botocore.exceptions import ClientError
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sync_service.edges.s3 import (
-    PART_CHECKSUM,
-    Copy,
-    ManifestChanged,
-    Piece,
-    Storage,
-    _done_part,
-    plan_parts,
-)
-from tests.realparts import S3, s3_client
+from sync_service.edges.s3 import Copy, ManifestChanged, Piece, Storage, plan_parts
+from tests.realparts import S3
 
 MIN = 64
 
@@ -96,8 +88,6 @@ class Recording:
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self.client, name)
-        if not callable(method):  # ``meta``: the client's configuration
-            return method
 
         def call(**kwargs: Any) -> Any:
             self.calls.append((name, kwargs))
@@ -137,41 +127,6 @@ def test_a_change_uploads_the_parts_around_it_and_copies_the_rest(
     reads = [kw for name, kw in client.calls if name == "get_object" and "Range" in kw]
     assert reads
     assert all(kw["IfMatch"] == etag for kw in reads)
-    # Each part checksummed, the object's checksum a composite of the parts' (no pass over the whole).
-    (create,) = [kw for name, kw in client.calls if name == "create_multipart_upload"]
-    uploads = [kw for name, kw in client.calls if name == "upload_part"]
-    assert create["ChecksumAlgorithm"] == PART_CHECKSUM
-    assert uploads and all(kw["ChecksumAlgorithm"] == PART_CHECKSUM for kw in uploads)
-    uploaded_numbers = {kw["PartNumber"] for kw in uploads}
-    sent = complete[0]["MultipartUpload"]["Parts"]
-    assert all(f"Checksum{PART_CHECKSUM}" in p for p in sent if p["PartNumber"] in uploaded_numbers)
-    head = s3.client.head_object(Bucket=bucket, Key="m", ChecksumMode="ENABLED")
-    assert head.get(f"Checksum{PART_CHECKSUM}")
-
-
-def test_a_client_set_to_checksum_only_where_required_writes_parts_without_one(
-    s3: S3, bucket: str, small_parts: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # botocore's setting for S3-compatible stores that refuse checksums: the writer follows it.
-    monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
-    client = Recording(s3_client(s3.endpoint_url))
-    storage = Storage(client, bucket, recent_bytes=4 * 1000)
-    old = b"".join(b"line %05d\n" % i for i in range(400))
-    etag = put_old(storage, "w", old)
-    pieces, new = middle_change(old, 1000, b"changed\n")
-    assert storage.write_pieces("w", pieces, previous_etag=etag, part_min=MIN).multipart
-    assert storage.get_bytes("w") == new
-    (create,) = [kw for name, kw in client.calls if name == "create_multipart_upload"]
-    assert "ChecksumAlgorithm" not in create
-    assert all("ChecksumAlgorithm" not in kw for name, kw in client.calls if name == "upload_part")
-
-
-def test_a_copied_part_s_checksum_goes_with_it_to_the_completion() -> None:
-    # Real S3 answers UploadPartCopy on a checksummed upload with the part's checksum, and requires it
-    # back in CompleteMultipartUpload; moto 5.2.6 answers without one.
-    given = {"ETag": '"e1"', f"Checksum{PART_CHECKSUM}": "AAAAAA=="}
-    assert _done_part(3, given) == {"PartNumber": 3, "ETag": '"e1"', f"Checksum{PART_CHECKSUM}": "AAAAAA=="}
-    assert _done_part(1, {"ETag": '"e2"'}) == {"PartNumber": 1, "ETag": '"e2"'}
 
 
 def middle_change(old: bytes, at: int, text: bytes) -> tuple[list[Piece], bytes]:
