@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 from redis import Redis
 
-from sync_service.edges.state import REBUILD_CHUNK, REBUILD_KEYS_TTL, ProjectState
+from sync_service.edges.state import REBUILD_CHUNK, REBUILD_KEYS_TTL, Bulk, ProjectState
 
 MAX_PAYLOAD_BYTES = 256 * 1024
 """Largest kept payload; a bigger annotation is read from Label Studio instead (its task is a hint)."""
@@ -400,11 +400,11 @@ class TaskRecords:
             mapping = {
                 key: packed_record(task, old) for key, task, old in zip(ids, chunk, previous, strict=True)
             }
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.hset(target, mapping=mapping)  # type: ignore[arg-type]
+            bulk = Bulk(self.redis)
+            bulk.pairs("HSET", target, mapping.items())
             if whole:
-                pipe.expire(target, REBUILD_KEYS_TTL)  # a rebuild killed half-way: its hash expires
-            pipe.execute()
+                bulk.command("EXPIRE", target, REBUILD_KEYS_TTL)  # a rebuild killed half-way: it expires
+            bulk.send()
             chunk.clear()
 
         for task in tasks:

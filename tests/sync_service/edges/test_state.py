@@ -10,11 +10,13 @@ from dataclasses import replace
 import orjson
 import pytest
 from redis import Redis
+from redis.exceptions import ResponseError
 
 from sync_service.edges.state import (
     REBUILD_CHUNK,
     REBUILD_KEYS_TTL,
     SCHEDULED_TTL,
+    Bulk,
     CachedEntry,
     LockLost,
     ProjectState,
@@ -133,3 +135,29 @@ def test_a_lost_publish_job_holds_events_back_for_a_minute_at_most(state: Projec
     assert state.note(dirty=[5]) is True
     batch = state.take()
     assert (batch.dirty, batch.gone, batch.gone_annotations) == ({1, 2, 5}, {3}, {4})
+
+
+def test_bulk_sends_its_commands_in_one_round_trip_and_an_error_reply_leaves_the_pool_clean(
+    redis_url: str,
+) -> None:
+    client = Redis.from_url(redis_url)
+    key, other = f"test:bulk:{time.time_ns()}", f"test:bulk-other:{time.time_ns()}"
+    try:
+        bulk = Bulk(client)
+        bulk.pairs("HSET", key, [("a", b"1"), ("b", 2)])
+        bulk.pairs("HSET", key, [])  # nothing queued for no pairs
+        bulk.pairs("ZADD", other, [(1, "x"), (2.5, "y")])
+        bulk.command("EXPIRE", key, 60)
+        assert bulk.send() == [2, 2, 1]
+        assert client.hgetall(key) == {b"a": b"1", b"b": b"2"}
+        assert client.zrange(other, 0, -1, withscores=True) == [(b"x", 1.0), (b"y", 2.5)]
+        assert bulk.send() == []  # sent commands are not sent again
+        bulk.command("HSET", other, "f", "v")  # a sorted set: WRONGTYPE
+        bulk.command("HSET", key, "c", "3")
+        with pytest.raises(ResponseError, match="WRONGTYPE"):
+            bulk.send()
+        # The reply left unread went with its connection: the next command reads its own reply.
+        assert client.hget(key, "c") == b"3"
+        assert client.ping() is True
+    finally:
+        client.delete(key, other)
