@@ -395,13 +395,18 @@ class Storage:
         total = laid[-1][1]
         # A version this process does not hold (another worker wrote it, or a full publish did) is read
         # whole, and kept, when that costs at most twice the ranges the uploaded parts need, or when this
-        # process wrote it (this process is then the one writing the object): the writes that follow
-        # here read nothing, where ranges would be read at every one. A write after another worker's
-        # reads at most twice what it would have.
+        # process wrote it (this process is then the one writing the object) and it fits beside what is
+        # kept: the writes that follow here read nothing, where ranges would be read at every one. A
+        # write after another worker's reads at most twice what it would have. Where keeping it would
+        # push out another manifest, that one would be read whole in turn at its next write, and so on
+        # round the projects, each reading whole what ranges would have served.
         if (
             total <= self.recent_bytes // 4
             and self._recalled(key, previous_etag) is None
-            and (total <= 2 * _copied_into_uploads(laid, parts) or self._wrote(key, previous_etag))
+            and (
+                total <= 2 * _copied_into_uploads(laid, parts)
+                or (self._wrote(key, previous_etag) and self._room_for(key, total))
+            )
         ):
             self._read_whole(key, previous_etag)
         try:
@@ -476,6 +481,12 @@ class Storage:
         """Whether version ``etag`` of ``key`` is the last this process wrote by parts (not kept)."""
         with self._recent_lock:
             return self._written.get(key) == etag
+
+    def _room_for(self, key: str, size: int) -> bool:
+        """Whether ``size`` bytes of ``key`` can be kept without dropping another object kept."""
+        with self._recent_lock:
+            held = sum(len(body) for other, (_, body) in self._recent.items() if other != key)
+        return held + size <= self.recent_bytes
 
     def _abort(self, key: str, upload_id: str) -> None:
         # An upload left open costs storage until the bucket's lifecycle rule; the write failed anyway.

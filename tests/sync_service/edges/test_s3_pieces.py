@@ -197,6 +197,39 @@ def test_a_version_written_here_but_not_held_is_read_whole_once_then_kept(
     assert reads[2] == [] and reads[3] == []
 
 
+def test_a_version_written_here_is_not_read_whole_when_keeping_it_would_push_out_another(
+    s3: S3, bucket: str, small_parts: None
+) -> None:
+    """With as many manifests kept as the memory takes, a version this process wrote without holding it
+    is read by ranges, as another's is: reading it whole would push out a kept one, read whole in turn
+    at its next write, round and round. The kept ones stay kept."""
+    old = b"".join(b"line %05d %s\n" % (i, b"x" * (i % 30)) for i in range(400))
+    client = Recording(s3.client)
+    storage = Storage(client, bucket, recent_bytes=4 * len(old) + 100)  # four objects of this size
+    etag = put_old(storage, "m", old)
+    pieces, new = middle_change(old, old.index(b"line 00133"), b"changed 133\n")
+    etag = storage.write_pieces("m", pieces, previous_etag=etag, part_min=MIN).etag  # ranges, not kept
+    kept: dict[str, tuple[str, bytes]] = {}
+    for name in ("o1", "o2", "o3", "o4"):  # written whole, and kept: the memory is full
+        other = put_old(storage, name, old)
+        pieces, version = middle_change(old, old.index(b"line 00200"), b"line 00200 x\n")
+        kept[name] = (
+            storage.write_pieces(name, pieces, previous_etag=other, part_min=len(old) + 1).etag,
+            version,
+        )
+    client.calls.clear()
+    pieces, newer = middle_change(new, new.index(b"line 00150"), b"changed 150\n")
+    storage.write_pieces("m", pieces, previous_etag=etag, part_min=MIN)
+    assert storage.get_bytes("m") == newer
+    reads = [kw for name, kw in client.calls if name == "get_object" and kw.get("IfMatch")]
+    assert reads and all("Range" in kw for kw in reads)
+    for name, (version_etag, version) in kept.items():  # each still held: its next write reads nothing
+        client.calls.clear()
+        pieces, _ = middle_change(version, version.index(b"line 00300"), b"line 00300 y\n")
+        storage.write_pieces(name, pieces, previous_etag=version_etag, part_min=MIN)
+        assert [kw for call, kw in client.calls if call == "get_object"] == [], name
+
+
 def test_a_small_object_is_one_conditional_put(s3: S3, bucket: str, small_parts: None) -> None:
     client = Recording(s3.client)
     storage = Storage(client, bucket)
