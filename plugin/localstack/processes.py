@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -47,12 +48,49 @@ def drop_output(stream: TextIO) -> None:
             os.close(null)
 
 
+LISTEN_PORTS_FROM = 20000
+"""The lowest port :func:`free_port` picks (below it lie most services' well-known ports)."""
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int | None:
+    """The first port of the range the OS gives outgoing connections (Linux), None when unknown."""
+    try:
+        return int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _can_bind(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 def free_port(host: str = LOOPBACK) -> int:
-    """A TCP port free on ``host`` right now (the OS picks it; another process may still take it)."""
+    """A TCP port free on ``host`` right now (another process may still bind it), not one handed out by
+    this process before.
+
+    Picked at random between :data:`LISTEN_PORTS_FROM` and the OS's range for outgoing connections
+    where there is room: a port of that range (what binding port 0 gives) can become the local port of
+    any outgoing connection on the machine before the server it was picked for binds it, which then
+    fails with "Address already in use"."""
+    low = _ephemeral_low()
+    if low is not None and low - LISTEN_PORTS_FROM >= 1000:
+        for _ in range(200):
+            port = random.randrange(LISTEN_PORTS_FROM, low)
+            if port not in _handed_out and _can_bind(host, port):
+                _handed_out.add(port)
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        picked: int = sock.getsockname()[1]
+    _handed_out.add(picked)
+    return picked
 
 
 def port_in_use(port: int, host: str = LOOPBACK) -> bool:
