@@ -873,6 +873,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         sizes = sorted({int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()} | {args.n})
         headline_n, validate_lines = args.n, args.validate_lines
+    from machine import describe, speed  # noqa: PLC0415 (beside this script; tests load this file alone)
+
+    figures = speed()  # before anything else runs
     cli = customlabels()
     rows: list[SizeRow] = []
     with tempfile.TemporaryDirectory(prefix="bench-core-") as tmp:
@@ -901,6 +904,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{os.cpu_count()} CPUs: above the CPU count, wall times measure the share each process got "
         "(the CPU times above do not)."
     )
+    print(f"  {describe(figures)}")
     if args.quick:
         print("  --quick: sizes too small for the targets to mean much; this is a smoke check.")
     report = {
@@ -908,6 +912,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
+            "speed": figures,
         },
         "command": cli,
         "workers_env": os.environ.get("CUSTOMLABELS_WORKERS"),

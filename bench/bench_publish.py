@@ -47,6 +47,8 @@ sys.path.insert(0, str(ROOT))  # the tests' helpers (tests/realparts.py)
 
 import orjson  # noqa: E402
 from bench_core import real_shaped  # noqa: E402
+from botocore.client import BaseClient  # noqa: E402
+from machine import describe, speed  # noqa: E402
 from redis import Redis  # noqa: E402
 from s3store import moto_process  # noqa: E402
 
@@ -211,8 +213,9 @@ class PhaseClock:
         ("changes", publisher_module, "publish_changes"),
         ("changes: S3 writes", Storage, "write_pieces"),
         ("keep", publisher_module, "keep_full"),
-        # Every call to the S3 store (moto's server here): the rest of a publish is the service's own.
-        *(("store", Storage, name) for name in ("write_pieces", "put_bytes", "put_file", "object_etag")),
+        # Every request to the S3 store (moto's server here), boto3's own work on it included (signing,
+        # checksums): the rest of a publish is the service's own, the bytes it assembles for the store too.
+        ("store", BaseClient, "_make_api_call"),
     )
 
     def __init__(self) -> None:
@@ -409,7 +412,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         "publish kept; MiB sent: the most bytes one update uploaded (copied parts cost none). Update phases: "
         "seconds of the median update in each step (changes: S3 writes is the part of changes spent in the "
         "multipart writes, mostly moto's server: it reads the whole source object for every part copy and "
-        "ranged read, and rewrites the whole object on completion; store: every call to the S3 store; "
+        "ranged read, and rewrites the whole object on completion; store: every request to the S3 store, boto3's signing and checksums included; "
         "without the store: the median update less its store seconds; export: the stand-in handing over the tasks, streamed, within the step that reads them). moto's server holds objects in "
         "memory here (MOTO_S3_DEFAULT_KEY_BUFFER_SIZE), not in temporary files. Label "
         "Studio's export is served from memory here (its own cost: bench_sync.py); its tasks are "
@@ -479,6 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
+    figures = speed()  # before anything else runs
     clock = PhaseClock()
     clock.install()
     meter = UploadMeter()
@@ -509,7 +513,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(text)
     RESULTS.parent.mkdir(exist_ok=True)
     load = os.getloadavg()
-    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "load": load}
+    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "load": load, "speed": figures}
+    print(describe(figures))
     RESULTS.write_text(
         json.dumps({"machine": machine, "rows": rows, "changes": args.changes, "shape": args.shape}, indent=1)
         + "\n"
@@ -518,7 +523,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_plot:
         TABLE.write_text(
             f"# Publish time vs dataset size\n\n`.venv/bin/python bench/bench_publish.py` on {machine['cpus']} "
-            f"cores (load average at the end {load[0]:.2f}).\n\n{text}\n\n![plot](publish_growth.png)\n"
+            f"cores (load average at the end {load[0]:.2f}; {describe(figures)}).\n\n{text}\n\n"
+            "![plot](publish_growth.png)\n"
         )
         plot(rows, PLOT)
         print(f"table: {TABLE}\nplot: {PLOT}")

@@ -70,6 +70,7 @@ sys.path.insert(0, str(ROOT))  # the tests' helpers (tests/realparts.py, tests/e
 import hotpath  # noqa: E402 (bench/hotpath.py, beside this file)
 import httpx  # noqa: E402
 import loadgen  # noqa: E402 (bench/loadgen.py, beside this file)
+import machine  # noqa: E402 (bench/machine.py, beside this file)
 import orjson  # noqa: E402
 import psutil  # noqa: E402
 from s3store import moto_process  # noqa: E402
@@ -1445,6 +1446,7 @@ def main(argv: list[str] | None = None) -> int:
     serve_configs = [x.strip() for x in args.serve.split(",") if x.strip()]
     phases = {int(x) for x in args.phases.split(",") if x.strip()}
     _stop_on_sigterm()
+    figures = machine.speed()  # before anything else runs
     started = time.monotonic()
     intake: list[IntakeResult] = []
     latencies: list[LatencyResult] = []
@@ -1515,6 +1517,7 @@ def main(argv: list[str] | None = None) -> int:
         say("stopping everything ...")
     found = checks(intake[0] if intake else None, latencies[-1] if latencies else None, resync)
     print_report(intake, latencies, ways, resync, found)
+    print(f"  {machine.describe(figures)}")
     if args.quick:
         print("  --quick: small projects and short runs; a smoke check, not the targets' conditions.")
     report = {
@@ -1522,6 +1525,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
+            "speed": figures,
         },
         "quick": args.quick,
         "label_studio": {"server": ls_mode, "workers": args.ls_workers},

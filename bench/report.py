@@ -40,6 +40,7 @@ def rows() -> list[tuple[str, str, str, str]]:
                 "PASS" if target["passed"] and not quick else "FAIL" if not target["passed"] else "QUICK"
             )
             out.append((target["target"], target["figure"] + quick, verdict, f"{script} {stamp}"))
+        out.extend(_speed_row(report.get("machine") or {}, f"{script} {stamp}"))
     publish = RESULTS / "publish.json"
     if publish.exists():
         data = json.loads(publish.read_text())
@@ -56,6 +57,7 @@ def rows() -> list[tuple[str, str, str, str]]:
                 f"bench_publish.py {stamp}",
             )
         )
+        out.extend(_speed_row(data.get("machine") or {}, f"bench_publish.py {stamp}"))
     else:
         out.append(
             (
@@ -75,6 +77,18 @@ def rows() -> list[tuple[str, str, str, str]]:
             ("faults: time to converge", "not run: bash scripts/test.sh tests/e2e/faults", "INFO", "tests")
         )
     return out
+
+
+def _speed_row(machine: dict[str, Any], source: str) -> list[tuple[str, str, str, str]]:
+    """The machine's speed in a benchmark's results (bench/machine.py), as an INFO row; none before it."""
+    speed = machine.get("speed")
+    if not speed:
+        return []
+    figure = (
+        f"Python loop {speed['python_loop_s']:.2f} s, memory copy {speed['fresh_copy_gbs']:.2f} GB/s new / "
+        f"{speed['warm_copy_gbs']:.2f} GB/s in use"
+    )
+    return [("machine speed of that run", figure, "INFO", source)]
 
 
 def main() -> int:
