@@ -18,8 +18,9 @@ _COPY_BYTES = 256 << 20
 
 def speed() -> dict[str, Any]:
     """``python_loop_s``: seconds of an empty 10,000,000-step Python loop (the interpreter);
-    ``fresh_copy_gbs``: GB/s copying 256 MiB (beyond any CPU cache) into memory not touched before (page faults included, as
-    when objects are first built); ``warm_copy_gbs``: GB/s copying it again into the same memory."""
+    ``fresh_copy_gbs``: GB/s copying 256 MiB (beyond any CPU cache) into memory not touched before (page
+    faults included, as when objects are first built); ``warm_copy_gbs``: GB/s copying it again into the
+    same memory."""
     started = time.perf_counter()
     for _ in range(_LOOP):
         pass

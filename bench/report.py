@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from machine import describe  # bench/machine.py, beside this script
+
 RESULTS = Path(__file__).resolve().parent / "results"
 SOURCES = (
     ("core.json", "bench_core.py", "converters: ls-to-manifest vs the SDK, manifest-to-ls, validate"),
@@ -82,13 +84,7 @@ def rows() -> list[tuple[str, str, str, str]]:
 def _speed_row(machine: dict[str, Any], source: str) -> list[tuple[str, str, str, str]]:
     """The machine's speed in a benchmark's results (bench/machine.py), as an INFO row; none before it."""
     speed = machine.get("speed")
-    if not speed:
-        return []
-    figure = (
-        f"Python loop {speed['python_loop_s']:.2f} s, memory copy {speed['fresh_copy_gbs']:.2f} GB/s new / "
-        f"{speed['warm_copy_gbs']:.2f} GB/s in use"
-    )
-    return [("machine speed of that run", figure, "INFO", source)]
+    return [("machine of that run", describe(speed), "INFO", source)] if speed else []
 
 
 def main() -> int:
