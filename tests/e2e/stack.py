@@ -365,6 +365,8 @@ def describe(expected: dict[str, bytes], published: dict[str, bytes | None]) -> 
             f"{side}: {len(lost)} lost {lost[:5]}, {len(phantom)} phantom {phantom[:5]}, "
             f"{len(changed)} different {changed[:5]}"
         )
+        for ref in changed[:1]:  # how the first one differs
+            out.append(f"  expected {want[ref][:400]!r}\n  in S3    {have[ref][:400]!r}")
     return "\n".join(out)
 
 
