@@ -17,7 +17,7 @@ declarations.
 | ``CUSTOMLABELS_WEBHOOK_SECRET`` | (required) | shared secret Label Studio sends in ``X-Customlabels-Secret`` (16+ characters) |
 | ``CUSTOMLABELS_DEBOUNCE_SECONDS`` | ``0.25`` | how long a publish waits after the first event it will take, so that a burst is published once (events that came in during the previous publish have waited already and are taken at once) |
 | ``CUSTOMLABELS_RECONCILE_SECONDS`` | ``300`` | period of the reconcile of every project, seconds (1 or more): the tasks whose ``updated_at`` moved, tasks deleted without their webhook, the project's webhook |
-| ``CUSTOMLABELS_FULL_RECONCILE_SECONDS`` | ``86400`` | period of the full reconcile (every task read again, every manifest written), seconds (60 or more); also after Redis was lost, on a label config change and on ``project resync`` |
+| ``CUSTOMLABELS_FULL_RECONCILE_SECONDS`` | ``86400`` | period of the full reconcile (every task read again, every manifest written), seconds (60 or more); also after Redis was lost, on a label config change, on ``project resync`` and once Label Studio is back after a job found it away |
 | ``CUSTOMLABELS_LS_EXPORT_CONCURRENCY`` | ``2`` | Label Studio export requests a worker keeps in flight while it reads a project (1 to 16); more than 2 helps only a Label Studio served by several processes (its Docker image, or the one ``customlabels up`` starts) |
 | ``CUSTOMLABELS_WORKER_NICE`` | ``10`` | CPU priority (nice value) the worker lowers itself to as it starts (0 to 19; 0 leaves it as started): where it shares the machine with Label Studio, the annotators' saves come first and the manifests lag only while the CPU is busy |
 | ``CUSTOMLABELS_MANIFEST_MEMORY_MIB`` | ``128`` | MiB of manifests a worker keeps as it last wrote them, each up to a quarter of this (0: none): a change to a kept manifest fills its uploaded part from memory instead of downloading the unchanged bytes around the change (about 5 MiB a publish) |
@@ -233,7 +233,8 @@ class Settings:
         metadata=_var(
             "CUSTOMLABELS_FULL_RECONCILE_SECONDS",
             "period of the full reconcile (every task read again, every manifest written), seconds (60 or "
-            "more); also after Redis was lost, on a label config change and on ``project resync``",
+            "more); also after Redis was lost, on a label config change, on ``project resync`` and once "
+            "Label Studio is back after a job found it away",
             parser="float",
             low=60.0,
         ),

@@ -37,6 +37,12 @@ class LabelStudioError(ServiceError):
         self.status = status
         self.detail = detail
 
+    @property
+    def away(self) -> bool:
+        """Whether Label Studio was away: not reached, or a 5xx answer (a proxy's 502 when a server
+        process died mid-request among them), when a save may have been cut short."""
+        return self.status is None or self.status >= 500
+
 
 class StorageError(ServiceError):
     """S3 answered with an error or could not be reached (jobs retry these)."""

@@ -6,6 +6,7 @@ import copy
 import json
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 from sync_service.config import Settings
@@ -181,6 +182,20 @@ class MemoryLabelStudio:
 
     def predictions(self, **_: Any) -> Iterator[dict[str, Any]]:
         return iter(())
+
+    def tasks_updated_since(self, project_id: int, since: datetime) -> dict[int, str]:
+        """Id -> ``updated_at`` of the tasks updated after ``since`` (tasks without one count as old)."""
+        return {
+            i: t["updated_at"]
+            for i, t in sorted(self.tasks.items())
+            if t.get("updated_at") and datetime.fromisoformat(t["updated_at"]) > since
+        }
+
+    def project_exists(self, project_id: int) -> bool:
+        return True
+
+    def count_tasks(self, project_id: int, *, above: int | None = None, below: int | None = None) -> int:
+        return sum(1 for i in self.tasks if (above is None or i > above) and (below is None or i < below))
 
     def webhooks(self, project_id: int) -> list[dict[str, Any]]:
         return [dict(h) for h in self.hooks]

@@ -362,6 +362,7 @@ class Publisher:
                     result = self._publish(info, state, batch, force=force)
             except Exception as exc:
                 state.give_back(batch)
+                state.note_if_away(exc)  # the next reconcile reads every task (see reconcile)
                 state.set_status(last_error=f"{type(exc).__name__}: {exc}", last_error_at=now_stamp())
                 raise
             state.settle()

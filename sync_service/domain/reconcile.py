@@ -13,14 +13,20 @@ compared with Label Studio, at a cost that grows with what changed, not with the
 * the project's webhook is checked and repaired (:func:`sync_service.domain.bootstrap.ensure_webhook`).
 
 A full reconcile (every task read, every manifest written) runs instead when asked (``project resync``),
-when no reconcile is recorded (a new project, or Redis was lost), and every
-``CUSTOMLABELS_FULL_RECONCILE_SECONDS``: some bulk actions of Label Studio's change tasks without moving
-their ``updated_at``. A changed label config makes the publish rebuild, as always.
+when no reconcile is recorded (a new project, or Redis was lost), every
+``CUSTOMLABELS_FULL_RECONCILE_SECONDS`` (some bulk actions of Label Studio's change tasks without moving
+their ``updated_at``), and once Label Studio is back after a job of the project found it away (not
+reached, or a 5xx answer): Label Studio writes an annotation's row before it moves its task's
+``updated_at`` (``Annotation.save`` and ``Annotation.delete``, then ``update_task``), each in its own
+commit, and sends the webhook last, so a save cut short in between (the server stopped, a worker
+killed) leaves a change that no webhook reports and no ``updated_at`` shows. A changed label config makes
+the publish rebuild, as always.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -88,10 +94,28 @@ def reconcile(
     marks = state.reconcile_marks()
     due = full or "last" not in marks or "full" not in marks
     due = due or started - marks["full"] >= ctx.settings.full_reconcile_seconds
+    if not due and marks.get("away", -math.inf) >= marks["full"]:
+        log.warning(
+            "project %s: Label Studio was away since the last full reconcile; every task is read again "
+            "(a save cut short leaves a change without its webhook or a new updated_at)",
+            project_id,
+        )
+        due = True
+    try:
+        return _reconcile(ctx, project_id, state, marks, started, due)
+    except Exception as exc:
+        state.note_if_away(exc)
+        raise
+
+
+def _reconcile(
+    ctx: Context, project_id: int, state: ProjectState, marks: dict[str, float], started: float, due: bool
+) -> ReconcileResult:
     result = ReconcileResult(project_id, full=due)
     try:
         result.webhook_repaired = ensure_webhook(ctx.ls, ctx.settings, project_id)[1]
     except LabelStudioError as exc:  # a webhook that cannot be repaired must not stop the sync
+        state.note_if_away(exc)
         log.warning("project %s: the webhook could not be checked: %s", project_id, exc)
     if result.webhook_repaired:
         log.warning("project %s: webhook repaired (%s)", project_id, ", ".join(result.webhook_repaired))

@@ -37,6 +37,7 @@ from redis import Redis
 from redis.typing import EncodableT, FieldT
 
 from sync_service.edges.locks import LockLost, RenewingLock
+from sync_service.errors import LabelStudioError
 
 IMAGE_META_KEY = "cl:imgmeta"
 FINGERPRINT_KEY = "cl:imgprint"  # source-ref -> [ETag, SHA-256, phash, flip hash]
@@ -581,14 +582,21 @@ class ProjectState:
         self.redis.delete(self.k_label_config)
 
     def reconcile_marks(self) -> dict[str, float]:
-        """When the last reconcile (``last``) and the last full one (``full``) began, seconds since the
-        epoch; a mark is missing when none is recorded (a new project, or Redis was lost)."""
+        """When the last reconcile (``last``) and the last full one (``full``) began, and when a job of
+        the project last found Label Studio away (``away``), seconds since the epoch; a mark is missing
+        when none is recorded (a new project, or Redis was lost)."""
         return {_text(k): float(v) for k, v in self.redis.hgetall(self.k_reconcile).items()}
 
     def set_reconcile_marks(self, **marks: float) -> None:
-        """Record when a reconcile began (``last``, ``full``)."""
+        """Record when a reconcile began (``last``, ``full``) or Label Studio was found away (``away``)."""
         mapping: dict[FieldT, EncodableT] = {name: repr(at) for name, at in marks.items()}
         self.redis.hset(self.k_reconcile, mapping=mapping)
+
+    def note_if_away(self, exc: BaseException) -> None:
+        """Record now as ``away`` when ``exc`` says Label Studio was away (see
+        :attr:`LabelStudioError.away`): the project's next reconcile is then a full one."""
+        if isinstance(exc, LabelStudioError) and exc.away:
+            self.set_reconcile_marks(away=time.time())
 
     def set_status(self, **fields: Any) -> None:
         """Set status fields (JSON-encoded values)."""

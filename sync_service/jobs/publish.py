@@ -16,6 +16,7 @@ from sync_service.config import Settings, load_settings
 from sync_service.domain.context import Context, make_context
 from sync_service.domain.reconcile import reconcile
 from sync_service.edges.state import ProjectState
+from sync_service.errors import LabelStudioError
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +98,20 @@ def periodic_reconcile_job(project_id: int) -> dict[str, object]:
 
 def reconcile_all_job() -> list[int]:
     """Job: queue the periodic reconcile of every project of ours; forget projects Label Studio no
-    longer has."""
+    longer has. Label Studio found away makes each project's next reconcile a full one."""
     ctx = context()
     queue = queue_for(ctx.settings, ctx.redis)
     ids = []
-    for info in ctx.projects.scan():
+    ours = list(ctx.projects.scan())
+    for info in ours:
         pid = info.label_studio_project_id
-        if not ctx.ls.project_exists(pid):
+        try:
+            exists = ctx.ls.project_exists(pid)
+        except LabelStudioError as exc:  # away: every project's next reconcile is a full one
+            for other in ours:
+                ProjectState(ctx.redis, other.label_studio_project_id).note_if_away(exc)
+            raise
+        if not exists:
             ProjectState(ctx.redis, pid).forget()
             ctx.projects.forget(pid)
             continue
