@@ -39,9 +39,10 @@ class LabelStudioError(ServiceError):
 
     @property
     def away(self) -> bool:
-        """Whether Label Studio was away: not reached, or a 5xx answer (a proxy's 502 when a server
-        process died mid-request among them), when a save may have been cut short."""
-        return self.status is None or self.status >= 500
+        """Whether Label Studio was away, when a save may have been cut short: not reached, or a proxy's
+        answer for a server that is not there or did not answer in time (502, 503, 504: a process that
+        died or was killed mid-request among them). Label Studio's own 500 is an error, not an absence."""
+        return self.status is None or self.status in (502, 503, 504)
 
 
 class StorageError(ServiceError):

@@ -16,7 +16,7 @@ A full reconcile (every task read, every manifest written) runs instead when ask
 when no reconcile is recorded (a new project, or Redis was lost), every
 ``CUSTOMLABELS_FULL_RECONCILE_SECONDS`` (some bulk actions of Label Studio's change tasks without moving
 their ``updated_at``), and once Label Studio is back after a job of the project found it away (not
-reached, or a 5xx answer): Label Studio writes an annotation's row before it moves its task's
+reached, or a 502, 503 or 504 answer): Label Studio writes an annotation's row before it moves its task's
 ``updated_at`` (``Annotation.save`` and ``Annotation.delete``, then ``update_task``), each in its own
 commit, and sends the webhook last, so a save cut short in between (the server stopped, a worker
 killed) leaves a change that no webhook reports and no ``updated_at`` shows. A changed label config makes

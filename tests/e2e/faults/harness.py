@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from rq import Queue
 from plugin.localstack.label_studio import label_studio_env, start_label_studio
 from plugin.localstack.processes import free_port
 from sync_service.edges.state import ProjectState
+from tests.builders import choices
 from tests.e2e.faults.hookproxy import HookProxy
 from tests.e2e.faults.s3proxy import S3Proxy
 from tests.e2e.faults.stream import ChangeStream
@@ -244,6 +246,52 @@ class PrivateLabelStudio:
 
     def stop(self) -> None:
         self.server.process.stop()
+
+    def cut_short_save(self, project_id: int) -> int:
+        """Leave in the stopped server's database what a save cut short leaves when the process dies
+        between ``Annotation.save``'s row and its task's ``updated_at`` (and the webhook after it): a new
+        annotation, the newest of the project, on the task with the fewest annotations, choosing the
+        other class than the task's newest annotation (so that its manifest line changes), the task's
+        ``updated_at`` and counts as they were. Returns the task's id."""
+        with contextlib.closing(sqlite3.connect(self.data_dir / "label_studio.sqlite3")) as db:
+            db.row_factory = sqlite3.Row
+            source = db.execute(
+                "SELECT * FROM task_completion WHERE project_id = ? ORDER BY id DESC LIMIT 1", (project_id,)
+            ).fetchone()
+            assert source is not None, "the project has no annotation to copy"
+            target = int(
+                db.execute(
+                    "SELECT id FROM task WHERE project_id = ? ORDER BY total_annotations, id LIMIT 1",
+                    (project_id,),
+                ).fetchone()[0]
+            )
+            newest = db.execute(
+                "SELECT result FROM task_completion WHERE task_id = ? AND NOT was_cancelled "
+                "ORDER BY updated_at DESC LIMIT 1",
+                (target,),
+            ).fetchone()
+            label = "outdoor" if newest is not None and '"indoor"' in newest[0] else "indoor"
+            now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")  # as Django keeps it in SQLite
+            row = {
+                **dict(source),
+                "task_id": target,
+                "result": json.dumps([choices(label, rid="cut-short")]),
+                "result_count": 1,
+                "was_cancelled": False,
+                "ground_truth": False,
+                "unique_id": uuid.uuid4().hex,
+                "created_at": now,
+                "updated_at": now,
+                "parent_annotation_id": None,
+                "parent_prediction_id": None,
+            }
+            del row["id"]
+            db.execute(
+                f"INSERT INTO task_completion ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                list(row.values()),
+            )
+            db.commit()
+        return target
 
     def start(self) -> float:
         """Start it again; return the seconds it took to serve."""

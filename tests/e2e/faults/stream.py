@@ -45,6 +45,8 @@ class ChangeStream:
         self.rng = random.Random(seed)
         self.tasks: dict[int, str] = {}  # task id -> image ref
         self.annotations: dict[int, int] = {}  # annotation id -> task id
+        # Task ids left alone; rebound, never changed in place (the thread reads it).
+        self.spared: frozenset[int] = frozenset()
         self.ops: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self._stale = False
@@ -170,8 +172,16 @@ class ChangeStream:
         for task_id, ref in zip(response.json()["task_ids"], refs, strict=True):
             self.tasks[int(task_id)] = ref
 
+    def _open_tasks(self) -> list[int]:
+        return sorted(t for t in self.tasks if t not in self.spared)
+
+    def _open_annotations(self) -> list[int]:
+        return sorted(a for a, t in self.annotations.items() if t not in self.spared)
+
     def _annotate(self) -> None:
-        task_id = self.rng.choice(sorted(self.tasks))
+        if not self._open_tasks():
+            return
+        task_id = self.rng.choice(self._open_tasks())
         response = self._http.post(
             f"/api/tasks/{task_id}/annotations",
             json={"result": self._result(self.tasks[task_id]), "was_cancelled": False, "ground_truth": False},
@@ -182,9 +192,9 @@ class ChangeStream:
         self.annotations[int(response.json()["id"])] = task_id
 
     def _update(self) -> None:
-        if not self.annotations:
+        if not self._open_annotations():
             return self._annotate()
-        annotation_id = self.rng.choice(sorted(self.annotations))
+        annotation_id = self.rng.choice(self._open_annotations())
         ref = self.tasks.get(self.annotations[annotation_id], "")
         response = self._http.patch(f"/api/annotations/{annotation_id}", json={"result": self._result(ref)})
         if response.status_code == 404:
@@ -193,9 +203,9 @@ class ChangeStream:
         return None
 
     def _delete_annotation(self) -> None:
-        if not self.annotations:
+        if not self._open_annotations():
             return self._annotate()
-        annotation_id = self.rng.choice(sorted(self.annotations))
+        annotation_id = self.rng.choice(self._open_annotations())
         response = self._http.delete(f"/api/annotations/{annotation_id}")
         if response.status_code in (204, 404):
             self.annotations.pop(annotation_id, None)
@@ -203,7 +213,9 @@ class ChangeStream:
         return None
 
     def _delete_task(self) -> None:
-        task_id = self.rng.choice(sorted(self.tasks))
+        if not self._open_tasks():
+            return
+        task_id = self.rng.choice(self._open_tasks())
         response = self._http.delete(f"/api/tasks/{task_id}")
         if response.status_code in (204, 404):
             self.tasks.pop(task_id, None)

@@ -3,7 +3,8 @@
 The session's server is shared, so this test runs a Label Studio of its own (a copy of the session's
 database). While it is away the worker's publishes and reconciles fail and are retried; once it is back
 the periodic reconcile (5 s) brings S3 to its state, reading every task once: the save the stop cut short
-may have written an annotation without moving its task's ``updated_at`` or sending its webhook.
+may have written an annotation without moving its task's ``updated_at`` or sending its webhook. The test
+leaves such an annotation in the stopped server's database, so that only that full read finds it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def test_label_studio_away_for_a_minute(
         time.sleep(3)
         stopped, stopped_at = time.monotonic(), time.time()
         private.stop()
+        cut_short = private.cut_short_save(fw.world.project_id)
+        fw.stream.spared = fw.stream.spared | {cut_short}  # a change of the stream's would report that task
         time.sleep(AWAY_SECONDS - (time.monotonic() - stopped))
         restart = private.start()
         away = time.monotonic() - stopped
@@ -53,5 +56,6 @@ def test_label_studio_away_for_a_minute(
             "label_studio_away_60s",
             converge_seconds=after,
             away_seconds=round(away, 1),
+            cut_short_task=cut_short,
             restart_seconds=round(restart, 1),
         )
