@@ -503,20 +503,23 @@ class Storage:
         whole = bool(laid) and start == 0 and end == laid[-1][1] <= self.recent_bytes // 4
         if previous is None and whole and any(isinstance(piece, Copy) for _, _, piece in laid):
             previous = self._read_whole(key, previous_etag)
-        out = bytearray()
+        # Views joined once: the new bytes are copied once, where slicing, appending to a growing buffer
+        # and freezing it copied every byte three times or more (a manifest of megabytes each publish).
+        held = memoryview(previous) if previous is not None else None
+        out: list[bytes | memoryview] = []
         for a, b, piece in laid:
             lo, hi = max(a, start), min(b, end)
             if lo >= hi:
                 continue
             if isinstance(piece, bytes):
-                out += piece[lo - a : hi - a]
-            elif previous is not None:
-                if piece.start + hi - a > len(previous):
+                out.append(memoryview(piece)[lo - a : hi - a])
+            elif held is not None:
+                if piece.start + hi - a > len(held):
                     raise ManifestChanged(f"s3://{self.bucket}/{key} is shorter than its recorded version")
-                out += previous[piece.start + lo - a : piece.start + hi - a]
+                out.append(held[piece.start + lo - a : piece.start + hi - a])
             else:
-                out += self._read_range(key, piece.start + lo - a, piece.start + hi - a, previous_etag)
-        return bytes(out)
+                out.append(self._read_range(key, piece.start + lo - a, piece.start + hi - a, previous_etag))
+        return b"".join(out)
 
     def _read_whole(self, key: str, etag: str) -> bytes:
         """Version ``etag`` of ``key`` (a read conditional on it), kept for the writes that follow."""
