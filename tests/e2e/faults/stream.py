@@ -179,9 +179,10 @@ class ChangeStream:
         return sorted(a for a, t in self.annotations.items() if t not in self.spared)
 
     def _annotate(self) -> None:
-        if not self._open_tasks():
+        open_tasks = self._open_tasks()
+        if not open_tasks:
             return
-        task_id = self.rng.choice(self._open_tasks())
+        task_id = self.rng.choice(open_tasks)
         response = self._http.post(
             f"/api/tasks/{task_id}/annotations",
             json={"result": self._result(self.tasks[task_id]), "was_cancelled": False, "ground_truth": False},
@@ -192,9 +193,10 @@ class ChangeStream:
         self.annotations[int(response.json()["id"])] = task_id
 
     def _update(self) -> None:
-        if not self._open_annotations():
+        open_annotations = self._open_annotations()
+        if not open_annotations:
             return self._annotate()
-        annotation_id = self.rng.choice(self._open_annotations())
+        annotation_id = self.rng.choice(open_annotations)
         ref = self.tasks.get(self.annotations[annotation_id], "")
         response = self._http.patch(f"/api/annotations/{annotation_id}", json={"result": self._result(ref)})
         if response.status_code == 404:
@@ -203,9 +205,10 @@ class ChangeStream:
         return None
 
     def _delete_annotation(self) -> None:
-        if not self._open_annotations():
+        open_annotations = self._open_annotations()
+        if not open_annotations:
             return self._annotate()
-        annotation_id = self.rng.choice(self._open_annotations())
+        annotation_id = self.rng.choice(open_annotations)
         response = self._http.delete(f"/api/annotations/{annotation_id}")
         if response.status_code in (204, 404):
             self.annotations.pop(annotation_id, None)
@@ -213,9 +216,10 @@ class ChangeStream:
         return None
 
     def _delete_task(self) -> None:
-        if not self._open_tasks():
+        open_tasks = self._open_tasks()
+        if not open_tasks:
             return
-        task_id = self.rng.choice(self._open_tasks())
+        task_id = self.rng.choice(open_tasks)
         response = self._http.delete(f"/api/tasks/{task_id}")
         if response.status_code in (204, 404):
             self.tasks.pop(task_id, None)
