@@ -71,6 +71,7 @@ class S3Proxy:
         self.error_after_rate = 0.0
         self.slow_rate = 0.0
         self.slow_seconds = (0.3, 1.5)
+        self._after_owed = False
         self.written: dict[str, list[bytes]] = {}
         self.counts: Counter[str] = Counter()
         self._rng = random.Random(seed)
@@ -84,15 +85,21 @@ class S3Proxy:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def faults(self, *, error: float = 0.0, error_after: float = 0.0, slow: float = 0.0) -> None:
-        """Set the fault rates (0 everywhere: a transparent proxy)."""
+        """Set the fault rates (0 everywhere: a transparent proxy). With ``error_after``, the first write
+        after this call is stored and answered 500 whatever the draw: writes are few while failing jobs
+        back off, and a run must meet that fault to test it."""
         with self._lock:
             self.error_rate, self.error_after_rate, self.slow_rate = error, error_after, slow
+            self._after_owed = error_after > 0
 
     def _draw(self, is_write: bool) -> tuple[str, float]:
         with self._lock:
             roll = self._rng.random()
             slow = self._rng.uniform(*self.slow_seconds) if self._rng.random() < self.slow_rate else 0.0
-            if roll < self.error_rate:
+            if is_write and self._after_owed:
+                fate = "error-after"
+                self._after_owed = False
+            elif roll < self.error_rate:
                 fate = "error"
             elif is_write and roll < self.error_rate + self.error_after_rate:
                 fate = "error-after"
